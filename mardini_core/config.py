@@ -1,0 +1,165 @@
+"""Model configurations as dataclasses, and the presets of the paper's Table 5 plus small CPU ones.
+
+A `MarDiniConfig` is stored inside every checkpoint (as JSON metadata), so it is the single source of
+truth for building a model: `MarDini(config)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+ATTENTION_MODES = ("ST", "T")  # generator frame-mixing attention: spatio-temporal or temporal
+ATTENTION_BACKENDS = ("auto", "sdpa", "xformers", "math")
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """MAR planner: heavy Llama-style transformer at low resolution (Table 5, left half)."""
+
+    depth: int = 8
+    hidden: int = 4096
+    mlp: int = 4096
+    heads: int = 32
+    patch: int = 2  # patch side on the low-resolution latent
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """DM generator: light DiT-style transformer at high resolution (Table 5, right half)."""
+
+    depth: int = 8
+    hidden: int = 1024
+    mlp: int = 4096
+    heads: int = 16
+    patch: int = 2  # patch side on the high-resolution latent
+    attention: str = "T"  # "ST" (spatio-temporal) or "T" (temporal) frame-mixing attention
+
+
+@dataclass(frozen=True)
+class MarDiniConfig:
+    """Everything needed to build a MarDini and to feed it latents."""
+
+    name: str = "custom"
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    latent_channels: int = 16
+    max_frames: int = 17  # the model's window K
+    planner_downscale: int = 2  # the planner sees frames at 1/planner_downscale of the DM's side
+    latent_scale: float = 1.0  # model latent = (vae latent - latent_shift) * latent_scale
+    latent_shift: float = 0.0
+    vae: str = ""  # name of the autoencoder whose latents the model was trained on ("" = unknown)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def replace(self, **changes) -> "MarDiniConfig":
+        """A copy with top-level fields changed; `generator_attention="T"` changes the DM's mode."""
+        if "generator_attention" in changes:
+            mode = changes.pop("generator_attention")
+            changes["generator"] = dataclasses.replace(self.generator, attention=mode)
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> "MarDiniConfig":
+        try:
+            raw = json.loads(text)
+            planner = PlannerConfig(**raw.pop("planner"))
+            generator = GeneratorConfig(**raw.pop("generator"))
+            return MarDiniConfig(planner=planner, generator=generator, **raw)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"unreadable model config ({exc}); the file was not written by MarDini") from exc
+
+
+def _positive_ints(owner: str, obj, names) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{owner}.{name} must be a positive integer, got {value!r}")
+
+
+def validate(cfg: MarDiniConfig) -> None:
+    """Raise ConfigError naming the first inconsistent field (also guards against forged configs)."""
+    _positive_ints("planner", cfg.planner, ("depth", "hidden", "mlp", "heads", "patch"))
+    _positive_ints("generator", cfg.generator, ("depth", "hidden", "mlp", "heads", "patch"))
+    _positive_ints("config", cfg, ("latent_channels", "max_frames", "planner_downscale"))
+    for owner, part in (("planner", cfg.planner), ("generator", cfg.generator)):
+        if part.hidden % part.heads:
+            raise ConfigError(f"{owner}.hidden ({part.hidden}) must be divisible by {owner}.heads ({part.heads})")
+        if (part.hidden // part.heads) % 2:
+            raise ConfigError(f"{owner} head size {part.hidden // part.heads} must be even for rotary embeddings")
+    if cfg.generator.attention not in ATTENTION_MODES:
+        raise ConfigError(f"generator.attention must be one of {ATTENTION_MODES}, got {cfg.generator.attention!r}")
+    if not (isinstance(cfg.latent_scale, (int, float)) and cfg.latent_scale > 0):
+        raise ConfigError(f"latent_scale must be a positive number, got {cfg.latent_scale!r}")
+    if cfg.max_frames > 1024 or cfg.planner.hidden > 65536 or cfg.generator.hidden > 65536:
+        raise ConfigError("config sizes are implausibly large; the file's config looks forged or corrupt")
+
+
+def _paper(name: str, planner_depth: int, planner_mlp: int, attention: str, frames: int) -> MarDiniConfig:
+    return MarDiniConfig(
+        name=name,
+        planner=PlannerConfig(depth=planner_depth, hidden=4096, mlp=planner_mlp, heads=32),
+        generator=GeneratorConfig(depth=8, hidden=1024, mlp=4096, heads=16, attention=attention),
+        latent_channels=16,
+        max_frames=frames,
+    )
+
+
+# Table 5 of the paper: (planner params, generator params) as printed there.
+PAPER_PARAMS = {
+    "S/ST": (1.3e9, 288e6),
+    "L/ST": (3.1e9, 288e6),
+    "S/T": (1.3e9, 288e6),
+    "L/T": (3.1e9, 288e6),
+}
+
+PRESETS: dict[str, MarDiniConfig] = {
+    "S/ST": _paper("S/ST", 8, 4096, "ST", 9),
+    "L/ST": _paper("L/ST", 16, 8192, "ST", 9),
+    "S/T": _paper("S/T", 8, 4096, "T", 17),
+    "L/T": _paper("L/T", 16, 8192, "T", 17),
+    # Small presets for CPU tests and demos, in the 32-channel TAEF2 / FLUX.2 latent space.
+    "tiny/T": MarDiniConfig(
+        name="tiny/T",
+        planner=PlannerConfig(depth=2, hidden=64, mlp=128, heads=2),
+        generator=GeneratorConfig(depth=2, hidden=64, mlp=128, heads=2, attention="T"),
+        latent_channels=32,
+        max_frames=9,
+    ),
+    "tiny/ST": MarDiniConfig(
+        name="tiny/ST",
+        planner=PlannerConfig(depth=2, hidden=64, mlp=128, heads=2),
+        generator=GeneratorConfig(depth=2, hidden=64, mlp=128, heads=2, attention="ST"),
+        latent_channels=32,
+        max_frames=9,
+    ),
+    "small/T": MarDiniConfig(
+        name="small/T",
+        planner=PlannerConfig(depth=4, hidden=256, mlp=768, heads=4),
+        generator=GeneratorConfig(depth=4, hidden=192, mlp=576, heads=3, attention="T"),
+        latent_channels=32,
+        max_frames=9,
+    ),
+    "small/ST": MarDiniConfig(
+        name="small/ST",
+        planner=PlannerConfig(depth=4, hidden=256, mlp=768, heads=4),
+        generator=GeneratorConfig(depth=4, hidden=192, mlp=576, heads=3, attention="ST"),
+        latent_channels=32,
+        max_frames=9,
+    ),
+}
+
+
+def preset(name: str, **changes) -> MarDiniConfig:
+    """The named preset, optionally with top-level fields changed (e.g. latent_channels=32)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**changes) if changes else PRESETS[name]
