@@ -1,0 +1,47 @@
+"""`python -m mardini_core <command>`: one dispatcher, one module per command.
+
+Errors a user can fix (`MarDiniError`) are printed as one line on stderr with exit code 2; the full
+traceback only with `--debug`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import MarDiniError
+
+# command name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+COMMANDS = {
+    "presets": ("mardini_core.commands.presets", "parameter counts of every preset (built on the meta device)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mardini_core",
+        description="MarDini: masked auto-regressive diffusion for video (planner + generator).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except MarDiniError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
