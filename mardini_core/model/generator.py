@@ -1,0 +1,126 @@
+"""DM generator (paper §2.3.1): a light DiT-style transformer at high resolution.
+
+Each block: AdaLN-Zero on the diffusion time of each frame (reference frames are at t = 0, so the
+block also knows which frames are given); spatial self-attention within each frame; frame-mixing
+Identity Attention, temporal (`/T`) or spatio-temporal (`/ST`) — the same weights either way, so a
+stage-1 `/ST` model continues as `/T`; per-frame cross-attention to that frame's planning signal;
+MLP. A learnable unconditional planning token Z_uncond stands in for the plan (classifier-free
+guidance). Output: v-prediction.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from ..config import ATTENTION_MODES, GeneratorConfig, MarDiniConfig
+from ..errors import ConfigError, InputError
+from .attention import FrameGroups
+from .base import FrameTransformer, check_latents
+from .layers import (
+    MLP,
+    SPATIAL,
+    SPATIOTEMPORAL,
+    TEMPORAL,
+    CrossAttention,
+    SelfAttention,
+    TimestepEmbedder,
+    modulate,
+    patchify,
+    unpatchify,
+)
+from .rope import rope_tables
+
+
+class GeneratorBlock(nn.Module):
+    def __init__(self, cfg: GeneratorConfig, context_dim: int):
+        super().__init__()
+        d = cfg.hidden
+        self.ada = nn.Linear(d, 9 * d)  # shift, scale, gate for spatial, mixing and MLP sub-layers
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.spatial = SelfAttention(d, cfg.heads)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mixing = SelfAttention(d, cfg.heads)
+        self.norm_cross = nn.LayerNorm(d, eps=1e-6)
+        self.cross = CrossAttention(d, context_dim, cfg.heads)
+        self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mlp = MLP(d, cfg.mlp)
+
+    def forward(self, x, c, plan, rope, groups, mixing, backend):
+        # x: (B, K, N, D); c: (B, K, D) time embedding per frame; plan: (B, K, M, Dp)
+        s1, sc1, g1, s2, sc2, g2, s3, sc3, g3 = self.ada(F.silu(c))[:, :, None].chunk(9, dim=-1)
+        x = x + g1 * self.spatial(modulate(self.norm1(x), s1, sc1), rope, groups, SPATIAL, backend)
+        x = x + g2 * self.mixing(modulate(self.norm2(x), s2, sc2), rope, groups, mixing, backend)
+        x = x + self.cross(self.norm_cross(x), plan, backend)
+        return x + g3 * self.mlp(modulate(self.norm3(x), s3, sc3))
+
+
+def generator_positions(frames: int, rows: int, cols: int, device: torch.device) -> torch.Tensor:
+    """(frames * rows * cols, 3) integer positions: frame, row, column."""
+    grid = torch.meshgrid(
+        torch.arange(frames, device=device), torch.arange(rows, device=device), torch.arange(cols, device=device),
+        indexing="ij",
+    )
+    return torch.stack(grid, dim=-1).reshape(-1, 3)
+
+
+class Generator(FrameTransformer):
+    def __init__(self, config: MarDiniConfig):
+        super().__init__()
+        cfg = config.generator
+        self.config = config
+        self.attention = cfg.attention
+        out_dim = config.latent_channels * cfg.patch**2
+        self.embed = nn.Linear(out_dim, cfg.hidden)
+        self.time = TimestepEmbedder(cfg.hidden)
+        self.uncond_plan = nn.Parameter(torch.randn(config.planner.hidden) * 0.02)  # Z_uncond
+        self.blocks = nn.ModuleList(GeneratorBlock(cfg, config.planner.hidden) for _ in range(cfg.depth))
+        self.final_ada = nn.Linear(cfg.hidden, 2 * cfg.hidden)
+        self.final_norm = nn.LayerNorm(cfg.hidden, elementwise_affine=False, eps=1e-6)
+        self.final = nn.Linear(cfg.hidden, out_dim)
+        self._zero_init()
+
+    def _zero_init(self) -> None:
+        """AdaLN-Zero (DiT): every residual branch and the output start at zero."""
+        for module in [*(blk.ada for blk in self.blocks), *(blk.cross.proj for blk in self.blocks)]:
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+        for module in (self.final_ada, self.final):
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def set_attention(self, mode: str) -> None:
+        if mode not in ATTENTION_MODES:
+            raise ConfigError(f"generator attention must be one of {ATTENTION_MODES}, got {mode!r}")
+        self.attention = mode
+
+    def uncond_plan_like(self, plan: torch.Tensor) -> torch.Tensor:
+        """Z_uncond broadcast to the shape of a planning signal (B, K, M, Dp)."""
+        return self.uncond_plan.to(plan.dtype).expand_as(plan)
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor):
+        """z_t (B, K, C, H, W), t (B,), plan (B, K, M, Dp) or None, masked (B, K) -> v (B, K, C, H, W)."""
+        p = self.config.generator.patch
+        check_latents(z_t, masked, self.config, p, "generator")
+        b, k = masked.shape
+        if t.shape != (b,):
+            raise InputError(f"diffusion time t must have shape ({b},), got {tuple(t.shape)}")
+        dtype = self.embed.weight.dtype
+        if plan is None:
+            plan = self.uncond_plan.to(dtype).expand(b, k, 1, -1)
+        elif plan.shape[:2] != (b, k) or plan.shape[-1] != self.uncond_plan.shape[0]:
+            raise InputError(f"planning signal of shape {tuple(plan.shape)} does not fit {b} clips of {k} frames")
+        tokens = self.embed(patchify(z_t.to(dtype), p))  # (B, K, Y, X, D)
+        rows, cols = tokens.shape[2:4]
+        t_frames = torch.where(masked, t[:, None].float(), torch.zeros((), device=t.device))  # refs at t = 0
+        c = self.time(t_frames)  # (B, K, D)
+        x = rearrange(tokens, "b k y x d -> b k (y x) d")
+        cfg = self.config.generator
+        rope = rope_tables(generator_positions(k, rows, cols, x.device), cfg.hidden // cfg.heads)
+        mixing = TEMPORAL if self.attention == "T" else SPATIOTEMPORAL
+        x = self.run_blocks(x, c, plan.to(dtype), rope, FrameGroups(masked), mixing, self.backend_for(x.device))
+        shift, scale = self.final_ada(F.silu(c))[:, :, None].chunk(2, dim=-1)
+        out = self.final(modulate(self.final_norm(x), shift, scale))
+        out = rearrange(out, "b k (y x) c -> b k y x c", y=rows)
+        return unpatchify(out, p, self.config.latent_channels)

@@ -1,0 +1,37 @@
+"""MarDini: the planner and the generator under one module, with model-wide switches."""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from ..config import MarDiniConfig
+from .attention import resolve_backend
+from .generator import Generator
+from .planner import Planner
+
+
+class MarDini(nn.Module):
+    def __init__(self, config: MarDiniConfig):
+        super().__init__()
+        self.config = config
+        self.planner = Planner(config)
+        self.generator = Generator(config)
+
+    def set_generator_attention(self, mode: str) -> None:
+        """Switch the generator between `/ST` and `/T` (training stage 2); weights are kept."""
+        self.generator.set_attention(mode)
+        self.config = self.config.replace(generator_attention=mode)
+        self.planner.config = self.generator.config = self.config
+
+    def set_attention_backend(self, name: str) -> None:
+        """auto | sdpa | xformers | math; checked now against the model's device, resolved at each call."""
+        device = next(self.parameters()).device
+        resolve_backend(name, device)
+        self.planner.attention_backend = self.generator.attention_backend = name
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.planner.gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, on: bool) -> None:
+        self.planner.gradient_checkpointing = self.generator.gradient_checkpointing = bool(on)
