@@ -1,0 +1,148 @@
+import pytest
+import torch
+
+from mardini_core.config import preset
+from mardini_core.errors import BackendUnavailableError, InputError
+from mardini_core.model import MarDini
+
+
+def inputs(b=2, k=5, c=32, h=8, w=12, down=2):
+    masked = torch.zeros(b, k, dtype=torch.bool)
+    masked[:, 1 : max(2, k - 1)] = True  # first (and last, for k > 2) frames are references
+    return torch.randn(b, k, c, h, w), torch.randn(b, k, c, h // down, w // down), masked
+
+
+@pytest.mark.parametrize("name", ["tiny/T", "tiny/ST"])
+@pytest.mark.parametrize("k,h,w", [(5, 8, 12), (9, 12, 4), (2, 4, 4)])
+def test_non_square_sizes_frame_counts_and_gradients(name, k, h, w):
+    model = MarDini(preset(name))
+    z, z_low, masked = inputs(k=k, h=h, w=w)
+    plan = model.planner(z_low, masked)
+    assert plan.shape == (2, k, (h // 4) * (w // 4), model.config.planner.hidden)
+    v = model.generator(z, torch.rand(2), plan, masked)
+    assert v.shape == z.shape
+    (v - torch.randn_like(v)).square().mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert no_grad == ["generator.uncond_plan"]  # Z_uncond is used only without a plan
+    assert model.generator.final.weight.grad.abs().sum() > 0  # the zero-initialised output layer learns
+
+
+def test_generator_gives_gradient_to_planner_after_first_update():
+    model = MarDini(preset("tiny/T"))
+    torch.nn.init.normal_(model.generator.blocks[0].cross.proj.weight, std=0.02)
+    torch.nn.init.normal_(model.generator.final.weight, std=0.02)
+    z, z_low, masked = inputs()
+    v = model.generator(z, torch.rand(2), model.planner(z_low, masked), masked)
+    v.square().mean().backward()
+    assert model.planner.embed.weight.grad.abs().sum() > 0
+
+
+def test_planner_ignores_content_of_masked_frames():
+    model = MarDini(preset("tiny/T")).eval()
+    _, z_low, masked = inputs()
+    plan = model.planner(z_low, masked)
+    z_low2 = z_low.clone()
+    z_low2[masked] = torch.randn_like(z_low2[masked])
+    assert torch.equal(model.planner(z_low2, masked), plan)
+
+
+def test_reference_frames_unaffected_by_noisy_frames_in_mixing_attention():
+    """With Identity Attention, reference tokens never read masked frames in the frame-mixing layers."""
+    model = MarDini(preset("tiny/T")).eval()
+    for blk in model.generator.blocks:  # make the branches live
+        torch.nn.init.normal_(blk.ada.weight, std=0.05)
+        torch.nn.init.zeros_(blk.cross.proj.weight)  # isolate self-attention paths
+    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
+    z, z_low, masked = inputs()
+    plan = model.planner(z_low, masked)
+    v = model.generator(z, torch.rand(2), plan, masked)
+    z2 = z.clone()
+    z2[masked] = torch.randn_like(z2[masked])
+    v2 = model.generator(z2, torch.rand(2), plan, masked)
+    ref = ~masked
+    torch.testing.assert_close(v2[ref], v[ref])
+    assert not torch.allclose(v2[masked], v[masked])
+
+
+def test_st_to_t_switch_keeps_weights():
+    model = MarDini(preset("tiny/ST"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    z, z_low, masked = inputs()
+    plan = model.planner(z_low, masked)
+    for blk in model.generator.blocks:
+        torch.nn.init.normal_(blk.ada.weight, std=0.05)
+    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    v_st = model.generator(z, torch.full((2,), 0.5), plan, masked)
+    model.set_generator_attention("T")
+    assert model.config.generator.attention == "T" and model.generator.config.generator.attention == "T"
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    v_t = model.generator(z, torch.full((2,), 0.5), plan, masked)
+    assert not torch.allclose(v_st, v_t)  # the attention pattern really changed
+
+
+def test_unconditional_plan_and_cfg_batching():
+    model = MarDini(preset("tiny/T"))
+    z, z_low, masked = inputs()
+    plan = model.planner(z_low, masked)
+    uncond = model.generator.uncond_plan_like(plan)
+    assert uncond.shape == plan.shape
+    for blk in model.generator.blocks:
+        torch.nn.init.normal_(blk.cross.proj.weight, std=0.05)
+    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
+    t = torch.rand(2)
+    torch.testing.assert_close(model.generator(z, t, uncond, masked), model.generator(z, t, None, masked))
+
+
+def test_activation_checkpointing_same_gradients():
+    model = MarDini(preset("tiny/T"))
+    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
+    z, z_low, masked = inputs()
+    t = torch.rand(2)
+
+    def grads():
+        model.zero_grad()
+        model.generator(z, t, model.planner(z_low, masked), masked).square().mean().backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain = grads()
+    model.gradient_checkpointing = True
+    ckpt = grads()
+    for a, b in zip(plain, ckpt):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_runs(dtype):
+    model = MarDini(preset("tiny/T")).to(dtype)
+    z, z_low, masked = inputs()
+    v = model.generator(z, torch.rand(2), model.planner(z_low, masked), masked)
+    assert v.dtype == dtype and torch.isfinite(v.float()).all()
+
+
+def test_bad_inputs_are_clear():
+    model = MarDini(preset("tiny/T"))
+    z, z_low, masked = inputs()
+    with pytest.raises(InputError, match="16 channels but the model expects 32"):
+        model.planner(z_low[:, :, :16], masked)
+    with pytest.raises(InputError, match="exceed the model's window of 9"):
+        model.planner(torch.randn(1, 10, 32, 4, 4), torch.ones(1, 10, dtype=torch.bool))
+    with pytest.raises(InputError, match="multiple of the patch size"):
+        model.generator(z[..., :7], torch.rand(2), None, masked)
+    with pytest.raises(InputError, match="frame mask must be a bool tensor"):
+        model.planner(z_low, masked.float())
+    with pytest.raises(BackendUnavailableError):
+        model.set_attention_backend("xformers")
+
+
+def test_math_backend_matches_sdpa():
+    model = MarDini(preset("tiny/T")).double()
+    for blk in model.generator.blocks:
+        torch.nn.init.normal_(blk.ada.weight, std=0.05)
+    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
+    z, z_low, masked = (x.double() if x.is_floating_point() else x for x in inputs())
+    t = torch.rand(2, dtype=torch.float64)
+    out = model.generator(z, t, model.planner(z_low, masked), masked)
+    model.set_attention_backend("math")
+    torch.testing.assert_close(model.generator(z, t, model.planner(z_low, masked), masked), out)
