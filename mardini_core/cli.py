@@ -14,6 +14,7 @@ from .errors import MarDiniError
 # command name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS = {
     "presets": ("mardini_core.commands.presets", "parameter counts of every preset (built on the meta device)"),
+    "bench": ("mardini_core.commands.bench", "speed and memory table of presets with random weights"),
 }
 
 
