@@ -1,0 +1,152 @@
+// Clickable frame timeline inside the "MarDini Frame Mask" node.
+// It only edits the node's own `pattern` STRING widget (the value saved in workflows and sent to the
+// server); it never adds, removes or reorders the node's inputs. The strip itself is a DOM widget with
+// `serialize: false`, so it leaves no trace in saved workflows.
+import { app } from "../../scripts/app.js";
+import { describePattern, parsePattern, syncedPattern, togglePattern } from "./mardini_timeline_logic.js";
+
+const NODE_NAME = "MarDiniFrameMask"; // nodes/__init__.py mapping key
+const CUSTOM = "custom";
+
+const STYLE = `
+.mardini-timeline { display: flex; flex-direction: column; gap: 4px; font: 11px sans-serif; color: #bbb; }
+.mardini-strip { display: flex; gap: 1px; height: 26px; cursor: pointer; user-select: none; }
+.mardini-cell { flex: 1 1 0; min-width: 0; border-radius: 2px; background: #3a3f4b; display: flex;
+  align-items: center; justify-content: center; overflow: hidden; color: #888; font-size: 9px; }
+.mardini-cell.given { background: #e2a33b; color: #222; }
+.mardini-cell:hover { outline: 1px solid #fff; }
+.mardini-timeline.invalid .mardini-caption { color: #e66; }
+`;
+
+function injectStyle() {
+  if (document.getElementById("mardini-timeline-style")) return;
+  const style = document.createElement("style");
+  style.id = "mardini-timeline-style";
+  style.textContent = STYLE;
+  document.head.appendChild(style);
+}
+
+function widget(node, name) {
+  return node.widgets?.find((w) => w.name === name);
+}
+
+function setWidget(node, name, value) {
+  const w = widget(node, name);
+  if (!w || w.value === value) return;
+  w.value = value;
+  node.setDirtyCanvas?.(true, true);
+}
+
+function render(node, view) {
+  const pattern = String(widget(node, "pattern")?.value ?? "");
+  if (pattern === view.rendered) return;
+  view.rendered = pattern;
+  const frames = parsePattern(pattern) ?? [];
+  view.strip.replaceChildren(
+    ...frames.map((given, i) => {
+      const cell = document.createElement("div");
+      cell.className = given ? "mardini-cell given" : "mardini-cell";
+      cell.dataset.index = String(i);
+      cell.title = `frame ${i}: ${given ? "given (click: generate it)" : "generated (click: give it)"}`;
+      if (frames.length <= 32) cell.textContent = String(i);
+      return cell;
+    }),
+  );
+  view.caption.textContent = describePattern(pattern);
+  view.root.classList.toggle("invalid", parsePattern(pattern) === null);
+}
+
+function controls(node) {
+  return {
+    preset: widget(node, "preset")?.value,
+    frames: widget(node, "frames")?.value,
+    givenFrames: widget(node, "given_frames")?.value,
+    pattern: widget(node, "pattern")?.value ?? "",
+  };
+}
+
+// frames / preset / given_frames changed: the pattern follows them.
+function followControls(node, view) {
+  setWidget(node, "pattern", syncedPattern(controls(node)));
+  render(node, view);
+}
+
+// pattern typed by hand: it becomes a custom pattern and sets the frame count.
+function followPattern(node, view) {
+  const c = controls(node);
+  const frames = parsePattern(c.pattern);
+  if (frames && frames.length > 0 && syncedPattern(c) !== c.pattern.replace(/\s+/g, "")) {
+    setWidget(node, "preset", CUSTOM);
+    setWidget(node, "frames", frames.length);
+  }
+  render(node, view);
+}
+
+function chain(w, after) {
+  if (!w) return;
+  const original = w.callback;
+  w.callback = function (...args) {
+    const result = original?.apply(this, args);
+    after();
+    return result;
+  };
+}
+
+function attachTimeline(node) {
+  injectStyle();
+  const root = document.createElement("div");
+  root.className = "mardini-timeline";
+  const strip = document.createElement("div");
+  strip.className = "mardini-strip";
+  const caption = document.createElement("div");
+  caption.className = "mardini-caption";
+  root.append(strip, caption);
+  const view = { root, strip, caption, rendered: null };
+
+  strip.addEventListener("pointerdown", (event) => {
+    const index = Number(event.target?.dataset?.index);
+    if (!Number.isInteger(index)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    setWidget(node, "pattern", togglePattern(String(widget(node, "pattern").value), index));
+    setWidget(node, "preset", CUSTOM);
+    render(node, view);
+  });
+
+  node.addDOMWidget("timeline", "mardini_timeline", root, {
+    serialize: false,
+    hideOnZoom: false,
+    getMinHeight: () => 48,
+    getValue: () => undefined,
+    setValue: () => {},
+  });
+
+  for (const name of ["frames", "preset", "given_frames"]) chain(widget(node, name), () => followControls(node, view));
+  chain(widget(node, "pattern"), () => followPattern(node, view));
+  return view;
+}
+
+app.registerExtension({
+  name: "MarDini.FrameTimeline",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData?.name !== NODE_NAME) return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function (...args) {
+      const result = onNodeCreated?.apply(this, args);
+      this.mardiniTimeline = attachTimeline(this);
+      render(this, this.mardiniTimeline);
+      return result;
+    };
+    // Values restored from a saved workflow, or set by links/undo, arrive without callbacks:
+    // re-render whenever the pattern string differs from what is drawn.
+    const onDrawForeground = nodeType.prototype.onDrawForeground;
+    nodeType.prototype.onDrawForeground = function (...args) {
+      const result = onDrawForeground?.apply(this, args);
+      if (this.mardiniTimeline) render(this, this.mardiniTimeline);
+      return result;
+    };
+  },
+  setup() {
+    console.log("[mardini] setup: frame timeline ready");
+  },
+});

@@ -1,0 +1,72 @@
+"""MarDini Frame Mask: which frames of the clip are given (x) and which are generated (.).
+
+The preset list and its patterns must agree with js/mardini_timeline_logic.js, which draws the
+clickable timeline in this node and rewrites `pattern` as the user clicks (tests/test_nodes_js_sync.py
+checks that both sides build the same patterns).
+"""
+from __future__ import annotations
+
+from mardini_core import masks
+from mardini_core.errors import MaskError
+
+from .types import MARDINI_MASK
+
+CUSTOM = "custom"
+# preset -> (mardini_core.masks task, image position for image-to-video)
+PRESETS = {
+    "image-to-video (first)": ("i2v", "first"),
+    "image-to-video (middle)": ("i2v", "middle"),
+    "image-to-video (last)": ("i2v", "last"),
+    "interpolation": ("interpolate", None),
+    "loop": ("loop", None),
+    "expansion": ("expand", None),
+    CUSTOM: (CUSTOM, None),
+}
+MAX_FRAMES = 1024  # the config validator's ceiling; the model's own window is checked downstream
+
+
+def build_mask(frames: int, preset: str, given_frames: int, pattern: str) -> masks.FrameMask:
+    """The FrameMask the widgets describe (the custom pattern must have `frames` characters)."""
+    if preset not in PRESETS:
+        raise MaskError(f"unknown mask preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    task, position = PRESETS[preset]
+    if task == CUSTOM:
+        mask = masks.from_pattern(pattern)
+        if mask.frames != frames:
+            raise MaskError(
+                f"the custom pattern {mask.pattern!r} has {mask.frames} frames but 'frames' is {frames}; "
+                "make them agree (the timeline does this when you click it)"
+            )
+    else:
+        mask = masks.for_task(task, frames, images=given_frames, position=position or "first")
+    return mask.validate()
+
+
+class MarDiniFrameMask:
+    DESCRIPTION = (
+        "Frame mask of the clip: x = given frame (from your images), . = generated. Click the timeline to "
+        "toggle a frame. Given frames take the input images in order; a loop uses one image at both ends."
+    )
+    CATEGORY = "MarDini"
+    RETURN_TYPES = (MARDINI_MASK, "STRING")
+    RETURN_NAMES = ("mask", "pattern")
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "frames": ("INT", {"default": 9, "min": 2, "max": MAX_FRAMES, "step": 1,
+                                   "tooltip": "Frames in the clip (at most the model's window)."}),
+                "preset": (list(PRESETS), {"default": "image-to-video (first)", "tooltip":
+                    "The task; 'custom' uses the pattern as typed or clicked on the timeline."}),
+                "given_frames": ("INT", {"default": 2, "min": 1, "max": MAX_FRAMES, "step": 1, "tooltip":
+                    "Input images for 'interpolation' (spread evenly, at least 2) and 'expansion' (the first frames)."}),
+                "pattern": ("STRING", {"default": "x........", "multiline": False, "tooltip":
+                    "x = given, . = generated; used as typed when preset is 'custom', else kept equal to the preset."}),
+            }
+        }
+
+    def build(self, frames, preset, given_frames, pattern):
+        mask = build_mask(frames, preset, given_frames, pattern)
+        return (mask, mask.pattern)

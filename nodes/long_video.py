@@ -1,0 +1,84 @@
+"""MarDini Long Video: hierarchical auto-regressive generation past the model's window, in one node.
+
+The schedule of model calls (mardini_core.hierarchical.plan_windows) is a pure function of the request;
+it comes out as text so users see which windows ran, and it is printed to the console before running.
+"""
+from __future__ import annotations
+
+import torch
+
+from mardini_core.errors import InputError
+from mardini_core.hierarchical import plan_windows, run_plan
+from mardini_core.pipeline import images_from_hwc
+
+from . import comfy_bridge
+from .comfy_vae import ComfyVAE
+from .sampler import sampling_inputs
+from .types import MARDINI_MODEL
+
+MODES = ("slow motion", "expansion", "loop")
+
+
+def input_positions(mode: str, images: int, frames: int) -> list[int]:
+    """Where the input images sit among the output frames (a loop adds image 0 one period later)."""
+    if mode == "slow motion":
+        if images < 2:
+            raise InputError("slow motion needs at least 2 images (first and last frame); use expansion for one image")
+        return [round(i * (frames - 1) / (images - 1)) for i in range(images)]
+    if mode == "expansion":
+        return list(range(images))
+    return [round(i * frames / images) for i in range(images)] + [frames]
+
+
+class MarDiniLongVideo:
+    DESCRIPTION = (
+        "Clips longer than the model's window, one model call per window (paper, Appendix F.1). "
+        "slow motion: the images spread evenly over `frames` and everything between generated "
+        "(e.g. 4 images -> 128 frames); expansion: the images are the first frames and the video continues; "
+        "loop: the images spread over one period that closes on the first image."
+    )
+    CATEGORY = "MarDini"
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("frames", "plan")
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MARDINI_MODEL,),
+                "vae": ("VAE",),
+                "images": ("IMAGE", {"tooltip": "The given frames, in time order."}),
+                "mode": (list(MODES), {"default": "slow motion", "tooltip":
+                    "slow motion: images spread over the video; expansion: images first; loop: closes on the first image."}),
+                "frames": ("INT", {"default": 128, "min": 2, "max": 4096, "tooltip": "Frames in the output video."}),
+                "overlap": ("INT", {"default": 0, "min": 0, "max": 1024, "tooltip":
+                    "Known frames each expansion window continues from; 0 = a quarter of the model's window."}),
+                **sampling_inputs(guidance_default=1.0),
+            }
+        }
+
+    def generate(self, model, vae, images, mode, frames, overlap, steps, guidance, seed, eta):
+        net, config = model.model, model.config
+        if images.dim() != 4 or images.shape[0] == 0:
+            raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
+        pixels = images_from_hwc(images[..., :3])
+        positions = input_positions(mode, pixels.shape[0], frames)
+        if mode == "loop":
+            pixels = torch.cat([pixels, pixels[:1]])
+        total = positions[-1] + 1 if mode == "loop" else frames
+        schedule = plan_windows(total, positions, config.max_frames, overlap or None)
+        print(f"[MarDini] long video plan:\n{schedule.describe()}")
+        adapter = ComfyVAE(vae, config.latent_channels, config.vae)
+        report = comfy_bridge.step_reporter(len(schedule) * steps)
+        window = [0]
+        net.planner.to(model.device)
+        video = run_plan(
+            schedule, net, adapter, pixels, seed=seed, steps=steps, guidance=guidance, eta=eta,
+            on_window=lambda i, w: window.__setitem__(0, i),
+            callback=lambda step, total_steps, x0: report(window[0] * steps + step),
+        )
+        if model.offload_planner:
+            net.planner.to(torch.device("cpu"))
+        out = video[:frames].movedim(1, -1).to(comfy_bridge.output_device())
+        return (out, schedule.describe())

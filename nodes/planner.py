@@ -1,0 +1,30 @@
+"""MarDini Planner: runs the heavy MAR planner once for the clip (low resolution)."""
+from __future__ import annotations
+
+import torch
+
+from mardini_core.pipeline import arrange, plan
+
+from .checks import same_mask
+from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_MODEL, MARDINI_PLAN, Plan
+
+
+class MarDiniPlanner:
+    DESCRIPTION = "Runs the MAR planner once over the clip; its planning signal guides every sampler step."
+    CATEGORY = "MarDini"
+    RETURN_TYPES = (MARDINI_PLAN,)
+    RETURN_NAMES = ("plan",)
+    FUNCTION = "plan"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": (MARDINI_MODEL,), "latents": (MARDINI_LATENTS,), "mask": (MARDINI_MASK,)}}
+
+    def plan(self, model, latents, mask):
+        same_mask(latents.mask, mask, "encoded latents")
+        mask.validate(model.config.max_frames)
+        model.model.planner.to(model.device)
+        signal = plan(model.model, arrange(mask, latents.low), mask.to_tensor())
+        if model.offload_planner:
+            model.model.planner.to(torch.device("cpu"))
+        return (Plan(signal=signal, mask=mask),)

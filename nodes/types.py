@@ -1,0 +1,39 @@
+"""What flows along the links between MarDini nodes.
+
+The type names are stored in users' workflows: never rename them. Core ComfyUI types are used where
+they fit: VAE, IMAGE, LATENT, STRING.
+
+LATENT layout of a MarDini clip: frames are the batch dimension, `samples` is [K, C, H, W] in the
+VAE's own latent layout (so core VAEDecode decodes it to K images), and `noise_mask` is [K, 1, H, W]
+with 0 on given frames and 1 on generated ones (core's convention for frames a sampler must keep).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mardini_core.masks import FrameMask
+
+MARDINI_MODEL = "MARDINI_MODEL"
+MARDINI_MASK = "MARDINI_MASK"
+MARDINI_LATENTS = "MARDINI_LATENTS"
+MARDINI_PLAN = "MARDINI_PLAN"
+
+
+@dataclass(frozen=True)
+class EncodedFrames:
+    """MARDINI_LATENTS: the given images' model-space latents, one row per mask source image."""
+
+    high: torch.Tensor  # (S, C, H, W) for the generator
+    low: torch.Tensor  # (S, C, h, w) for the planner (frames downscaled by config.planner_downscale)
+    mask: FrameMask
+    packed: bool  # the VAE packs 2x2 latent patches into channels (see nodes/comfy_vae.py)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """MARDINI_PLAN: the planner's signal for one clip, computed once and reused at every DM step."""
+
+    signal: torch.Tensor  # (1, K, N_low, D_planner)
+    mask: FrameMask

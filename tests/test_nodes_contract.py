@@ -1,0 +1,121 @@
+"""The node pack's public contract: node ids, widget names/order/types/defaults/ranges, outputs.
+
+Users' saved workflows store node ids and widget values by position, so any change here breaks them:
+a failing test means "add a new node or an optional input instead", not "update the snapshot".
+"""
+import pytest
+
+from comfy_fakes import load_pack
+
+PACK = load_pack()
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+SAMPLING = [
+    ("steps", "INT", {"default": 25, "min": 1, "max": 1000}),
+    ("guidance", "FLOAT", {"default": 2.5, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01}),
+    ("seed", "INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True}),
+    ("eta", "FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+]
+MASK_PRESETS = ["image-to-video (first)", "image-to-video (middle)", "image-to-video (last)",
+                "interpolation", "loop", "expansion", "custom"]
+
+CONTRACT = {
+    "MarDiniModelLoader": {
+        "display": "Load MarDini Model",
+        "inputs": [
+            ("model", ["(embedded default)"], {}),  # first entry fixed; checkpoint files follow
+            ("dtype", ["auto", "bf16", "fp16", "fp32"], {"default": "auto"}),
+            ("attention", ["auto", "sdpa", "xformers"], {"default": "auto"}),
+            ("planner_after_run", ["gpu", "cpu"], {"default": "gpu"}),
+        ],
+        "returns": [("MARDINI_MODEL", "model")],
+    },
+    "MarDiniFrameMask": {
+        "display": "MarDini Frame Mask",
+        "inputs": [
+            ("frames", "INT", {"default": 9, "min": 2, "max": 1024, "step": 1}),
+            ("preset", MASK_PRESETS, {"default": "image-to-video (first)"}),
+            ("given_frames", "INT", {"default": 2, "min": 1, "max": 1024, "step": 1}),
+            ("pattern", "STRING", {"default": "x........", "multiline": False}),
+        ],
+        "returns": [("MARDINI_MASK", "mask"), ("STRING", "pattern")],
+    },
+    "MarDiniVAEEncode": {
+        "display": "MarDini VAE Encode",
+        "inputs": [("model", "MARDINI_MODEL", {}), ("vae", "VAE", {}), ("images", "IMAGE", {}), ("mask", "MARDINI_MASK", {})],
+        "returns": [("MARDINI_LATENTS", "latents")],
+    },
+    "MarDiniPlanner": {
+        "display": "MarDini Planner",
+        "inputs": [("model", "MARDINI_MODEL", {}), ("latents", "MARDINI_LATENTS", {}), ("mask", "MARDINI_MASK", {})],
+        "returns": [("MARDINI_PLAN", "plan")],
+    },
+    "MarDiniSampler": {
+        "display": "MarDini Sampler",
+        "inputs": [("model", "MARDINI_MODEL", {}), ("plan", "MARDINI_PLAN", {}), ("latents", "MARDINI_LATENTS", {}),
+                   ("mask", "MARDINI_MASK", {}), *SAMPLING],
+        "returns": [("LATENT", "latent")],
+    },
+    "MarDiniFrameAssembler": {
+        "display": "MarDini Frame Assembler",
+        "inputs": [("vae", "VAE", {}), ("latent", "LATENT", {}), ("images", "IMAGE", {}), ("mask", "MARDINI_MASK", {})],
+        "returns": [("IMAGE", "frames")],
+    },
+    "MarDiniLongVideo": {
+        "display": "MarDini Long Video",
+        "inputs": [
+            ("model", "MARDINI_MODEL", {}), ("vae", "VAE", {}), ("images", "IMAGE", {}),
+            ("mode", ["slow motion", "expansion", "loop"], {"default": "slow motion"}),
+            ("frames", "INT", {"default": 128, "min": 2, "max": 4096}),
+            ("overlap", "INT", {"default": 0, "min": 0, "max": 1024}),
+            SAMPLING[0], ("guidance", "FLOAT", {**SAMPLING[1][2], "default": 1.0}), SAMPLING[2], SAMPLING[3],
+        ],
+        "returns": [("IMAGE", "frames"), ("STRING", "plan")],
+    },
+}
+
+
+def describe(cls, node_id):
+    spec = cls.INPUT_TYPES()
+    assert set(spec) == {"required"}, "new inputs must be optional and appended, never required"
+    inputs = []
+    for name, entry in spec["required"].items():
+        kind, options = entry[0], dict(entry[1]) if len(entry) > 1 else {}
+        options.pop("tooltip", None)
+        if node_id == "MarDiniModelLoader" and name == "model":
+            kind = kind[:1]
+        inputs.append((name, kind, options))
+    return inputs
+
+
+def test_node_ids_are_exactly_the_contract():
+    assert list(PACK.NODE_CLASS_MAPPINGS) == list(CONTRACT)
+    assert PACK.NODE_DISPLAY_NAME_MAPPINGS == {k: v["display"] for k, v in CONTRACT.items()}
+    assert PACK.WEB_DIRECTORY == "./js"
+
+
+@pytest.mark.parametrize("node_id", list(CONTRACT))
+def test_node_contract(node_id):
+    cls, want = PACK.NODE_CLASS_MAPPINGS[node_id], CONTRACT[node_id]
+    assert describe(cls, node_id) == want["inputs"]
+    assert list(zip(cls.RETURN_TYPES, cls.RETURN_NAMES)) == want["returns"]
+    assert cls.CATEGORY == "MarDini"
+    assert callable(getattr(cls, cls.FUNCTION))
+    assert cls.DESCRIPTION
+
+
+@pytest.mark.parametrize("node_id", list(CONTRACT))
+def test_every_widget_has_a_tooltip_or_is_a_link(node_id):
+    for name, entry in PACK.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"].items():
+        is_widget = isinstance(entry[0], list) or entry[0] in ("INT", "FLOAT", "STRING")
+        if is_widget and name != "seed":
+            assert "tooltip" in entry[1], f"{node_id}.{name} has no tooltip"
+
+
+def test_defaults_fit_their_ranges():
+    for node_id, cls in PACK.NODE_CLASS_MAPPINGS.items():
+        for name, entry in cls.INPUT_TYPES()["required"].items():
+            options = entry[1] if len(entry) > 1 else {}
+            if isinstance(entry[0], list) and "default" in options:
+                assert options["default"] in entry[0], (node_id, name)
+            if "min" in options:
+                assert options["min"] <= options["default"] <= options["max"], (node_id, name)

@@ -1,0 +1,168 @@
+"""Every node's function runs on the CPU with a tiny random model, ComfyUI fakes and a fake VAE."""
+import os
+
+import pytest
+import torch
+
+from comfy_fakes import load_pack
+from comfy_fakes.fake_vae import FakeVAE
+
+PACK = load_pack()
+N = PACK.NODE_CLASS_MAPPINGS
+
+import comfy.model_management  # noqa: E402  (the fakes, installed by load_pack)
+import comfy.utils  # noqa: E402
+import folder_paths  # noqa: E402
+from mardini_core.checkpoint import save_checkpoint  # noqa: E402
+from mardini_core.config import preset  # noqa: E402
+from mardini_core.errors import CheckpointError, InputError, MaskError  # noqa: E402
+from mardini_core.model import MarDini  # noqa: E402
+
+CHECKPOINT = "tiny-test.safetensors"
+
+
+@pytest.fixture(scope="module")
+def model():
+    folder = os.path.join(folder_paths.models_dir, "mardini")
+    os.makedirs(folder, exist_ok=True)
+    torch.manual_seed(0)
+    save_checkpoint(os.path.join(folder, CHECKPOINT), MarDini(preset("tiny/T")))
+    return N["MarDiniModelLoader"]().load(CHECKPOINT, "auto", "auto", "cpu")[0]
+
+
+def mask_of(frames, preset_name, given=2, pattern=""):
+    return N["MarDiniFrameMask"]().build(frames, preset_name, given, pattern)[0]
+
+
+def run_clip(model, vae, images, mask, steps=2, guidance=2.5, seed=0):
+    latents = N["MarDiniVAEEncode"]().encode(model, vae, images, mask)[0]
+    plan = N["MarDiniPlanner"]().plan(model, latents, mask)[0]
+    latent = N["MarDiniSampler"]().sample(model, plan, latents, mask, steps, guidance, seed, 0.0)[0]
+    return latents, latent, N["MarDiniFrameAssembler"]().assemble(vae, latent, images, mask)[0]
+
+
+def test_loader_lists_checkpoints_and_registers_the_folder(model):
+    choices = N["MarDiniModelLoader"].INPUT_TYPES()["required"]["model"][0]
+    assert choices[0] == "(embedded default)" and CHECKPOINT in choices
+    assert folder_paths.folder_names_and_paths["mardini"][0][0] == os.path.join(folder_paths.models_dir, "mardini")
+    assert model.config.name == "tiny/T" and model.dtype == torch.float32 and model.offload_planner
+
+
+def test_loader_missing_file_says_no_weights_were_released():
+    with pytest.raises(CheckpointError, match="released no MarDini weights"):
+        N["MarDiniModelLoader"]().load("nope.safetensors", "auto", "auto", "gpu")
+
+
+def test_embedded_default_loads_or_explains():
+    try:
+        loaded = N["MarDiniModelLoader"]().load("(embedded default)", "fp32", "sdpa", "gpu")[0]
+    except CheckpointError as exc:
+        assert "released no MarDini weights" in str(exc)
+    else:
+        assert loaded.model.config.max_frames >= 2
+
+
+@pytest.mark.parametrize("preset_name,given,pattern", [
+    ("image-to-video (first)", 1, "x........"),
+    ("image-to-video (middle)", 1, "....x...."),
+    ("image-to-video (last)", 1, "........x"),
+    ("interpolation", 3, "x...x...x"),
+    ("loop", 1, "x.......x"),
+    ("expansion", 3, "xxx......"),
+    ("custom", 1, "x..x....x"),
+])
+def test_frame_mask_presets(preset_name, given, pattern):
+    mask, text = N["MarDiniFrameMask"]().build(9, preset_name, given, pattern if preset_name == "custom" else "ignored")
+    assert text == mask.pattern == pattern
+    assert mask.sources == ((0, 0) if preset_name == "loop" else tuple(range(mask.images_needed)))
+
+
+@pytest.mark.parametrize("args,match", [
+    ((9, "custom", 1, "x..x"), "has 4 frames but 'frames' is 9"),
+    ((9, "custom", 1, "x..?....."), "invalid characters"),
+    ((9, "custom", 1, "xxxxxxxxx"), "no frame to generate"),
+    ((9, "expansion", 9, ""), "expansion needs between 1 and 8"),
+])
+def test_frame_mask_errors(args, match):
+    with pytest.raises(MaskError, match=match):
+        N["MarDiniFrameMask"]().build(*args)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["32ch", "flux2-packed-128ch"])
+def test_clip_end_to_end(model, packed):
+    vae, mask = FakeVAE(32, packed=packed), mask_of(9, "interpolation")
+    images = torch.rand(2, 64, 96, 3)
+    comfy.utils.UPDATES.clear()
+    latents, latent, frames = run_clip(model, vae, images, mask, steps=3)
+    assert latents.high.shape == (2, 32, 8, 12) and latents.low.shape == (2, 32, 4, 6)
+    native = (9, 128, 4, 6) if packed else (9, 32, 8, 12)
+    assert latent["samples"].shape == native
+    assert latent["noise_mask"].shape == (9, 1, *native[-2:])
+    assert latent["noise_mask"][:, 0, 0, 0].tolist() == [0, 1, 1, 1, 1, 1, 1, 1, 0]
+    assert [u[:2] for u in comfy.utils.UPDATES] == [(1, 3), (2, 3), (3, 3)]
+    assert frames.shape == (9, 64, 96, 3) and torch.isfinite(frames).all()
+    assert torch.equal(frames[0], images[0]) and torch.equal(frames[8], images[1]), "given frames pasted back exactly"
+
+
+def test_sampler_is_seeded(model):
+    vae, mask, images = FakeVAE(32), mask_of(5, "image-to-video (first)"), torch.rand(1, 32, 32, 3)
+    a = run_clip(model, vae, images, mask, seed=7)[1]["samples"]
+    b = run_clip(model, vae, images, mask, seed=7)[1]["samples"]
+    c = run_clip(model, vae, images, mask, seed=8)[1]["samples"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_loop_takes_one_image(model):
+    frames = run_clip(model, FakeVAE(32), torch.rand(1, 32, 32, 3), mask_of(5, "loop"))[2]
+    assert torch.equal(frames[0], frames[4])
+
+
+def test_cancel_stops_the_sampler_with_comfys_exception(model):
+    vae, mask = FakeVAE(32), mask_of(5, "image-to-video (first)")
+    latents = N["MarDiniVAEEncode"]().encode(model, vae, torch.rand(1, 32, 32, 3), mask)[0]
+    plan = N["MarDiniPlanner"]().plan(model, latents, mask)[0]
+    comfy.model_management.interrupt_current_processing(True)
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        N["MarDiniSampler"]().sample(model, plan, latents, mask, 5, 1.0, 0, 0.0)
+    assert not comfy.model_management.interrupt_processing
+
+
+def test_encode_errors_name_the_fix(model):
+    enc, mask = N["MarDiniVAEEncode"](), mask_of(9, "interpolation")
+    with pytest.raises(InputError, match="takes 2 input image"):
+        enc.encode(model, FakeVAE(32), torch.rand(3, 64, 64, 3), mask)
+    with pytest.raises(InputError, match="16-channel latents but this MarDini model expects 32"):
+        enc.encode(model, FakeVAE(16), torch.rand(2, 64, 64, 3), mask)
+    with pytest.raises(InputError, match="multiple of 32"):
+        enc.encode(model, FakeVAE(32), torch.rand(2, 48, 64, 3), mask)
+
+
+def test_nodes_refuse_mixed_masks(model):
+    vae, first, last = FakeVAE(32), mask_of(5, "image-to-video (first)"), mask_of(5, "image-to-video (last)")
+    latents = N["MarDiniVAEEncode"]().encode(model, vae, torch.rand(1, 32, 32, 3), first)[0]
+    with pytest.raises(MaskError, match="connect the same MarDini Frame Mask"):
+        N["MarDiniPlanner"]().plan(model, latents, last)
+
+
+def test_mask_longer_than_the_window_points_to_long_video(model):
+    with pytest.raises(MaskError, match="hierarchical"):
+        N["MarDiniVAEEncode"]().encode(model, FakeVAE(32), torch.rand(1, 32, 32, 3), mask_of(12, "image-to-video (first)"))
+
+
+@pytest.mark.parametrize("mode,count,frames", [("slow motion", 3, 20), ("expansion", 2, 14), ("loop", 1, 12)])
+def test_long_video(model, mode, count, frames):
+    images = torch.rand(count, 32, 32, 3)
+    comfy.utils.UPDATES.clear()
+    video, plan = N["MarDiniLongVideo"]().generate(model, FakeVAE(32, packed=True), images, mode, frames, 0, 2, 1.0, 0, 0.0)
+    assert video.shape == (frames, 32, 32, 3) and torch.isfinite(video).all()
+    assert "model call(s)" in plan
+    calls = int(plan.split(":")[1].split()[0])
+    assert comfy.utils.UPDATES[-1][:2] == (calls * 2, calls * 2)
+    assert torch.equal(video[0], images[0])
+    if mode == "slow motion":
+        assert torch.equal(video[-1], images[-1])
+
+
+def test_long_video_slow_motion_needs_two_images(model):
+    with pytest.raises(InputError, match="at least 2 images"):
+        N["MarDiniLongVideo"]().generate(model, FakeVAE(32), torch.rand(1, 32, 32, 3), "slow motion", 20, 0, 1, 1.0, 0, 0.0)
