@@ -1,0 +1,166 @@
+"""One window of generation: encode the given frames, plan once, sample, decode, paste references back.
+
+The VAE is any object with `latent_channels`, `downscale`, `encode(images (N,3,H,W) in [0,1]) ->
+raw latents (N,C,H/d,W/d)` and `decode(raw latents) -> images in [0,1]`. The encode step itself takes
+any callable, so a host application's own VAE (ComfyUI's takes [B,H,W,C]) can be wrapped in a lambda.
+Latents handed to the model are model-space: `(raw - config.latent_shift) * config.latent_scale`.
+The planner sees the frames downscaled by `config.planner_downscale` (box filter) and encoded again.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from .config import MarDiniConfig
+from .errors import InputError
+from .masks import FrameMask
+from .sampler import StepCallback, ddim_sample
+
+Encoder = Callable[[torch.Tensor], torch.Tensor]  # images (N, 3, H, W) in [0, 1] -> raw latents (N, C, h, w)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A generated window: pixels with the given frames pasted back exactly, and model-space latents."""
+
+    frames: torch.Tensor  # (K, 3, H, W) float in [0, 1]
+    latents: torch.Tensor  # (K, C, H/d, W/d) model-space
+    mask: FrameMask
+
+
+def size_multiple(config: MarDiniConfig, downscale: int = 8) -> int:
+    """Pixel height and width must be multiples of this: patches at both the DM's and the planner's scale."""
+    high = downscale * config.generator.patch
+    low = downscale * config.planner_downscale * config.planner.patch
+    return math.lcm(high, low)
+
+
+def check_images(images: torch.Tensor, multiple: int) -> None:
+    """Raise InputError naming the fix for images the model cannot take. images: (N, 3, H, W)."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise InputError(f"images must have shape (frames, 3, height, width) with RGB channels, got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise InputError("no input images; give at least one reference image")
+    if not torch.isfinite(images).all():
+        raise InputError("input images contain NaN or infinite values; check the image files or the upstream node")
+    h, w = images.shape[-2:]
+    if h % multiple or w % multiple or h == 0 or w == 0:
+        fit_h, fit_w = max(multiple, h // multiple * multiple), max(multiple, w // multiple * multiple)
+        raise InputError(
+            f"image size {w}x{h} must be a multiple of {multiple} on both sides for this model; "
+            f"crop or resize to e.g. {fit_w}x{fit_h}"
+        )
+
+
+def to_model_space(raw: torch.Tensor, config: MarDiniConfig) -> torch.Tensor:
+    return (raw.float() - config.latent_shift) * config.latent_scale
+
+
+def from_model_space(z: torch.Tensor, config: MarDiniConfig) -> torch.Tensor:
+    return z / config.latent_scale + config.latent_shift
+
+
+def encode_frames(encode: Encoder, images: torch.Tensor, config: MarDiniConfig, downscale: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """images (N, 3, H, W) in [0, 1] -> model-space latents (high (N, C, H/d, W/d), low (N, C, h, w))."""
+    return encode_scaled(encode, images, config, downscale, 1), encode_scaled(encode, images, config, downscale, config.planner_downscale)
+
+
+def encode_scaled(encode: Encoder, images: torch.Tensor, config: MarDiniConfig, downscale: int, factor: int) -> torch.Tensor:
+    """Model-space latents of the images shrunk by `factor` (box filter; 1 = the DM's, planner_downscale = the planner's)."""
+    check_images(images, size_multiple(config, downscale))
+    images = images.float()
+    if factor > 1:
+        images = F.interpolate(images, scale_factor=1 / factor, mode="area")
+    z = encode(images)
+    expected = (images.shape[0], config.latent_channels, images.shape[2] // downscale, images.shape[3] // downscale)
+    if tuple(z.shape) != expected:
+        raise InputError(
+            f"the VAE returned latents of shape {tuple(z.shape)} for images of {tuple(images.shape)}, expected {expected}; "
+            f"use the VAE the model was trained with ({config.vae or 'see its config'})"
+        )
+    return to_model_space(z, config)
+
+
+def decode_frames(vae, latents: torch.Tensor, config: MarDiniConfig) -> torch.Tensor:
+    """Model-space latents (N, C, h, w) -> images (N, 3, H, W) clamped to [0, 1]."""
+    return vae.decode(from_model_space(latents, config)).float().clamp(0, 1)
+
+
+def arrange(mask: FrameMask, given: torch.Tensor) -> torch.Tensor:
+    """Per-source tensors (S, ...) -> a clip (1, K, ...) with each given frame in place, zeros elsewhere."""
+    if given.shape[0] < mask.images_needed:
+        raise InputError(f"mask {mask.pattern} needs {mask.images_needed} input images, got {given.shape[0]}")
+    clip = given.new_zeros((mask.frames, *given.shape[1:]))
+    clip[list(mask.given_indices)] = given[list(mask.sources)]
+    return clip[None]
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def plan(model, low: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """The planner's signal for a clip, computed once per window. low (B, K, C, h, w) -> (B, K, N, D)."""
+    return model.planner(low.to(model_device(model)), masked.to(model_device(model)))
+
+
+def sample(
+    model,
+    high: torch.Tensor,
+    masked: torch.Tensor,
+    signal: torch.Tensor | None,
+    *,
+    steps: int = 25,
+    guidance: float = 1.0,
+    eta: float = 0.0,
+    seed: int = 0,
+    callback: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """The DM's DDIM steps for a planned clip. high (B, K, C, H, W) model-space -> same shape."""
+    device = model_device(model)
+    return ddim_sample(
+        model, high.to(device), masked.to(device), signal,
+        steps=steps, guidance=guidance, eta=eta, generator=torch.Generator().manual_seed(seed),
+        callback=callback, should_stop=should_stop,
+    )
+
+
+def generate_latents(model, mask: FrameMask, high: torch.Tensor, low: torch.Tensor, **sampling) -> torch.Tensor:
+    """Plan once and sample one window from the given frames' latents (S, C, ...) -> (K, C, H, W)."""
+    mask.validate(model.config.max_frames)
+    masked = mask.to_tensor()
+    signal = plan(model, arrange(mask, low), masked)
+    return sample(model, arrange(mask, high), masked, signal, **sampling)[0]
+
+
+def generate(model, vae, images: torch.Tensor, mask: FrameMask, **sampling) -> Generation:
+    """A whole window: images (S, 3, H, W) in [0, 1], one per mask source -> the clip of mask.frames.
+
+    `sampling`: steps, guidance, eta, seed, callback, should_stop (see `sample`).
+    """
+    config = model.config
+    if vae.latent_channels != config.latent_channels:
+        raise InputError(
+            f"the VAE makes {vae.latent_channels}-channel latents but the model expects {config.latent_channels}; "
+            f"load the VAE the model was trained with ({config.vae or 'see its config'})"
+        )
+    mask.validate(config.max_frames)
+    if images.shape[0] != mask.images_needed:
+        raise InputError(f"mask {mask.pattern} takes {mask.images_needed} input images, got {images.shape[0]}")
+    high, low = encode_frames(vae.encode, images, config, vae.downscale)
+    latents = generate_latents(model, mask, high, low, **sampling)
+    frames = decode_frames(vae, latents, config).cpu()
+    frames[list(mask.given_indices)] = images.float().cpu()[list(mask.sources)]
+    return Generation(frames=frames, latents=latents.cpu(), mask=mask)
+
+
+def images_from_hwc(images) -> torch.Tensor:
+    """(N, H, W, 3) arrays or tensors (readers, ComfyUI IMAGE) -> (N, 3, H, W) float tensor."""
+    return rearrange(torch.as_tensor(images).float(), "n h w c -> n c h w")
