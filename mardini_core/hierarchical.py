@@ -1,0 +1,187 @@
+"""Hierarchical auto-regressive generation (paper Appendix F.1): clips longer than the model's window.
+
+The schedule of model calls is a pure function of the request, so it can be printed before anything
+runs. Known frames (the inputs, then everything generated so far) are filled in levels:
+
+1. gaps between known frames: a gap that fits one window is interpolated in one call (neighbouring
+   small gaps share a window); a wider gap first gets a window of evenly strided keyframes with its
+   two ends given, and the new keyframes split it into smaller gaps for the next level (so 4 images
+   become 128 slow-motion frames through keyframes, then interpolation between neighbours);
+2. frames after the last / before the first known frame: overlapping contiguous windows, each
+   continuing from `overlap` known frames (video expansion, forwards then backwards).
+
+Every window asks the model for at most its window of frames and gives it at least one frame; the
+planner runs once per window. A loop is the gap between an image and itself one period later.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .errors import InputError, MaskError
+from .masks import FrameMask
+from .pipeline import decode_frames, encode_frames, encode_scaled, generate_latents
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model call: the global frame indices it covers and which of them are already known."""
+
+    frames: tuple[int, ...]  # global frame indices, increasing (strided for keyframe windows)
+    given: tuple[int, ...]  # the subset of `frames` known before this call
+    level: int
+    kind: str  # "interpolate", "keyframes", "extend forward", "extend backward"
+
+    @property
+    def mask(self) -> FrameMask:
+        known = set(self.given)
+        return FrameMask(tuple(f in known for f in self.frames))
+
+    @property
+    def generated(self) -> tuple[int, ...]:
+        known = set(self.given)
+        return tuple(f for f in self.frames if f not in known)
+
+    def __str__(self) -> str:
+        span = f"frames {self.frames[0]}..{self.frames[-1]}"
+        steps = {b - a for a, b in zip(self.frames, self.frames[1:])}
+        if steps != {1}:
+            span += f" every ~{(self.frames[-1] - self.frames[0]) / (len(self.frames) - 1):.1f}"
+        return f"level {self.level} {self.kind:<15} {span:<28} {self.mask.pattern}"
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """The whole schedule: `total` output frames, the input positions, and the windows in run order."""
+
+    total: int
+    inputs: tuple[int, ...]
+    window: int
+    windows: tuple[Window, ...]
+
+    def __iter__(self):
+        return iter(self.windows)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index):
+        return self.windows[index]
+
+    def describe(self) -> str:
+        head = (
+            f"{self.total} frames from {len(self.inputs)} given at {list(self.inputs)}, "
+            f"window {self.window}: {len(self.windows)} model call(s)"
+        )
+        return "\n".join([head, *(f"  {i + 1:>3}. {w}" for i, w in enumerate(self.windows))])
+
+    __str__ = describe
+
+
+def plan_windows(total: int, inputs: Sequence[int], window: int, overlap: int | None = None) -> WindowPlan:
+    """Schedule windows that generate frames 0..total-1 from known frames at `inputs` positions.
+
+    `overlap`: known frames each expansion window continues from (default a quarter of the window).
+    """
+    overlap = max(1, window // 4) if overlap is None else overlap
+    if window < 3:
+        raise MaskError(f"hierarchical generation needs a model window of at least 3 frames, got {window}")
+    if not 1 <= overlap < window:
+        raise MaskError(f"overlap must be between 1 and {window - 1} frames for a window of {window}, got {overlap}")
+    known = sorted(set(inputs))
+    if not known:
+        raise MaskError("hierarchical generation needs at least one given frame")
+    if known[0] < 0 or known[-1] >= total:
+        raise MaskError(f"given frame positions {known} must lie within 0..{total - 1}")
+    if len(known) == total:
+        raise MaskError(f"all {total} frames are given; there is nothing to generate")
+    windows: list[Window] = []
+    level = 0
+    while True:
+        batch = _gap_windows(known, window, level)
+        if not batch:
+            break
+        windows += batch
+        known = sorted(set(known).union(*(w.frames for w in batch)))
+        level += 1
+    for forward in (True, False):
+        while (known[-1] < total - 1) if forward else (known[0] > 0):
+            w = _extension_window(known, total, window, overlap, forward, level)
+            windows.append(w)
+            known = sorted(set(known).union(w.frames))
+            level += 1
+    return WindowPlan(total=total, inputs=tuple(sorted(set(inputs))), window=window, windows=tuple(windows))
+
+
+def _gap_windows(known: list[int], window: int, level: int) -> list[Window]:
+    """One level of gap filling: contiguous windows over nearby known frames, strided ones over wide gaps."""
+    windows, i = [], 0
+    while i < len(known) - 1:
+        start, j = known[i], i
+        while j + 1 < len(known) and known[j + 1] - start + 1 <= window:
+            j += 1
+        if j > i:
+            end = known[j]
+            if end - start > j - i:  # some frame between start and end is unknown
+                windows.append(Window(tuple(range(start, end + 1)), tuple(known[i : j + 1]), level, "interpolate"))
+            i = j
+        else:  # the next known frame is further than one window: strided keyframes across the gap
+            end = known[i + 1]
+            frames = tuple(start + round(n * (end - start) / (window - 1)) for n in range(window))
+            windows.append(Window(frames, (start, end), level, "keyframes"))
+            i += 1
+    return windows
+
+
+def _extension_window(known: list[int], total: int, window: int, overlap: int, forward: bool, level: int) -> Window:
+    """The next contiguous window past the last (or before the first) known frame, with `overlap` context."""
+    if forward:
+        start = max(0, min(known[-1] + 1 - overlap, total - window))
+        frames = tuple(range(start, min(total, start + window)))
+    else:
+        end = min(total - 1, max(known[0] - 1 + overlap, window - 1))
+        frames = tuple(range(max(0, end - window + 1), end + 1))
+    given = tuple(f for f in frames if f in set(known))
+    return Window(frames, given, level, "extend forward" if forward else "extend backward")
+
+
+def run_plan(
+    schedule: WindowPlan,
+    model,
+    vae,
+    images: torch.Tensor,
+    *,
+    seed: int = 0,
+    on_window: Callable[[int, Window], None] | None = None,
+    **sampling,
+) -> torch.Tensor:
+    """Execute a plan: images (len(inputs), 3, H, W) for the input positions -> (total, 3, H, W).
+
+    Known frames keep their high-resolution latents exactly (no VAE round trip); the planner's
+    low-resolution latents of generated frames are encoded from their decoded pixels. Window i is
+    seeded with seed + i. `sampling`: steps, guidance, eta, callback, should_stop.
+    """
+    config = model.config
+    if images.shape[0] != len(schedule.inputs):
+        raise InputError(f"the plan places {len(schedule.inputs)} input images but {images.shape[0]} were given")
+    if any(len(w.frames) > config.max_frames for w in schedule):
+        raise MaskError(f"the plan's window of {schedule.window} frames exceeds the model's {config.max_frames}")
+    high, low = encode_frames(vae.encode, images, config, vae.downscale)
+    frames = {p: images[n].float().cpu() for n, p in enumerate(schedule.inputs)}  # global index -> (3, H, W)
+    highs = {p: high[n] for n, p in enumerate(schedule.inputs)}  # -> (C, H/d, W/d) model-space
+    lows = {p: low[n] for n, p in enumerate(schedule.inputs)}
+    for i, w in enumerate(schedule):
+        if on_window is not None:
+            on_window(i, w)
+        z_high = torch.stack([highs[p] for p in w.given])
+        z_low = torch.stack([lows[p] for p in w.given])
+        latents = generate_latents(model, w.mask, z_high, z_low, seed=seed + i, **sampling)  # (K, C, H, W)
+        new = [n for n, p in enumerate(w.frames) if p not in frames]
+        pixels = decode_frames(vae, latents[new], config).cpu()
+        new_low = encode_scaled(vae.encode, pixels, config, vae.downscale, config.planner_downscale)
+        for m, n in enumerate(new):
+            p = w.frames[n]
+            frames[p], highs[p], lows[p] = pixels[m], latents[n], new_low[m]
+    return torch.stack([frames[p] for p in range(schedule.total)])
