@@ -146,3 +146,42 @@ def test_math_backend_matches_sdpa():
     out = model.generator(z, t, model.planner(z_low, masked), masked)
     model.set_attention_backend("math")
     torch.testing.assert_close(model.generator(z, t, model.planner(z_low, masked), masked), out)
+
+
+def _live_generator(name):
+    model = MarDini(preset(name)).double().eval()
+    for blk in model.generator.blocks:
+        torch.nn.init.normal_(blk.ada.weight, std=0.05)
+        torch.nn.init.normal_(blk.cross.proj.weight, std=0.05)
+    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
+    return model
+
+
+@pytest.mark.parametrize("name", ["tiny/T", "tiny/ST"])
+@pytest.mark.parametrize("given", [[0], [0, 6], [2, 3, 4]])
+def test_reference_cache_matches_full_computation(name, given):
+    model = _live_generator(name)
+    k = 7
+    masked = torch.ones(2, k, dtype=torch.bool)
+    masked[:, given] = False
+    z = torch.randn(2, k, 32, 8, 12, dtype=torch.float64)
+    plan = model.planner(torch.randn(2, k, 32, 4, 6, dtype=torch.float64), masked)
+    plan = torch.cat([plan[:1], model.generator.uncond_plan_like(plan[1:])])  # CFG halves: cond + uncond
+    cache = model.generator.reference_cache(z, plan, masked)
+    assert torch.equal(cache.masked_frames, masked[0].nonzero().flatten())
+    assert len(cache.layers) == model.config.generator.depth
+    for t in (0.9, 0.3):  # the same cache serves every step
+        tt = torch.full((2,), t, dtype=torch.float64)
+        full = model.generator(z, tt, plan, masked)
+        fast = model.generator(z, tt, plan, masked, references=cache)
+        torch.testing.assert_close(fast[masked], full[masked], rtol=1e-9, atol=1e-9)
+        assert torch.equal(fast[~masked], torch.zeros_like(fast[~masked]))
+
+
+def test_reference_cache_edge_cases():
+    model = _live_generator("tiny/T")
+    z = torch.randn(2, 5, 32, 8, 8, dtype=torch.float64)
+    assert model.generator.reference_cache(z, None, torch.ones(2, 5, dtype=torch.bool)) is None
+    mixed = torch.tensor([[False, True, True, True, True], [True, True, False, True, True]])
+    with pytest.raises(InputError, match="one frame mask shared"):
+        model.generator.reference_cache(z, None, mixed)

@@ -82,6 +82,20 @@ class FrameGroups:
             self.groups.append((None if whole else batch_idx.to(device), frames.to(device)))
 
 
+def frame_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, temporal: bool, backend: str) -> torch.Tensor:
+    """Queries of some frames attend to the tokens of other (or all) frames.
+
+    q: (B, Kq, N, H, D); k, v: (B, Kk, N, H, D) -> (B, Kq, N, H, D). temporal=True: each query sees
+    the Kk tokens at its own spatial position; otherwise all Kk * N tokens. Key order is irrelevant
+    (positions are already rotated into q and k).
+    """
+    if temporal:
+        o = attention(*(rearrange(x, "b k n h d -> (b n) h k d") for x in (q, k, v)), backend)
+        return rearrange(o, "(b n) h k d -> b k n h d", b=q.shape[0])
+    o = attention(*(rearrange(x, "b k n h d -> b h (k n) d") for x in (q, k, v)), backend)
+    return rearrange(o, "b h (k n) d -> b k n h d", n=q.shape[2])
+
+
 def identity_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -99,24 +113,7 @@ def identity_attention(
     out = v.clone()  # reference queries: identity projection
     for batch_idx, frames in groups.groups:
         qb, kb, vb = (q, k, v) if batch_idx is None else (q[batch_idx], k[batch_idx], v[batch_idx])
-        qm = qb[:, frames]  # (b, Km, N, H, D)
-        if temporal:
-            o = attention(
-                rearrange(qm, "b k n h d -> (b n) h k d"),
-                rearrange(kb, "b k n h d -> (b n) h k d"),
-                rearrange(vb, "b k n h d -> (b n) h k d"),
-                backend,
-            )
-            o = rearrange(o, "(b n) h k d -> b k n h d", b=qb.shape[0])
-        else:
-            n = qb.shape[2]
-            o = attention(
-                rearrange(qm, "b k n h d -> b h (k n) d"),
-                rearrange(kb, "b k n h d -> b h (k n) d"),
-                rearrange(vb, "b k n h d -> b h (k n) d"),
-                backend,
-            )
-            o = rearrange(o, "b h (k n) d -> b k n h d", n=n)
+        o = frame_attention(qb[:, frames], kb, vb, temporal=temporal, backend=backend)
         if batch_idx is None:
             out[:, frames] = o
         else:

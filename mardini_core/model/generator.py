@@ -25,6 +25,7 @@ from .layers import (
     TEMPORAL,
     CrossAttention,
     SelfAttention,
+    ReferenceKV,
     TimestepEmbedder,
     modulate,
     patchify,
@@ -47,21 +48,19 @@ class GeneratorBlock(nn.Module):
         self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.mlp = MLP(d, cfg.mlp)
 
-    def forward(self, x, c, plan, rope, groups, mixing, backend):
+    def forward(self, x, c, plan, rope, groups, mixing, backend, references=None):
         # x: (B, K, N, D); c: (B, K, D) time embedding per frame; plan: (B, K, M, Dp)
         s1, sc1, g1, s2, sc2, g2, s3, sc3, g3 = self.ada(F.silu(c))[:, :, None].chunk(9, dim=-1)
         x = x + g1 * self.spatial(modulate(self.norm1(x), s1, sc1), rope, groups, SPATIAL, backend)
-        x = x + g2 * self.mixing(modulate(self.norm2(x), s2, sc2), rope, groups, mixing, backend)
+        x = x + g2 * self.mixing(modulate(self.norm2(x), s2, sc2), rope, groups, mixing, backend, references)
         x = x + self.cross(self.norm_cross(x), plan, backend)
         return x + g3 * self.mlp(modulate(self.norm3(x), s3, sc3))
 
 
-def generator_positions(frames: int, rows: int, cols: int, device: torch.device) -> torch.Tensor:
-    """(frames * rows * cols, 3) integer positions: frame, row, column."""
-    grid = torch.meshgrid(
-        torch.arange(frames, device=device), torch.arange(rows, device=device), torch.arange(cols, device=device),
-        indexing="ij",
-    )
+def generator_positions(frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """(len(frames) * rows * cols, 3) integer positions: frame index, row, column."""
+    device = frames.device
+    grid = torch.meshgrid(frames, torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij")
     return torch.stack(grid, dim=-1).reshape(-1, 3)
 
 
@@ -99,28 +98,73 @@ class Generator(FrameTransformer):
         """Z_uncond broadcast to the shape of a planning signal (B, K, M, Dp)."""
         return self.uncond_plan.to(plan.dtype).expand_as(plan)
 
-    def forward(self, z_t: torch.Tensor, t: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor):
-        """z_t (B, K, C, H, W), t (B,), plan (B, K, M, Dp) or None, masked (B, K) -> v (B, K, C, H, W)."""
-        p = self.config.generator.patch
-        check_latents(z_t, masked, self.config, p, "generator")
+    def _check(self, z: torch.Tensor, t: torch.Tensor | None, plan: torch.Tensor | None, masked: torch.Tensor):
+        """Validate inputs; returns the plan in the weights' dtype (Z_uncond when plan is None)."""
+        check_latents(z, masked, self.config, self.config.generator.patch, "generator")
         b, k = masked.shape
-        if t.shape != (b,):
+        if t is not None and t.shape != (b,):
             raise InputError(f"diffusion time t must have shape ({b},), got {tuple(t.shape)}")
         dtype = self.embed.weight.dtype
         if plan is None:
-            plan = self.uncond_plan.to(dtype).expand(b, k, 1, -1)
-        elif plan.shape[:2] != (b, k) or plan.shape[-1] != self.uncond_plan.shape[0]:
+            return self.uncond_plan.to(dtype).expand(b, k, 1, -1)
+        if plan.shape[:2] != (b, k) or plan.shape[-1] != self.uncond_plan.shape[0]:
             raise InputError(f"planning signal of shape {tuple(plan.shape)} does not fit {b} clips of {k} frames")
-        tokens = self.embed(patchify(z_t.to(dtype), p))  # (B, K, Y, X, D)
-        rows, cols = tokens.shape[2:4]
-        t_frames = torch.where(masked, t[:, None].float(), torch.zeros((), device=t.device))  # refs at t = 0
-        c = self.time(t_frames)  # (B, K, D)
-        x = rearrange(tokens, "b k y x d -> b k (y x) d")
+        return plan.to(dtype)
+
+    def _blocks(self, z, t_frames, plan, frames, groups, references):
+        """Embed the given frames (indices `frames` of the clip), run every block -> (x, c, rows)."""
         cfg = self.config.generator
-        rope = rope_tables(generator_positions(k, rows, cols, x.device), cfg.hidden // cfg.heads)
+        tokens = self.embed(patchify(z.to(self.embed.weight.dtype), cfg.patch))  # (B, Kf, Y, X, D)
+        rows, cols = tokens.shape[2:4]
+        c = self.time(t_frames)  # (B, Kf, D)
+        x = rearrange(tokens, "b k y x d -> b k (y x) d")
+        rope = rope_tables(generator_positions(frames, rows, cols), cfg.hidden // cfg.heads)
         mixing = TEMPORAL if self.attention == "T" else SPATIOTEMPORAL
-        x = self.run_blocks(x, c, plan.to(dtype), rope, FrameGroups(masked), mixing, self.backend_for(x.device))
+        x = self.run_blocks(x, c, plan, rope, groups, mixing, self.backend_for(x.device), references)
+        return x, c, rows
+
+    def forward(self, z_t, t, plan, masked, references: ReferenceKV | None = None):
+        """z_t (B, K, C, H, W), t (B,), plan (B, K, M, Dp) or None, masked (B, K) -> v (B, K, C, H, W).
+
+        With `references` from `reference_cache`, only the masked frames are computed (the v of
+        reference frames is then returned as zeros; samplers never use it).
+        """
+        plan = self._check(z_t, t, plan, masked)
+        b, k = masked.shape
+        if references is None:
+            frames = torch.arange(k, device=z_t.device)
+            t_frames = torch.where(masked, t[:, None].float(), torch.zeros((), device=t.device))  # refs at t = 0
+            x, c, rows = self._blocks(z_t, t_frames, plan, frames, FrameGroups(masked), None)
+            return self._output(x, c, rows)
+        frames = references.masked_frames
+        t_frames = t[:, None].float().expand(b, len(frames))
+        x, c, rows = self._blocks(z_t[:, frames], t_frames, plan[:, frames], frames, None, references.replay())
+        out = torch.zeros(z_t.shape, dtype=x.dtype, device=x.device)
+        out[:, frames] = self._output(x, c, rows)
+        return out
+
+    def _output(self, x: torch.Tensor, c: torch.Tensor, rows: int) -> torch.Tensor:
         shift, scale = self.final_ada(F.silu(c))[:, :, None].chunk(2, dim=-1)
         out = self.final(modulate(self.final_norm(x), shift, scale))
         out = rearrange(out, "b k (y x) c -> b k y x c", y=rows)
-        return unpatchify(out, p, self.config.latent_channels)
+        return unpatchify(out, self.config.generator.patch, self.config.latent_channels)
+
+    @torch.no_grad()
+    def reference_cache(self, reference: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor) -> ReferenceKV | None:
+        """Run the reference frames once and keep every layer's frame-mixing keys and values.
+
+        Reference frames sit at t = 0, attend only within themselves and to their own plan, so their
+        states are the same at every diffusion step: later steps compute the masked frames alone.
+        Needs one mask shared by the batch (as in sampling, CFG halves included); None when there is
+        nothing to cache (no reference frame).
+        """
+        plan = self._check(reference, None, plan, masked)
+        if (masked != masked[:1]).any():
+            raise InputError("reference caching needs one frame mask shared by the whole batch")
+        ref_frames = (~masked[0]).nonzero().flatten()
+        if len(ref_frames) == 0:
+            return None
+        cache = ReferenceKV(masked[0].nonzero().flatten())
+        t0 = torch.zeros(masked.shape[0], len(ref_frames), device=reference.device)
+        self._blocks(reference[:, ref_frames], t0, plan[:, ref_frames], ref_frames, None, cache)
+        return cache

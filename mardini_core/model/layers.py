@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .attention import FrameGroups, attention, identity_attention
+from .attention import FrameGroups, attention, frame_attention, identity_attention
 from .rope import apply_rope
 
 SPATIAL, TEMPORAL, SPATIOTEMPORAL = "spatial", "temporal", "spatiotemporal"
@@ -32,22 +32,61 @@ class SelfAttention(nn.Module):
         self.k_norm = nn.LayerNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
+    def project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
+        """x (B, K, N, D) -> q, k, v each (B, K, N, H, Dh), q and k normalised and rotated."""
+        k_frames = x.shape[1]
+        q, k, v = rearrange(self.qkv(x), "b k n (three h d) -> three b (k n) h d", three=3, h=self.heads).unbind(0)
+        q, k = apply_rope(self.q_norm(q), *rope), apply_rope(self.k_norm(k), *rope)
+        return (rearrange(t, "b (k n) h d -> b k n h d", k=k_frames) for t in (q, k, v))
+
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], groups: FrameGroups, pattern: str, backend: str
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        groups: FrameGroups | None,
+        pattern: str,
+        backend: str,
+        references: ReferenceKV | None = None,
     ) -> torch.Tensor:
-        b, k, n, _ = x.shape
-        qkv = rearrange(self.qkv(x), "b k n (three h d) -> three b (k n) h d", three=3, h=self.heads)
-        q, kk, v = qkv.unbind(0)  # each (B, K*N, H, Dh)
-        q = apply_rope(self.q_norm(q), *rope)
-        kk = apply_rope(self.k_norm(kk), *rope)
+        """`references`: when set, every frame of x is a masked frame and the reference frames' keys and
+        values come from the cache (frame-mixing patterns only); when recording, they are appended to it."""
+        q, k, v = self.project(x, rope)
         if pattern == SPATIAL:
-            q, kk, v = (rearrange(t, "b (k n) h d -> (b k) h n d", k=k) for t in (q, kk, v))
-            out = rearrange(attention(q, kk, v, backend), "(b k) h n d -> b k n (h d)", b=b)
+            q, k, v = (rearrange(t, "b k n h d -> (b k) h n d") for t in (q, k, v))
+            out = rearrange(attention(q, k, v, backend), "(b k) h n d -> b k n (h d)", b=x.shape[0])
+            return self.proj(out)
+        temporal = pattern == TEMPORAL
+        if references is not None and references.recording:
+            references.append(k, v)
+            out = v  # reference frames only: Identity Attention is the identity
+        elif references is not None:
+            ref_k, ref_v = references.next()
+            out = frame_attention(q, torch.cat([ref_k, k], 1), torch.cat([ref_v, v], 1), temporal=temporal, backend=backend)
         else:
-            q, kk, v = (rearrange(t, "b (k n) h d -> b k n h d", k=k) for t in (q, kk, v))
-            out = identity_attention(q, kk, v, groups, temporal=pattern == TEMPORAL, backend=backend)
-            out = rearrange(out, "b k n h d -> b k n (h d)")
-        return self.proj(out)
+            out = identity_attention(q, k, v, groups, temporal=temporal, backend=backend)
+        return self.proj(rearrange(out, "b k n h d -> b k n (h d)"))
+
+
+class ReferenceKV:
+    """Per-layer keys and values of the reference frames, recorded once and replayed at every step."""
+
+    def __init__(self, masked_frames: torch.Tensor) -> None:
+        self.masked_frames = masked_frames  # (Km,) frame indices the cached steps compute
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.recording = True
+        self._cursor = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.layers.append((k, v))
+
+    def replay(self) -> "ReferenceKV":
+        self.recording, self._cursor = False, 0
+        return self
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        kv = self.layers[self._cursor]
+        self._cursor += 1
+        return kv
 
 
 class CrossAttention(nn.Module):
