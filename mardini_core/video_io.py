@@ -1,0 +1,239 @@
+"""Reading images and videos as float RGB arrays, writing clips as .mp4, .gif or a folder of PNGs.
+
+Arrays are (N, H, W, 3) float32 RGB in [0, 1] (ComfyUI's IMAGE layout). OpenCV does the codecs; the
+GIF writer is our own (palette + LZW), since OpenCV builds before 4.11 cannot write GIF and PIL is
+not a dependency. Outputs are written to a temporary name and renamed, and an existing output is
+replaced only with `overwrite=True`.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+MP4_CODECS = ("avc1", "mp4v")  # H.264 where the OpenCV build has an encoder (plays in browsers), else MPEG-4
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """One image file -> (H, W, 3) float32 RGB in [0, 1] (alpha dropped, grey expanded, 16-bit kept)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image {path} does not exist; check the path")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(f"cannot read {path} as an image; use PNG or JPG")
+    return _to_rgb_float(image)
+
+
+def read_images(paths) -> np.ndarray:
+    """Several image files of one size -> (N, H, W, 3)."""
+    images = [read_image(p) for p in paths]
+    sizes = {im.shape[:2] for im in images}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{Path(p).name} {im.shape[1]}x{im.shape[0]}" for p, im in zip(paths, images))
+        raise InputError(f"input images differ in size ({listed}); resize them to one size or pass --size WxH")
+    return np.stack(images)
+
+
+def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """A video file -> ((N, H, W, 3) frames, frames per second); at most `max_frames` from the start."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video {path} does not exist; check the path")
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while max_frames is None or len(frames) < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(_to_rgb_float(frame))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    finally:
+        capture.release()
+    if not frames:
+        raise InputError(f"cannot read any frame from {path}; use a video OpenCV can decode (e.g. .mp4 with H.264 or MPEG-4)")
+    return np.stack(frames), fps
+
+
+def _to_rgb_float(image: np.ndarray) -> np.ndarray:
+    scale = float(np.iinfo(image.dtype).max) if np.issubdtype(image.dtype, np.integer) else 1.0
+    if image.ndim == 2:
+        image = image[:, :, None].repeat(3, axis=2)
+    return (image[:, :, 2::-1].astype(np.float32) / scale).clip(0, 1)  # BGR(A) -> RGB
+
+
+def resize_and_crop(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale (N, H, W, 3) to cover width x height keeping the aspect ratio, then crop the centre."""
+    n, h, w, _ = frames.shape
+    scale = max(width / w, height / h)
+    sw, sh = max(width, round(w * scale)), max(height, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    top, left = (sh - height) // 2, (sw - width) // 2
+    out = [cv2.resize(f, (sw, sh), interpolation=interp)[top : top + height, left : left + width] for f in frames]
+    return np.stack(out).clip(0, 1)
+
+
+def write_frames(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, overwrite: bool = False) -> Path:
+    """Write (N, H, W, 3) floats in [0, 1] as `.mp4`, `.gif`, or PNG frames in a folder (no suffix)."""
+    path = Path(path)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise InputError(f"frames to write must have shape (frames, height, width, 3), got {frames.shape}")
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".gif", ""):
+        raise InputError(f"cannot write {path.name}: use an .mp4 or .gif file name, or a folder name for PNG frames")
+    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+        raise InputError(f"{path} already exists; choose another output name or pass --overwrite")
+    pixels = (np.asarray(frames, dtype=np.float32).clip(0, 1) * 255 + 0.5).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == "":
+        _write_png_folder(pixels, path)
+    else:
+        writer = _write_mp4 if suffix == ".mp4" else _write_gif
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+        try:
+            writer(pixels, Path(tmp), fps)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path
+
+
+def _write_png_folder(pixels: np.ndarray, folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file; give a folder name for PNG frames, or an .mp4/.gif name")
+    if folder.is_dir():
+        shutil.rmtree(folder)  # only reached with overwrite=True or an empty folder
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(pixels):
+        if not cv2.imwrite(str(folder / f"frame_{i:05d}.png"), frame[:, :, ::-1]):
+            raise InputError(f"could not write PNG frames into {folder}; check the folder's permissions")
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence native stderr (FFmpeg prints a complaint for every encoder it cannot open)."""
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _write_mp4(pixels: np.ndarray, path: Path, fps: float) -> None:
+    n, h, w, _ = pixels.shape
+    for codec in MP4_CODECS:
+        with _quiet_stderr():
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), float(fps), (w, h))
+        if writer.isOpened():
+            break
+    else:
+        raise InputError("this OpenCV build cannot write .mp4 (no avc1 or mp4v encoder); write a .gif or a folder of PNGs")
+    for frame in pixels:
+        writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+    writer.release()
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    if count != n:
+        raise InputError(f"the written .mp4 re-opens with {count} of {n} frames; write a .gif or a folder of PNGs instead")
+
+
+# --- GIF: a fixed 6x7x6 colour cube with ordered dithering, LZW-compressed, looping forever ---
+
+_LEVELS = np.array([6, 7, 6])  # red, green, blue levels: 252 palette entries
+_BAYER = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]) / 16 - 15 / 32
+
+
+def gif_palette() -> np.ndarray:
+    """(256, 3) uint8: the colour cube (index = r * 42 + g * 6 + b), padded with black."""
+    r, g, b = np.meshgrid(*(np.linspace(0, 255, n).round() for n in _LEVELS), indexing="ij")
+    cube = np.stack([r, g, b], axis=-1).reshape(-1, 3)
+    return np.concatenate([cube, np.zeros((256 - len(cube), 3))]).astype(np.uint8)
+
+
+def quantize(pixels: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, H, W) palette indices, with 4x4 ordered dithering."""
+    n, h, w, _ = pixels.shape
+    threshold = np.tile(_BAYER, (h // 4 + 1, w // 4 + 1))[:h, :w, None]  # (H, W, 1)
+    steps = pixels.astype(np.float32) / 255 * (_LEVELS - 1) + threshold
+    q = np.clip(np.round(steps), 0, _LEVELS - 1).astype(np.int32)
+    return (q[..., 0] * 42 + q[..., 1] * 6 + q[..., 2]).astype(np.uint8)
+
+
+def lzw_encode(indices: bytes, min_code_size: int = 8) -> bytes:
+    """GIF-flavoured variable-width LZW of palette indices (codes grow 9..12 bits, clear when full)."""
+    clear, end = 1 << min_code_size, (1 << min_code_size) + 1
+    out, acc, nbits = bytearray(), 0, 0
+    size, next_code, table = min_code_size + 1, end + 1, {}
+
+    def emit(code: int) -> None:
+        nonlocal acc, nbits
+        acc |= code << nbits
+        nbits += size
+        while nbits >= 8:
+            out.append(acc & 0xFF)
+            acc >>= 8
+            nbits -= 8
+
+    emit(clear)
+    prefix = indices[0]
+    for byte in indices[1:]:
+        key = prefix << 8 | byte
+        code = table.get(key)
+        if code is not None:
+            prefix = code
+            continue
+        emit(prefix)
+        if next_code < 4096:
+            table[key] = next_code
+            if next_code == 1 << size:
+                size += 1
+            next_code += 1
+        else:
+            emit(clear)
+            size, next_code, table = min_code_size + 1, end + 1, {}
+        prefix = byte
+    emit(prefix)
+    emit(end)
+    if nbits:
+        out.append(acc & 0xFF)
+    return bytes(out)
+
+
+def _sub_blocks(data: bytes) -> bytes:
+    return b"".join(bytes([len(data[i : i + 255])]) + data[i : i + 255] for i in range(0, len(data), 255)) + b"\x00"
+
+
+def _write_gif(pixels: np.ndarray, path: Path, fps: float) -> None:
+    n, h, w, _ = pixels.shape
+    delay = max(2, round(100 / fps))  # hundredths of a second; browsers treat < 2 as slow
+    parts = [
+        b"GIF89a",
+        struct.pack("<HHBBB", w, h, 0xF7, 0, 0),  # global 256-colour table
+        gif_palette().tobytes(),
+        b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00",  # loop forever
+    ]
+    for frame in quantize(pixels):
+        parts += [
+            struct.pack("<BBBBHBB", 0x21, 0xF9, 4, 0x04, delay, 0, 0),  # graphic control: keep frame
+            struct.pack("<BHHHHB", 0x2C, 0, 0, w, h, 0),
+            b"\x08" + _sub_blocks(lzw_encode(frame.tobytes())),
+        ]
+    path.write_bytes(b"".join(parts) + b"\x3b")

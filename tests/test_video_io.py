@@ -1,0 +1,109 @@
+import cv2
+import numpy as np
+import pytest
+
+from mardini_core.errors import InputError
+from mardini_core.video_io import (
+    gif_palette,
+    quantize,
+    read_image,
+    read_images,
+    read_video,
+    resize_and_crop,
+    write_frames,
+)
+
+
+def clip(n=6, h=32, w=48, seed=0):
+    return np.random.default_rng(seed).random((n, h, w, 3)).astype(np.float32)
+
+
+def test_read_image_rgb_grey_alpha_and_16_bit(tmp_path):
+    rgb = (clip(1)[0] * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "c.png"), rgb[:, :, ::-1])
+    assert np.array_equal(read_image(tmp_path / "c.png"), rgb.astype(np.float32) / 255)
+    cv2.imwrite(str(tmp_path / "g.png"), rgb[:, :, 0])
+    grey = read_image(tmp_path / "g.png")
+    assert grey.shape == (32, 48, 3) and np.array_equal(grey[..., 0], grey[..., 2])
+    rgba = np.concatenate([rgb[:, :, ::-1], np.zeros_like(rgb[:, :, :1])], axis=2)
+    cv2.imwrite(str(tmp_path / "a.png"), rgba)
+    assert np.array_equal(read_image(tmp_path / "a.png"), rgb.astype(np.float32) / 255)
+    cv2.imwrite(str(tmp_path / "d.png"), np.full((4, 4, 3), 65535, np.uint16))
+    assert read_image(tmp_path / "d.png").min() == 1.0
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_image(tmp_path / "missing.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="use PNG or JPG"):
+        read_image(tmp_path / "bad.png")
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((8, 16, 3), np.uint8))
+    with pytest.raises(InputError, match="differ in size .* --size WxH"):
+        read_images([tmp_path / "a.png", tmp_path / "b.png"])
+    with pytest.raises(InputError, match="cannot read any frame"):
+        read_video(tmp_path / "bad.png")
+
+
+def test_mp4_round_trip_and_video_reader(tmp_path):
+    frames = np.zeros((7, 32, 48, 3), np.float32)
+    frames[:, :, :24, 0] = 1.0  # left half red: survives lossy coding
+    path = write_frames(frames, tmp_path / "out.mp4", fps=12)
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened() and capture.get(cv2.CAP_PROP_FPS) == 12
+    capture.release()
+    video, fps = read_video(path)
+    assert video.shape == (7, 32, 48, 3) and fps == 12
+    assert video[:, 8:24, 4:20, 0].mean() > 0.9 and video[:, 8:24, 28:44].max() < 0.1
+    assert read_video(path, max_frames=3)[0].shape[0] == 3
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_gif_decodes_to_the_quantized_frames(tmp_path):
+    """Random frames overflow the 4096-code LZW table, so the clear-code path is exercised too."""
+    frames = clip(5)
+    path = write_frames(frames, tmp_path / "out.gif", fps=10)
+    ok, animation = cv2.imreadanimation(str(path))
+    assert ok and len(animation.frames) == 5 and list(animation.durations) == [100] * 5
+    decoded = np.stack([f[:, :, 2::-1] for f in animation.frames])  # BGR(A) -> RGB
+    expected = gif_palette()[quantize((frames * 255 + 0.5).astype(np.uint8))]
+    assert np.array_equal(decoded, expected)
+
+
+def test_dithering_keeps_local_colour():
+    ramp = np.linspace(0, 1, 64, dtype=np.float32)
+    image = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], 0.3 + 0 * ramp[None, :]), axis=-1)[None]
+    shown = gif_palette()[quantize((image * 255 + 0.5).astype(np.uint8))] / 255  # (1, 64, 64, 3)
+    block = lambda a: a.reshape(8, 8, 8, 8, 3).mean(axis=(1, 3))  # noqa: E731  8x8-pixel averages
+    assert np.abs(block(shown[0]) - block(image[0])).max() < 0.03
+
+
+def test_png_folder(tmp_path):
+    frames = clip(3)
+    folder = write_frames(frames, tmp_path / "frames")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
+    assert np.abs(read_image(folder / names[1]) - frames[1]).max() <= 0.5 / 255 + 1e-6
+    write_frames(frames[:2], folder, overwrite=True)  # overwrite replaces stale frames too
+    assert len(list(folder.iterdir())) == 2
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "out.gif", "frames"])
+def test_refuses_to_overwrite(tmp_path, name):
+    write_frames(clip(2), tmp_path / name)
+    with pytest.raises(InputError, match="already exists; choose another output name or pass --overwrite"):
+        write_frames(clip(2), tmp_path / name)
+    write_frames(clip(3), tmp_path / name, overwrite=True)
+
+
+def test_unknown_output_suffix(tmp_path):
+    with pytest.raises(InputError, match="use an .mp4 or .gif file name, or a folder name"):
+        write_frames(clip(2), tmp_path / "out.avi")
+
+
+def test_resize_and_crop_keeps_the_centre():
+    frames = np.zeros((1, 40, 80, 3), np.float32)
+    frames[:, :, 20:60] = 1.0  # a bright centre square
+    out = resize_and_crop(frames, 32, 32)
+    assert out.shape == (1, 32, 32, 3) and out.min() > 0.99
