@@ -113,6 +113,22 @@ def _paper(name: str, planner_depth: int, planner_mlp: int, attention: str, fram
     )
 
 
+def _cpu(size: str, attention: str, depth: int, planner: tuple[int, int], generator: tuple[int, int], mlp_ratio: int):
+    """Small presets for CPU tests and demos, in the 32-channel TAEF2 / FLUX.2 latent space.
+
+    planner / generator: (hidden, heads).
+    """
+    return MarDiniConfig(
+        name=f"{size}/{attention}",
+        planner=PlannerConfig(depth=depth, hidden=planner[0], mlp=mlp_ratio * planner[0], heads=planner[1]),
+        generator=GeneratorConfig(
+            depth=depth, hidden=generator[0], mlp=mlp_ratio * generator[0], heads=generator[1], attention=attention
+        ),
+        latent_channels=32,
+        max_frames=9,
+    )
+
+
 # Table 5 of the paper: (planner params, generator params) as printed there.
 PAPER_PARAMS = {
     "S/ST": (1.3e9, 288e6),
@@ -126,35 +142,8 @@ PRESETS: dict[str, MarDiniConfig] = {
     "L/ST": _paper("L/ST", 16, 8192, "ST", 9),
     "S/T": _paper("S/T", 8, 4096, "T", 17),
     "L/T": _paper("L/T", 16, 8192, "T", 17),
-    # Small presets for CPU tests and demos, in the 32-channel TAEF2 / FLUX.2 latent space.
-    "tiny/T": MarDiniConfig(
-        name="tiny/T",
-        planner=PlannerConfig(depth=2, hidden=64, mlp=128, heads=2),
-        generator=GeneratorConfig(depth=2, hidden=64, mlp=128, heads=2, attention="T"),
-        latent_channels=32,
-        max_frames=9,
-    ),
-    "tiny/ST": MarDiniConfig(
-        name="tiny/ST",
-        planner=PlannerConfig(depth=2, hidden=64, mlp=128, heads=2),
-        generator=GeneratorConfig(depth=2, hidden=64, mlp=128, heads=2, attention="ST"),
-        latent_channels=32,
-        max_frames=9,
-    ),
-    "small/T": MarDiniConfig(
-        name="small/T",
-        planner=PlannerConfig(depth=4, hidden=256, mlp=768, heads=4),
-        generator=GeneratorConfig(depth=4, hidden=192, mlp=576, heads=3, attention="T"),
-        latent_channels=32,
-        max_frames=9,
-    ),
-    "small/ST": MarDiniConfig(
-        name="small/ST",
-        planner=PlannerConfig(depth=4, hidden=256, mlp=768, heads=4),
-        generator=GeneratorConfig(depth=4, hidden=192, mlp=576, heads=3, attention="ST"),
-        latent_channels=32,
-        max_frames=9,
-    ),
+    **{f"tiny/{m}": _cpu("tiny", m, depth=2, planner=(64, 2), generator=(64, 2), mlp_ratio=2) for m in ATTENTION_MODES},
+    **{f"small/{m}": _cpu("small", m, depth=4, planner=(256, 4), generator=(192, 3), mlp_ratio=3) for m in ATTENTION_MODES},
 }
 
 
