@@ -1,8 +1,9 @@
 """DDIM sampling of the DM generator on v-prediction, with classifier-free guidance on the plan.
 
 The planner's signal is computed once by the caller and reused at every step (the paper's
-asymmetric design: heavy planner once per clip, light generator once per step). Reference frames
-are re-inserted clean after every step, so they come back bit-exact.
+asymmetric design: heavy planner once per clip, light generator once per step); the generator's
+states of the reference frames are cached once too, so each step computes only the masked frames.
+Reference frames are re-inserted clean after every step, so they come back bit-exact.
 """
 from __future__ import annotations
 
@@ -29,15 +30,31 @@ def guidance_active(guidance: float) -> bool:
     return guidance not in (0.0, 1.0)
 
 
-def guided_velocity(model, z_t: torch.Tensor, t: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor, guidance: float):
-    """v = v_uncond + g (v_cond - v_uncond), conditional and unconditional in one batched call."""
+def _cfg_batch(model, z: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor, guidance: float):
+    """Generator inputs, doubled into (conditional, unconditional) halves when guidance is active."""
     if plan is None or not guidance_active(guidance):
-        return model.generator(z_t, t, plan, masked).float()
-    both = model.generator(
-        torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([plan, model.generator.uncond_plan_like(plan)]), torch.cat([masked, masked])
-    ).float()
-    v_cond, v_uncond = both.chunk(2)
+        return z, plan, masked
+    return torch.cat([z, z]), torch.cat([plan, model.generator.uncond_plan_like(plan)]), torch.cat([masked, masked])
+
+
+def guided_velocity(model, z_t, t, plan, masked, guidance: float, references=None) -> torch.Tensor:
+    """v = v_uncond + g (v_cond - v_uncond), conditional and unconditional in one batched call."""
+    z, p, m = _cfg_batch(model, z_t, plan, masked, guidance)
+    v = model.generator(z, t.repeat(z.shape[0] // t.shape[0]), p, m, references=references).float()
+    if z.shape[0] == z_t.shape[0]:
+        return v
+    v_cond, v_uncond = v.chunk(2)
     return v_uncond + guidance * (v_cond - v_uncond)
+
+
+def reference_cache(model, reference: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor, guidance: float):
+    """The generator's cache of reference-frame states (they are the same at every step), or None.
+
+    Built with the same CFG batching as the steps; skipped when the clips of a batch differ in mask.
+    """
+    if (masked != masked[:1]).any():
+        return None
+    return model.generator.reference_cache(*_cfg_batch(model, reference, plan, masked, guidance))
 
 
 @torch.no_grad()
@@ -70,12 +87,13 @@ def ddim_sample(
         return torch.randn(reference.shape, generator=generator).to(reference.device)
 
     x = torch.where(keep, noise(), reference)
+    references = reference_cache(model, reference, plan, masked, guidance)
     for i in range(steps):
         if should_stop is not None and should_stop():
             raise GenerationInterrupted(f"generation stopped at step {i} of {steps}")
         t_now, t_next = times[i], times[i + 1]
         t = torch.full((x.shape[0],), float(t_now), device=x.device)
-        v = guided_velocity(model, x, t, plan, masked, guidance)
+        v = guided_velocity(model, x, t, plan, masked, guidance, references)
         x0, eps = predict_x0_eps(x, v, t)
         (a_now, s_now), (a_next, s_next) = alpha_sigma(t_now), alpha_sigma(t_next)
         # DDIM (Song et al. 2021) in (alpha, sigma) form; eta = 0 deterministic, eta = 1 DDPM-like.

@@ -15,7 +15,7 @@ class OracleGenerator:
         self.target, self.uncond_target = target, uncond_target
         self.batches = []
 
-    def __call__(self, z_t, t, plan, masked):
+    def __call__(self, z_t, t, plan, masked, references=None):
         self.batches.append(z_t.shape[0])
         target = self.target.repeat(z_t.shape[0] // self.target.shape[0], 1, 1, 1, 1)
         if self.uncond_target is not None:  # plan rows equal to -1 are the unconditional half
@@ -28,6 +28,9 @@ class OracleGenerator:
 
     def uncond_plan_like(self, plan):
         return torch.full_like(plan, -1.0)
+
+    def reference_cache(self, reference, plan, masked):
+        return None
 
 
 class FakeModel:
@@ -131,3 +134,13 @@ def test_negative_guidance_refused():
     reference, masked = clip()
     with pytest.raises(InputError, match="must be >= 0"):
         ddim_sample(FakeModel(OracleGenerator(reference)), reference, masked, None, steps=2, guidance=-1)
+
+
+def test_reference_cache_gives_the_same_samples(monkeypatch):
+    """Steps computing only the masked frames (cached references) match full computation, CFG included."""
+    model = live_model()
+    reference, masked = torch.randn(1, 5, 32, 4, 4), torch.tensor([[False, True, True, False, True]])
+    plan = model.planner(torch.randn(1, 5, 32, 2, 2), masked)
+    cached = run(model, 3, reference, masked, plan, guidance=2.5)
+    monkeypatch.setattr(model.generator, "reference_cache", lambda *args: None)
+    torch.testing.assert_close(run(model, 3, reference, masked, plan, guidance=2.5), cached, atol=1e-5, rtol=1e-5)
