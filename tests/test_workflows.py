@@ -1,0 +1,128 @@
+"""Every example workflow is a valid ComfyUI graph that uses only our nodes and ComfyUI core nodes.
+
+Core node types and the specs of those the workflows use come from a real ComfyUI's /object_info
+(tests/comfyui_core_nodes.json says which); ours come from the pack. Checked: node types exist, links
+join an existing output to an existing input of the same type (both ends agree), every link input is
+connected, every widget value fits its input (type, range, choices), and the mask nodes build.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+from comfy_fakes import REPO, load_pack
+
+PACK = load_pack()
+CORE = json.loads((Path(__file__).with_name("comfyui_core_nodes.json")).read_text())
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+TASKS = {"image_to_video", "interpolation", "loop", "expansion", "slow_motion", "novel_view"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+# combos listing files of the user's install (input folder, models): any name may be saved
+FILE_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file"), ("VAELoader", "vae_name"), ("MarDiniModelLoader", "model")}
+
+
+def spec_of(node_type):
+    if node_type in PACK.NODE_CLASS_MAPPINGS:
+        cls = PACK.NODE_CLASS_MAPPINGS[node_type]
+        required = cls.INPUT_TYPES()["required"]
+        return {"input": {"required": required}, "input_order": {"required": list(required)},
+                "output": list(cls.RETURN_TYPES), "output_name": list(cls.RETURN_NAMES)}
+    return CORE["specs"][node_type]
+
+
+def inputs_of(spec):
+    """(name, type, options) in widget order: required then optional."""
+    for group in ("required", "optional"):
+        for name in spec.get("input_order", {}).get(group, []):
+            entry = spec["input"][group][name]
+            kind = entry[0]
+            options = entry[1] if len(entry) > 1 else {}
+            if isinstance(kind, list):
+                kind, options = "COMBO", {**options, "options": kind}
+            yield name, kind, options
+
+
+def check_widget(node_type, name, kind, options, value):
+    where = f"{node_type}.{name}={value!r}"
+    if kind == "COMBO":
+        assert isinstance(value, str), where
+        if (node_type, name) not in FILE_COMBOS:
+            assert value in options["options"], where
+    elif kind == "INT":
+        assert isinstance(value, int) and not isinstance(value, bool), where
+        assert options.get("min", value) <= value <= options.get("max", value), where
+    elif kind == "FLOAT":
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+        assert options.get("min", value) <= value <= options.get("max", value), where
+    elif kind == "STRING":
+        assert isinstance(value, str), where
+    elif kind == "BOOLEAN":
+        assert isinstance(value, bool), where
+
+
+def test_one_workflow_per_task():
+    assert {p.stem.removeprefix("mardini_") for p in WORKFLOWS} == TASKS
+
+
+def test_core_list_is_from_a_real_comfyui():
+    assert len(CORE["core_node_types"]) > 300 and "KSampler" in CORE["core_node_types"]
+    assert not set(CORE["core_node_types"]) & set(PACK.NODE_CLASS_MAPPINGS)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_is_valid(path):
+    graph = json.loads(path.read_text())
+    assert graph["version"] == 0.4 and isinstance(graph["links"], list)
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert len(nodes) == len(graph["nodes"]) and graph["last_node_id"] >= max(nodes)
+    links = {link[0]: link for link in graph["links"]}
+    assert len(links) == len(graph["links"]) and graph["last_link_id"] >= max(links)
+
+    for node in graph["nodes"]:
+        node_type = node["type"]
+        assert node_type in PACK.NODE_CLASS_MAPPINGS or node_type in CORE["core_node_types"], node_type
+        spec = spec_of(node_type)
+        declared = {i["name"]: i for i in node["inputs"]}
+        assert [(o["name"], o["type"]) for o in node["outputs"]] == list(zip(spec["output_name"], spec["output"])), node_type
+        values = list(node["widgets_values"])
+        for name, kind, options in inputs_of(spec):
+            is_link = kind not in WIDGET_TYPES or name in declared and "widget" in declared[name]
+            if kind == "*" or is_link:
+                assert name in declared, f"{node_type}.{name} is missing from the node's inputs"
+                assert declared[name]["type"] == kind, f"{node_type}.{name}: {declared[name]['type']} != {kind}"
+                assert declared[name]["link"] is not None, f"{node_type}.{name} is not connected"
+                continue
+            assert values, f"{node_type} has no value for widget {name}"
+            check_widget(node_type, name, kind, options, values.pop(0))
+            if options.get("control_after_generate"):
+                assert values.pop(0) in CONTROL_VALUES, f"{node_type}.{name} control value"
+            if options.get("image_upload") or options.get("video_upload"):
+                assert values.pop(0) == "image", f"{node_type}.{name} upload widget"
+        assert values == [], f"{node_type} has extra widget values {values}"
+
+    for link_id, src, src_slot, dst, dst_slot, link_type in graph["links"]:
+        out, inp = nodes[src]["outputs"][src_slot], nodes[dst]["inputs"][dst_slot]
+        assert link_id in out["links"] and inp["link"] == link_id, f"link {link_id} ends disagree"
+        assert out["type"] == link_type and inp["type"] in (link_type, "*"), f"link {link_id}: {out['type']} -> {inp['type']}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_masks_build(path):
+    build = PACK.nodes.frame_mask.MarDiniFrameMask().build
+    for node in json.loads(path.read_text())["nodes"]:
+        if node["type"] == "MarDiniFrameMask":
+            frames, preset, given, pattern = node["widgets_values"]
+            assert build(frames, preset, given, pattern)[1] == pattern, "the saved pattern must match its preset"
+
+
+def test_workflows_are_what_the_builder_writes(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_workflows", REPO / "workflows" / "build_workflows.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    monkeypatch.setattr(builder, "HERE", tmp_path)
+    builder.main()
+    for path in WORKFLOWS:
+        assert (tmp_path / path.name).read_text() == path.read_text(), f"{path.name} is stale: run workflows/build_workflows.py"
