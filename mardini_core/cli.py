@@ -15,6 +15,7 @@ from .errors import MarDiniError
 COMMANDS = {
     "presets": ("mardini_core.commands.presets", "parameter counts of every preset (built on the meta device)"),
     "bench": ("mardini_core.commands.bench", "speed and memory table of presets with random weights"),
+    "generate": ("mardini_core.commands.generate", "video from images or a video: i2v, interpolation, loops, expansion"),
 }
 
 

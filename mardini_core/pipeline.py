@@ -100,6 +100,11 @@ def arrange(mask: FrameMask, given: torch.Tensor) -> torch.Tensor:
     return clip[None]
 
 
+def default_guidance(mask: FrameMask) -> float:
+    """The paper's guidance: 2.5 for image-to-video-like masks, none (1.0) when both ends are given."""
+    return 1.0 if mask.given[0] and mask.given[-1] else 2.5
+
+
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
 

@@ -88,11 +88,8 @@ def write_frames(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, 
     path = Path(path)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise InputError(f"frames to write must have shape (frames, height, width, 3), got {frames.shape}")
+    check_output(path, overwrite)
     suffix = path.suffix.lower()
-    if suffix not in (".mp4", ".gif", ""):
-        raise InputError(f"cannot write {path.name}: use an .mp4 or .gif file name, or a folder name for PNG frames")
-    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
-        raise InputError(f"{path} already exists; choose another output name or pass --overwrite")
     pixels = (np.asarray(frames, dtype=np.float32).clip(0, 1) * 255 + 0.5).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == "":
@@ -108,6 +105,15 @@ def write_frames(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, 
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return path
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Raise InputError for an output name we cannot or may not write (callers check before long work)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".gif", ""):
+        raise InputError(f"cannot write {path.name}: use an .mp4 or .gif file name, or a folder name for PNG frames")
+    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+        raise InputError(f"{path} already exists; choose another output name or pass --overwrite")
 
 
 def _write_png_folder(pixels: np.ndarray, folder: Path) -> None:

@@ -1,0 +1,206 @@
+"""Generate a video from images or a video: image-to-video, interpolation, loops, expansion, any mask.
+
+Examples:
+  python -m mardini_core generate --images cat.png --out cat.mp4
+  python -m mardini_core generate --task interpolate --images a.png b.png --frames 33 --out ab.gif
+  python -m mardini_core generate --task interpolate --images 1.png 2.png 3.png 4.png --frames 128 --out slowmo.mp4
+  python -m mardini_core generate --task expand --video clip.mp4 --frames 40 --out longer.mp4
+  python -m mardini_core generate --task custom --pattern "x...x...x" --images a.png b.png c.png --out frames/
+
+Clips longer than the model's window are generated hierarchically (keyframes, then interpolation
+between neighbours, or overlapping windows past the last given frame); the plan is printed first.
+Images whose sides are not a multiple the model can take are scaled and centre-cropped to the
+nearest smaller valid size (or pass --size WxH).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from .. import masks
+from ..checkpoint import load_checkpoint, read_config
+from ..errors import InputError, MarDiniError
+from ..hierarchical import Window, plan_windows, run_plan
+from ..pipeline import default_guidance, images_from_hwc, size_multiple
+from ..video_io import check_output, read_images, read_video, resize_and_crop, write_frames
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+NO_DEFAULT = (
+    "no default model is bundled with this install yet (the paper's authors released no weights); "
+    "pass --model PATH.safetensors (a checkpoint you trained with `python -m mardini_core train`)"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    task = parser.add_argument_group("what to generate")
+    task.add_argument("--task", choices=masks.TASKS, default="i2v",
+                      help="i2v: animate one image; interpolate: frames between images (spread evenly); loop: a "
+                           "seamless loop from one image; expand: continue a clip; custom: --pattern (default: i2v)")
+    source = task.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", nargs="+", metavar="IMAGE", help="input image files (PNG, JPG)")
+    source.add_argument("--video", metavar="VIDEO", help="input video; its frames are the given frames")
+    task.add_argument("--frames", type=int, help="output length (default: the model's window; may exceed it)")
+    task.add_argument("--pattern", help="custom task: one character per frame, x = given, . = generated (e.g. x...x)")
+    task.add_argument("--position", default="first",
+                      help="i2v: where the image goes: first, middle, last or a frame index (default: first)")
+    task.add_argument("--size", metavar="WxH", help="resize and centre-crop the inputs to this size first")
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25, as in the paper)")
+    sampling.add_argument("--guidance", type=float,
+                          help="classifier-free guidance on the plan; 1 = off (default: 2.5 for i2v and expand, "
+                               "off when the first and last frames are given: interpolate, loop)")
+    sampling.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 DDPM-like (default: 0)")
+    sampling.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video")
+    sampling.add_argument("--overlap", type=int, help="known frames each expansion window continues from "
+                                                      "(default: a quarter of the window)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", metavar="CHECKPOINT", help="a MarDini .safetensors checkpoint (default: the embedded model)")
+    model.add_argument("--vae", help="autoencoder to use instead of the one the checkpoint names")
+    model.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    model.add_argument("--dtype", choices=DTYPES, default="fp32", help="model precision (default: fp32)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", required=True, help="output: name.mp4, name.gif, or a folder for PNG frames")
+    output.add_argument("--fps", type=float, default=8.0, help="frames per second of the output (default: 8)")
+    output.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    output.add_argument("--dry-run", action="store_true", help="print the plan of model calls and stop")
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = read_inputs(args)  # (N, H, W, 3) float in [0, 1]
+    if args.dry_run and args.model:  # the plan needs only the checkpoint's config
+        config, model = read_config(args.model), None
+    else:
+        if not args.dry_run:
+            check_output(args.out, args.overwrite)
+        device = resolve_device(args.device)
+        model = load_model(args.model, device, DTYPES[args.dtype])
+        config = model.config
+    mask = build_mask(args, len(inputs), config.max_frames)
+    schedule = plan_windows(mask.frames, mask.given_indices, config.max_frames, args.overlap)
+    if args.dry_run:
+        print(schedule.describe())
+        return 0
+    if len(schedule) > 1:
+        print(schedule.describe(), file=sys.stderr)
+    vae = resolve_vae(args.vae or config.vae, device)
+    images = images_from_hwc(fit_size(inputs, size_multiple(config, vae.downscale), args.size))[list(mask.sources)]
+    guidance = default_guidance(mask) if args.guidance is None else args.guidance
+    progress = TextProgress(len(schedule))
+    frames = run_plan(
+        schedule, model, vae, images, seed=args.seed, steps=args.steps, guidance=guidance, eta=args.eta,
+        on_window=progress.window, callback=progress.step,
+    )
+    progress.close()
+    if args.task == "loop":
+        frames = frames[:-1]  # the last frame repeats the first: drop it so the clip loops seamlessly
+    path = write_frames(rearrange(frames, "n c h w -> n h w c").numpy(), args.out, fps=args.fps, overwrite=args.overwrite)
+    print(f"wrote {path} ({len(frames)} frames, {frames.shape[-1]}x{frames.shape[-2]}, guidance {guidance:g}, seed {args.seed})")
+    return 0
+
+
+def read_inputs(args: argparse.Namespace) -> np.ndarray:
+    if args.images:
+        return read_images(args.images)
+    one = args.task in ("i2v", "loop")
+    frames, _ = read_video(args.video, max_frames=1 if one else None)
+    return frames
+
+
+def build_mask(args: argparse.Namespace, inputs: int, window: int) -> masks.FrameMask:
+    """The mask of the whole output (any length); a loop gets one extra frame showing the image again."""
+    frames = args.frames if args.frames is not None else window
+    if args.task == "custom":
+        mask = masks.for_task("custom", 0, pattern=args.pattern)
+        if args.frames is not None and args.frames != mask.frames:
+            raise InputError(f"--frames {args.frames} disagrees with the {mask.frames}-frame --pattern; drop --frames")
+    else:
+        if args.pattern:
+            raise InputError("--pattern is for --task custom; drop it or use --task custom")
+        if frames < 2:
+            raise InputError("give --frames (the output length) of at least 2")
+        position = int(args.position) if args.position.lstrip("-").isdigit() else args.position
+        mask = masks.for_task(args.task, frames + (args.task == "loop"), images=inputs, position=position)
+    if inputs != mask.images_needed:
+        raise InputError(f"--task {args.task} with mask {mask.pattern} uses {mask.images_needed} input image(s), got {inputs}")
+    return mask.validate()
+
+
+def fit_size(inputs: np.ndarray, multiple: int, size: str | None) -> np.ndarray:
+    """Resize and centre-crop to --size, or to the largest size the model takes within the inputs."""
+    h, w = inputs.shape[1:3]
+    if size:
+        try:
+            tw, th = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise InputError(f"--size {size!r} must look like 512x512 (width x height)") from None
+        if tw % multiple or th % multiple or tw <= 0 or th <= 0:
+            raise InputError(f"--size {size} must be a multiple of {multiple} on both sides for this model")
+    else:
+        tw, th = w // multiple * multiple, h // multiple * multiple
+        if tw == 0 or th == 0:
+            raise InputError(f"input size {w}x{h} is smaller than the model's minimum {multiple}x{multiple}; pass --size")
+        if (tw, th) != (w, h):
+            print(f"note: inputs of {w}x{h} are resized and centre-cropped to {tw}x{th} (a multiple of {multiple})", file=sys.stderr)
+    return inputs if (tw, th) == (w, h) else resize_and_crop(inputs, tw, th)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def load_model(path: str | None, device: torch.device, dtype: torch.dtype):
+    if path:
+        model = load_checkpoint(path, device=device, dtype=dtype)
+    else:
+        try:
+            default_model = importlib.import_module("mardini_core.default_model")
+        except ModuleNotFoundError as exc:
+            if exc.name != "mardini_core.default_model":
+                raise
+            raise MarDiniError(NO_DEFAULT) from None
+        model = default_model.load_default().to(device=device, dtype=dtype)
+    return model.eval()
+
+
+def resolve_vae(name: str, device: torch.device):
+    """The autoencoder named by the checkpoint's config (or --vae), from `mardini_core.vae`."""
+    try:
+        vae = importlib.import_module("mardini_core.vae")
+    except ModuleNotFoundError as exc:
+        if exc.name != "mardini_core.vae":
+            raise
+        raise MarDiniError("this install has no VAE support (mardini_core.vae is missing); reinstall the package") from None
+    return vae.load_vae(name, device=device)
+
+
+class TextProgress:
+    """A one-line progress bar on stderr: window i/n, step s/S."""
+
+    def __init__(self, windows: int, width: int = 30):
+        self.windows, self.width, self.current = windows, width, 0
+
+    def window(self, index: int, window: Window) -> None:
+        self.current = index + 1
+
+    def step(self, step: int, total: int, _preview) -> None:
+        filled = self.width * step // total
+        bar = "#" * filled + "." * (self.width - filled)
+        print(f"\rwindow {self.current}/{self.windows} [{bar}] step {step}/{total}", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print(file=sys.stderr)
