@@ -1,0 +1,158 @@
+"""Evaluation: metrics on cases with known answers, the baselines, clip selection, and the eval command."""
+import cv2
+import numpy as np
+import pytest
+
+from mardini_core.errors import InputError
+from mardini_core.evaluation import baselines, clips, metrics, protocol, sheet
+from mardini_core.video_io import write_frames
+
+
+def texture(h=96, w=128, seed=0, blur=3.0):
+    """A smooth random RGB texture in [0, 1] (flow methods need structure, not white noise)."""
+    noise = np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), blur)
+    return (smooth - smooth.min()) / (smooth.max() - smooth.min())
+
+
+def translated_clip(frames=9, step=1, h=96, w=128):
+    """(frames, h, w, 3): a window sliding `step` pixels right per frame over a larger texture."""
+    big = texture(h + 16, w + step * frames + 16, blur=3.0)
+    return np.stack([big[8 : 8 + h, 8 + i * step : 8 + i * step + w] for i in range(frames)])
+
+
+# --- PSNR ---
+
+def test_psnr_identical_frames_is_capped_and_finite():
+    a = texture()
+    assert metrics.psnr(a, a) == metrics.PSNR_CAP
+
+
+def test_psnr_matches_known_noise_level():
+    a = texture()
+    noise = np.random.default_rng(1).normal(0, 1, a.shape)
+    noise = (noise - noise.mean()) / noise.std() * 0.01  # mse exactly 1e-4 -> 40 dB
+    assert metrics.psnr(a, a + noise) == pytest.approx(40.0, abs=1e-6)
+    assert metrics.psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-4)  # constant offset: mse 0.01
+
+
+def test_metrics_refuse_mismatched_frames():
+    with pytest.raises(InputError, match="one size"):
+        metrics.psnr(texture(), texture(h=64))
+    with pytest.raises(InputError, match="at least 11x11"):
+        metrics.ssim(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)))
+
+
+# --- SSIM ---
+
+def test_ssim_identical_is_one_and_symmetric():
+    a, b = texture(seed=0), texture(seed=1)
+    assert metrics.ssim(a, a) == pytest.approx(1.0, abs=1e-9)
+    assert metrics.ssim(a, b) == pytest.approx(metrics.ssim(b, a), abs=1e-12)
+    assert metrics.ssim(a, b) < 0.5
+
+
+def test_ssim_drops_with_blur_and_noise():
+    a = texture(blur=1.0)
+    mild, strong = cv2.GaussianBlur(a, (0, 0), 0.7), cv2.GaussianBlur(a, (0, 0), 2.0)
+    assert 1.0 > metrics.ssim(a, mild) > metrics.ssim(a, strong)
+    noisy = a + np.random.default_rng(0).normal(0, 0.05, a.shape)
+    assert metrics.ssim(a, noisy) < 0.95
+
+
+def test_ssim_gaussian_window_and_constant_images():
+    g = metrics.gaussian_window()
+    assert g.shape == (11,) and g.sum() == pytest.approx(1.0) and g.argmax() == 5
+    flat = np.full((32, 32, 3), 0.5)
+    # constant images: only the luminance term acts, (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1)
+    expected = (2 * 0.5 * 0.6 + 0.01**2) / (0.5**2 + 0.6**2 + 0.01**2)
+    assert metrics.ssim(flat, flat + 0.1) == pytest.approx(expected, rel=1e-9)
+
+
+# --- baselines ---
+
+def test_linear_blend_hits_both_ends_and_the_average():
+    a, b = texture(seed=0), texture(seed=1)
+    clip = baselines.linear_blend(a, b, 9)
+    assert clip.shape == (9, *a.shape)
+    np.testing.assert_allclose(clip[0], a, atol=1e-6)
+    np.testing.assert_allclose(clip[-1], b, atol=1e-6)
+    np.testing.assert_allclose(clip[4], (a + b) / 2, atol=1e-6)
+    assert np.array_equal(baselines.repeat_first(a, 5), np.repeat(a[None], 5, axis=0))
+
+
+def test_dis_flow_recovers_translated_mid_frame_better_than_blending():
+    truth = translated_clip()
+    mid = len(truth) // 2
+    flow = baselines.dis_flow_interpolate(truth[0], truth[-1], len(truth))
+    blend = baselines.linear_blend(truth[0], truth[-1], len(truth))
+    assert np.array_equal(flow[0], truth[0]) and np.array_equal(flow[-1], truth[-1])
+    assert metrics.psnr(truth[mid], flow[mid]) > 30
+    assert metrics.psnr(truth[mid], flow[mid]) > metrics.psnr(truth[mid], blend[mid]) + 8
+    assert metrics.ssim(truth[mid], flow[mid]) > metrics.ssim(truth[mid], blend[mid]) + 0.2
+
+
+def test_backward_warp_of_zero_flow_is_identity():
+    a = texture()
+    assert np.allclose(baselines.backward_warp(a, np.zeros((*a.shape[:2], 2), np.float32)), a, atol=1e-6)
+
+
+# --- protocol ---
+
+def test_protocol_scores_mid_frame_for_interpolation_and_generated_frames_for_i2v():
+    truth = translated_clip()
+
+    def perfect(first, last, frames):
+        return truth
+
+    def wrong_mid(first, last, frames):
+        out = truth.copy()
+        out[4] = 0
+        return out
+
+    result = protocol.evaluate_clip("c", truth, {"perfect": perfect, "wrong_mid": wrong_mid}, protocol.I2V_BASELINES)
+    assert result.interpolation["perfect"] == {"psnr": metrics.PSNR_CAP, "ssim": pytest.approx(1.0)}
+    assert result.interpolation["wrong_mid"]["psnr"] < 15
+    still = protocol.scores(truth[1:], baselines.repeat_first(truth[0], 9)[1:])
+    assert result.i2v["repeat_first"] == still
+    assert set(result.clips) == {"interpolation/perfect", "interpolation/wrong_mid", "i2v/repeat_first"}
+    means = protocol.mean_scores([result, result], "interpolation")
+    assert means["wrong_mid"] == pytest.approx(result.interpolation["wrong_mid"])
+
+
+# --- clips ---
+
+def test_clip_sources_skip_short_videos_and_take_the_middle(tmp_path):
+    frames = np.stack([np.full((40, 60, 3), i / 20, np.float32) for i in range(20)])
+    write_frames(frames, tmp_path / "long.gif")
+    write_frames(frames[:3], tmp_path / "short.gif")
+    (tmp_path / "notes.txt").write_text("not a video")
+    sources = clips.find_sources([str(tmp_path)])
+    assert [s.name for s in sources] == ["long", "short"]
+    window = clips.load_clip(sources[0], 9, 32, 16)
+    assert window.shape == (9, 32, 48, 3)  # 40x60 -> short side 32 (32x48), multiples of 16
+    assert window[0].mean() == pytest.approx(5 / 20, abs=0.02)  # frames 5..13 of 20: the middle
+    with pytest.raises(InputError, match="only 3 frames"):
+        clips.load_clip(sources[1], 9, 32, 16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no video files"):
+        clips.find_sources([str(tmp_path / "empty")])
+    with pytest.raises(InputError, match="does not exist"):
+        clips.find_sources([str(tmp_path / "missing")])
+
+
+def test_fit_size_crops_to_multiples_of_the_model_factor():
+    assert clips.fit_size(720, 1280, 256, 32) == (256, 448)
+    assert clips.fit_size(144, 176, 256, 32) == (256, 288)  # small videos are scaled up
+    with pytest.raises(InputError, match="--size"):
+        clips.fit_size(720, 1280, 16, 32)
+
+
+def test_contact_sheet_has_one_labelled_row_per_method(tmp_path):
+    rows = [("truth", translated_clip(h=64, w=64)), ("linear", translated_clip(h=64, w=64))]
+    image = sheet.contact_sheet(rows, row_height=32)
+    assert image.dtype == np.uint8 and image.shape[0] == 2 * (32 + sheet.GAP)
+    assert image.shape[1] == sheet.LABEL_WIDTH + 9 * (32 + sheet.GAP)
+    assert image[:, : sheet.LABEL_WIDTH].min() < 128  # the label's dark text
+    path = sheet.save_sheet(tmp_path / "sub" / "c.png", rows)
+    assert cv2.imread(str(path)).shape == sheet.contact_sheet(rows).shape
