@@ -7,6 +7,7 @@ shows, so a loop is `x.......x` with one image at both ends (`sources == (0, 0)`
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -98,9 +99,12 @@ def from_indices(frames: int, given: Iterable[int]) -> FrameMask:
     _check_frames(frames)
     flags = [False] * frames
     for index in given:
-        if not isinstance(index, int) or not -frames <= index < frames:
-            raise MaskError(f"given frame index {index!r} is out of range for {frames} frames (valid: 0..{frames - 1})")
-        flags[index] = True
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not -frames <= index < frames:
+            raise MaskError(
+                f"given frame index {index!r} is not a frame of a {frames}-frame clip; "
+                f"use an integer in 0..{frames - 1} (negative ones count from the end)"
+            )
+        flags[int(index)] = True
     return FrameMask(tuple(flags))
 
 
