@@ -17,6 +17,7 @@ CORE = json.loads((Path(__file__).with_name("comfyui_core_nodes.json")).read_tex
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 TASKS = {"image_to_video", "interpolation", "loop", "expansion", "slow_motion", "novel_view"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+AUTOGROW = "COMFY_AUTOGROW_V3"  # a growing list of inputs "<name>.<prefix>0", "<name>.<prefix>1", ...
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 # combos listing files of the user's install (input folder, models): any name may be saved
 FILE_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file"), ("VAELoader", "vae_name"), ("MarDiniModelLoader", "model")}
@@ -61,6 +62,15 @@ def check_widget(node_type, name, kind, options, value):
         assert isinstance(value, bool), where
 
 
+def check_autogrow(node, name, template):
+    """The slots in order, of the template's type, at least `min` of them connected."""
+    ((_, (kind, *_)),) = template["input"]["required"].items()
+    slots = [i for i in node["inputs"] if i["name"].startswith(name + ".")]
+    assert [i["name"] for i in slots] == [f"{name}.{template['prefix']}{n}" for n in range(len(slots))], node["type"]
+    assert all(i["type"] == kind for i in slots), node["type"]
+    assert template.get("min", 0) <= sum(i["link"] is not None for i in slots) <= template.get("max", len(slots)), node["type"]
+
+
 def test_one_workflow_per_task():
     assert {p.stem.removeprefix("mardini_") for p in WORKFLOWS} == TASKS
 
@@ -87,6 +97,9 @@ def test_workflow_is_valid(path):
         assert [(o["name"], o["type"]) for o in node["outputs"]] == list(zip(spec["output_name"], spec["output"])), node_type
         values = list(node["widgets_values"])
         for name, kind, options in inputs_of(spec):
+            if kind == AUTOGROW:
+                check_autogrow(node, name, options["template"])
+                continue
             is_link = kind not in WIDGET_TYPES or name in declared and "widget" in declared[name]
             if kind == "*" or is_link:
                 assert name in declared, f"{node_type}.{name} is missing from the node's inputs"
@@ -100,6 +113,8 @@ def test_workflow_is_valid(path):
             if options.get("image_upload") or options.get("video_upload"):
                 assert values.pop(0) == "image", f"{node_type}.{name} upload widget"
         assert values == [], f"{node_type} has extra widget values {values}"
+        known = {name for name, _, _ in inputs_of(spec)}
+        assert all(i["name"].split(".")[0] in known for i in node["inputs"]), f"{node_type} has unknown inputs"
 
     for link_id, src, src_slot, dst, dst_slot, link_type in graph["links"]:
         out, inp = nodes[src]["outputs"][src_slot], nodes[dst]["inputs"][dst_slot]

@@ -21,7 +21,7 @@ class Graph:
 
     def node(self, type_, col, row, inputs=(), outputs=(), widgets=(), title=None):
         node = {
-            "id": len(self.nodes) + 1, "type": type_, "pos": [40 + 330 * col, 40 + 190 * row], "size": [300, 150],
+            "id": len(self.nodes) + 1, "type": type_, "pos": [40 + 330 * col, 40 + 230 * row], "size": [300, 330 if type_ == "LoadImage" else 150],
             "flags": {}, "order": len(self.nodes), "mode": 0,
             "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
             "outputs": [{"name": n, "type": t, "slot_index": i, "links": []} for i, (n, t) in enumerate(outputs)],
@@ -48,22 +48,25 @@ class Graph:
         graph = {
             "last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
             "links": self.links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "mardini_note": note}, "version": 0.4,
+            "extra": {"ds": {"scale": 0.8, "offset": [60, 60]}, "mardini_note": note}, "version": 0.4,
         }
         (HERE / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
 
 
-def load_images(g, names, row=0):
-    """LoadImage for each name, batched in order with ImageBatch, then resized: -> the IMAGE node."""
-    loads = [g.node("LoadImage", 0, row + i, outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")], widgets=[n, "image"])
+def load_images(g, names):
+    """LoadImage for each name, batched in order (BatchImagesNode), then resized: -> the IMAGE node."""
+    loads = [g.node("LoadImage", 0, 1.6 * i, outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")], widgets=[n, "image"])
              for i, n in enumerate(names)]
-    batch = loads[0]
-    for i, nxt in enumerate(loads[1:]):
-        merged = g.node("ImageBatch", 1, row + i, inputs=[("image1", "IMAGE"), ("image2", "IMAGE")], outputs=[("IMAGE", "IMAGE")])
-        g.link(batch, "IMAGE", merged, "image1")
-        g.link(nxt, "IMAGE", merged, "image2")
-        batch = merged
-    return resize(g, batch, row + len(names))
+    if len(loads) == 1:
+        return resize(g, loads[0], 0)
+    # an autogrowing input list: one slot per image plus the empty slot the UI always offers
+    batch = g.node("BatchImagesNode", 1, 0, inputs=[(f"images.image{i}", "IMAGE") for i in range(len(loads) + 1)],
+                   outputs=[("IMAGE", "IMAGE")])
+    for i, (slot, load) in enumerate(zip(batch["inputs"], loads + [None])):
+        slot["label"] = f"image{i}"
+        if load:
+            g.link(load, "IMAGE", batch, slot["name"])
+    return resize(g, batch, 1)
 
 
 def resize(g, image_node, row):
