@@ -16,6 +16,7 @@ COMMANDS = {
     "presets": ("mardini_core.commands.presets", "parameter counts of every preset (built on the meta device)"),
     "bench": ("mardini_core.commands.bench", "speed and memory table of presets with random weights"),
     "generate": ("mardini_core.commands.generate", "video from images or a video: i2v, interpolation, loops, expansion"),
+    "eval": ("mardini_core.commands.eval", "PSNR/SSIM of MarDini vs linear and DIS-flow baselines on real clips (VIDIM-style)"),
 }
 
 

@@ -1,11 +1,20 @@
 """Evaluation: metrics on cases with known answers, the baselines, clip selection, and the eval command."""
+import json
+import sys
+
 import cv2
 import numpy as np
 import pytest
 
-from mardini_core.errors import InputError
+from mardini_core import cli
+from mardini_core.checkpoint import save_checkpoint
+from mardini_core.commands import eval as eval_cmd
+from mardini_core.config import preset
+from mardini_core.errors import InputError, MarDiniError
 from mardini_core.evaluation import baselines, clips, metrics, protocol, sheet
+from mardini_core.model import MarDini
 from mardini_core.video_io import write_frames
+from test_pipeline import TinyVAE
 
 
 def texture(h=96, w=128, seed=0, blur=3.0):
@@ -110,12 +119,12 @@ def test_protocol_scores_mid_frame_for_interpolation_and_generated_frames_for_i2
         out[4] = 0
         return out
 
-    result = protocol.evaluate_clip("c", truth, {"perfect": perfect, "wrong_mid": wrong_mid}, protocol.I2V_BASELINES)
+    result, outputs = protocol.evaluate_clip("c", truth, {"perfect": perfect, "wrong_mid": wrong_mid}, protocol.I2V_BASELINES)
     assert result.interpolation["perfect"] == {"psnr": metrics.PSNR_CAP, "ssim": pytest.approx(1.0)}
     assert result.interpolation["wrong_mid"]["psnr"] < 15
     still = protocol.scores(truth[1:], baselines.repeat_first(truth[0], 9)[1:])
     assert result.i2v["repeat_first"] == still
-    assert set(result.clips) == {"interpolation/perfect", "interpolation/wrong_mid", "i2v/repeat_first"}
+    assert {task: list(clips) for task, clips in outputs.items()} == {"interpolation": ["perfect", "wrong_mid"], "i2v": ["repeat_first"]}
     means = protocol.mean_scores([result, result], "interpolation")
     assert means["wrong_mid"] == pytest.approx(result.interpolation["wrong_mid"])
 
@@ -156,3 +165,67 @@ def test_contact_sheet_has_one_labelled_row_per_method(tmp_path):
     assert image[:, : sheet.LABEL_WIDTH].min() < 128  # the label's dark text
     path = sheet.save_sheet(tmp_path / "sub" / "c.png", rows)
     assert cv2.imread(str(path)).shape == sheet.contact_sheet(rows).shape
+
+
+# --- the eval command, end to end ---
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_checkpoint(path, MarDini(preset("tiny/T")).eval())  # random weights, 32-channel latents, window 9
+    return str(path)
+
+
+@pytest.fixture
+def vae_args(monkeypatch):
+    """The real TAEF2 when its weights are here, else a stand-in linear VAE."""
+    try:
+        eval_cmd.resolve_vae("taef2", "cpu")
+        return ["--vae", "taef2"]
+    except MarDiniError:
+        monkeypatch.setattr(eval_cmd, "resolve_vae", lambda name, device: TinyVAE())
+        return []
+
+
+@pytest.fixture
+def real_clip(shared_dir):
+    path = shared_dir / "data" / "clips" / "carphone_pristine.mp4"
+    if not path.is_file():
+        pytest.skip(f"real clips not found at {path.parent}; set MARDINI_SHARED to the shared folder")
+    return str(path)
+
+
+def test_eval_command_end_to_end_on_a_real_clip(tmp_path, checkpoint, vae_args, real_clip, capsys):
+    short = tmp_path / "short.gif"
+    write_frames(np.zeros((3, 64, 64, 3), np.float32), short)  # too short: skipped with a warning
+    out = tmp_path / "sheets"
+    code = cli.main(["eval", "--clips", str(short), real_clip, "--model", checkpoint, *vae_args, "--size", "64",
+                     "--steps", "2", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["clips"] == 1 and report["clip_names"] == ["carphone_pristine"]
+    assert set(report["methods"]) == {"mardini", "linear", "dis_flow"}
+    assert set(report["i2v"]) == {"mardini", "repeat_first"}
+    for scores in [*report["methods"].values(), *report["i2v"].values()]:
+        assert 0 < scores["psnr"] <= metrics.PSNR_CAP and -1 <= scores["ssim"] <= 1
+    assert report["methods"]["dis_flow"]["psnr"] > report["methods"]["mardini"]["psnr"]  # random weights lose
+    assert report["skipped"][0]["name"] == "short" and "warning: skipping short" in captured.err
+    image = cv2.imread(str(out / "carphone_pristine.png"))
+    assert image.shape[0] == 6 * (sheet.ROW_HEIGHT + sheet.GAP)  # truth, 3 interpolations, 2 i2v
+
+
+def test_eval_command_table_and_clear_errors(tmp_path, checkpoint, monkeypatch, capsys):
+    clip = tmp_path / "moving.gif"
+    write_frames(translated_clip(h=64, w=64), clip)
+    monkeypatch.setattr(eval_cmd, "resolve_vae", lambda name, device: TinyVAE())
+    assert cli.main(["eval", "--clips", str(clip), "--model", checkpoint, "--size", "64", "--steps", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "interpolation" in table and "dis_flow" in table and "repeat_first" in table and "weak" in table
+
+    assert cli.main(["eval", "--clips", str(clip), "--model", checkpoint, "--frames", "12"]) == 2
+    assert "window of 9" in capsys.readouterr().err  # more frames than the model's window
+    monkeypatch.setitem(sys.modules, "mardini_core.default_model", None)  # as if the module were absent
+    assert cli.main(["eval", "--clips", str(clip)]) == 2
+    assert "no default model" in capsys.readouterr().err

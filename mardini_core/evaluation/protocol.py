@@ -36,27 +36,29 @@ def scores(truth: np.ndarray, generated: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class ClipResult:
-    """One clip's scores per method, and every method's frames (for the contact sheet and FID)."""
+    """One clip's scores per method (the frames are returned beside it, so results stay small)."""
 
     name: str
     interpolation: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> mid-frame scores
     i2v: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> scores over generated frames
-    clips: dict[str, np.ndarray] = field(default_factory=dict)  # "task/method" -> (frames, H, W, 3)
 
 
-def evaluate_clip(name: str, truth: np.ndarray, interpolators: dict[str, Interpolator], animators: dict[str, Animator]) -> ClipResult:
-    """Run every method on one ground-truth clip (frames, H, W, 3) and score it."""
+def evaluate_clip(
+    name: str, truth: np.ndarray, interpolators: dict[str, Interpolator], animators: dict[str, Animator]
+) -> tuple[ClipResult, dict[str, dict[str, np.ndarray]]]:
+    """Run every method on one ground-truth clip (frames, H, W, 3) and score it.
+
+    Returns the scores and each method's clip: {"interpolation": {method: clip}, "i2v": {...}}.
+    """
     frames, mid = len(truth), len(truth) // 2
-    result = ClipResult(name)
+    result, outputs = ClipResult(name), {"interpolation": {}, "i2v": {}}
     for method, interpolate in interpolators.items():
-        clip = interpolate(truth[0], truth[-1], frames)
-        result.clips[f"interpolation/{method}"] = clip
+        clip = outputs["interpolation"][method] = interpolate(truth[0], truth[-1], frames)
         result.interpolation[method] = scores(truth[mid : mid + 1], clip[mid : mid + 1])
     for method, animate in animators.items():
-        clip = animate(truth[0], frames)
-        result.clips[f"i2v/{method}"] = clip
+        clip = outputs["i2v"][method] = animate(truth[0], frames)
         result.i2v[method] = scores(truth[1:], clip[1:])
-    return result
+    return result, outputs
 
 
 def mean_scores(results: list[ClipResult], task: str) -> dict[str, dict[str, float]]:

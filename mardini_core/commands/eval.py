@@ -1,0 +1,137 @@
+"""Score MarDini against training-free baselines on real clips, VIDIM-Bench style (paper §3.2, App. D).
+
+From each video (or each clip of a folder's manifest.json) the middle 9 consecutive frames are taken,
+resized so the short side is --size and centre-cropped to a size the model takes.
+Interpolation: first and last frames given, the 7 between generated; the middle frame is scored
+(PSNR, SSIM). Methods: MarDini, linear blending, OpenCV DIS optical flow.
+Image-to-video: the first frame given, the rest generated; every generated frame is scored, which
+is a weak metric (many futures are plausible). Methods: MarDini, the first frame repeated.
+Videos that cannot be read or are too short are skipped with a warning.
+
+Example:
+  python -m mardini_core eval --clips ../shared/data/clips --model tiny.safetensors --steps 25 --out eval/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import masks
+from ..errors import InputError
+from ..evaluation import metrics
+from ..evaluation.clips import find_sources, load_clip
+from ..evaluation.model_methods import mardini_methods
+from ..evaluation.protocol import I2V_BASELINES, INTERPOLATION_BASELINES, ClipResult, evaluate_clip, mean_scores
+from ..evaluation.sheet import save_sheet
+from ..pipeline import size_multiple
+from .generate import load_model, resolve_device, resolve_vae
+
+SSIM_NOTE = f"SSIM: Gaussian window 11x11, sigma 1.5, per RGB channel then averaged; PSNR capped at {metrics.PSNR_CAP:g} dB"
+I2V_NOTE = "image-to-video PSNR/SSIM against the one true future is weak: a still frame often scores well"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--clips", nargs="+", required=True, metavar="DIR_OR_FILE",
+                        help="folders of videos (a manifest.json in a folder lists its clips) or video files")
+    parser.add_argument("--model", metavar="CHECKPOINT", help="a MarDini .safetensors checkpoint (default: the embedded model)")
+    parser.add_argument("--vae", help="autoencoder to use instead of the one the checkpoint names")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--size", type=int, default=256, help="short side of the evaluated frames (default: 256, as VIDIM-Bench)")
+    parser.add_argument("--frames", type=int, default=9, help="clip length: first and last given, the rest generated (default: 9)")
+    parser.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25, as in the paper)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every clip")
+    parser.add_argument("--max-clips", type=int, help="stop after this many evaluated clips")
+    parser.add_argument("--inception", metavar="PATH", help="InceptionV3 pool-feature weights (.safetensors) to add FID")
+    parser.add_argument("--out", metavar="DIR", help="write a contact sheet PNG per clip here (rows: methods, columns: frames)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.frames < 3 or args.size < 1 or (args.max_clips is not None and args.max_clips < 1):
+        raise InputError("--frames must be at least 3, and --size and --max-clips positive")
+    if args.inception:
+        raise InputError("FID is not available in this version; drop --inception (PSNR and SSIM are reported without it)")
+    sources = find_sources(args.clips)
+    device = resolve_device(args.device)
+    model = load_model(args.model, device, torch.float32)
+    masks.interpolation(args.frames).validate(model.config.max_frames)
+    vae_name = args.vae or model.config.vae
+    vae = resolve_vae(vae_name, device)
+    multiple = size_multiple(model.config, vae.downscale)
+    interpolate, animate = mardini_methods(model, vae, args.steps, args.seed)
+    interpolators = {"mardini": interpolate, **INTERPOLATION_BASELINES}
+    animators = {"mardini": animate, **I2V_BASELINES}
+
+    results: list[ClipResult] = []
+    skipped: list[dict[str, str]] = []
+    for source in sources:
+        if args.max_clips is not None and len(results) >= args.max_clips:
+            break
+        try:
+            truth = load_clip(source, args.frames, args.size, multiple)  # (frames, h, w, 3)
+        except InputError as exc:
+            print(f"warning: skipping {source.name}: {exc}", file=sys.stderr)
+            skipped.append({"name": source.name, "reason": str(exc)})
+            continue
+        print(f"clip {len(results) + 1}: {source.name} ({truth.shape[2]}x{truth.shape[1]})", file=sys.stderr, flush=True)
+        result, outputs = evaluate_clip(source.name, truth, interpolators, animators)
+        results.append(result)
+        if args.out:
+            save_sheet(Path(args.out) / f"{source.name}.png", sheet_rows(truth, outputs))
+    if not results:
+        raise InputError(f"no clip could be evaluated ({len(skipped)} skipped, see the warnings); give videos of at least {args.frames} frames")
+
+    report = {
+        "methods": mean_scores(results, "interpolation"),
+        "i2v": mean_scores(results, "i2v"),
+        "clips": len(results),
+        "clip_names": [r.name for r in results],
+        "per_clip": [{"name": r.name, "interpolation": r.interpolation, "i2v": r.i2v} for r in results],
+        "skipped": skipped,
+        "settings": {"model": args.model or "embedded default", "vae": vae_name or "default", "size": args.size,
+                     "frames": args.frames, "steps": args.steps, "seed": args.seed, "scored_frame": args.frames // 2},
+        "notes": [SSIM_NOTE, I2V_NOTE],
+        "sheets": args.out,
+    }
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def sheet_rows(truth: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+    """Ground truth first, then each interpolation method, then each image-to-video method."""
+    rows = [("ground truth", truth)]
+    rows += [(method, clip) for method, clip in outputs["interpolation"].items()]
+    rows += [(f"i2v {method}", clip) for method, clip in outputs["i2v"].items()]
+    return rows
+
+
+def format_report(report: dict) -> str:
+    s = report["settings"]
+    lines = [
+        f"{report['clips']} clips of {s['frames']} frames, short side {s['size']}, {s['steps']} DDIM steps, seed {s['seed']}",
+        f"model: {s['model']}, VAE: {s['vae']}",
+        "",
+        f"interpolation (first and last given; frame {s['scored_frame']} scored)",
+        *_table(report["methods"]),
+        "",
+        f"image-to-video (first given; frames 1-{s['frames'] - 1} scored)",
+        *_table(report["i2v"]),
+        "",
+        *report["notes"],
+    ]
+    lines += [f"skipped {row['name']}: {row['reason']}" for row in report["skipped"]]
+    if report["sheets"]:
+        lines.append(f"contact sheets: {report['sheets']}")
+    return "\n".join(lines)
+
+
+def _table(scores: dict[str, dict[str, float]]) -> list[str]:
+    rows = [f"  {'method':<14}{'PSNR dB':>9}{'SSIM':>8}"]
+    rows += [f"  {method:<14}{m['psnr']:>9.2f}{m['ssim']:>8.4f}" for method, m in scores.items()]
+    return rows
