@@ -8,9 +8,12 @@ import pytest
 from mardini_core import cli
 from mardini_core.checkpoint import save_checkpoint
 from mardini_core.commands import generate as generate_cmd
+from mardini_core.errors import MarDiniError
 from mardini_core.video_io import read_image
 from test_pipeline import TinyVAE
 from test_sampler import live_model
+
+REAL_RESOLVE_VAE = generate_cmd.resolve_vae
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,21 @@ def test_image_to_video_mp4_end_to_end(tmp_path, checkpoint, capsys, stand_in_va
     assert stand_in_vae == [""]  # the VAE named by the checkpoint's config (tiny/T names none)
 
 
+def test_vae_choice(tmp_path, checkpoint, stand_in_vae, shared_dir, monkeypatch):
+    with pytest.raises(MarDiniError, match="does not name the VAE it was trained with; pass --vae taef2"):
+        REAL_RESOLVE_VAE("", "cpu")
+    img = write_png(tmp_path / "a.png", 0, size=64)
+    assert generate("--images", img, "--model", checkpoint, "--vae", "mine", "--out", str(tmp_path / "a")) == 0
+    assert stand_in_vae == ["mine"]
+    if not (shared_dir / "weights" / "taef2").is_dir():
+        pytest.skip("TAEF2 weights not present")
+    monkeypatch.setattr(generate_cmd, "resolve_vae", REAL_RESOLVE_VAE)  # the real pretrained TAEF2
+    out = tmp_path / "real"
+    assert generate("--images", img, "--model", checkpoint, "--vae", "taef2", "--frames", "4", "--out", str(out)) == 0
+    frames = frames_in(out)
+    assert len(frames) == 4 and np.array_equal(frames[0], read_image(img))
+
+
 def test_references_exact_and_seeds(tmp_path, checkpoint):
     img = write_png(tmp_path / "a.png", 0)
     runs = {}
@@ -91,6 +109,8 @@ def test_loop_gif_is_seamless(tmp_path, checkpoint):
     assert generate("--task", "loop", "--images", img, "--frames", "6", "--model", checkpoint, "--out", str(out)) == 0
     ok, animation = cv2.imreadanimation(str(out))
     assert ok and len(animation.frames) == 6  # frame 6 would repeat frame 0, so it is dropped
+    assert generate("--task", "loop", "--images", img, "--model", checkpoint, "--out", str(tmp_path / "default")) == 0
+    assert len(list((tmp_path / "default").iterdir())) == 8  # by default one window: 8 frames + the closing one
 
 
 def test_expand_a_video_and_crop_odd_sizes(tmp_path, checkpoint, capsys):

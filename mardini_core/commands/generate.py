@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = task.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", nargs="+", metavar="IMAGE", help="input image files (PNG, JPG)")
     source.add_argument("--video", metavar="VIDEO", help="input video; its frames are the given frames")
-    task.add_argument("--frames", type=int, help="output length (default: the model's window; may exceed it)")
+    task.add_argument("--frames", type=int, help="output length; may exceed the model's window "
+                                                 "(default: the window, one frame less for a loop)")
     task.add_argument("--pattern", help="custom task: one character per frame, x = given, . = generated (e.g. x...x)")
     task.add_argument("--position", default="first",
                       help="i2v: where the image goes: first, middle, last or a frame index (default: first)")
@@ -115,7 +116,10 @@ def read_inputs(args: argparse.Namespace) -> np.ndarray:
 
 def build_mask(args: argparse.Namespace, inputs: int, window: int) -> masks.FrameMask:
     """The mask of the whole output (any length); a loop gets one extra frame showing the image again."""
-    frames = args.frames if args.frames is not None else window
+    if args.frames is not None:
+        frames = args.frames
+    else:  # one model call by default (a loop's extra closing frame included)
+        frames = window - 1 if args.task == "loop" else window
     if args.task == "custom":
         mask = masks.for_task("custom", 0, pattern=args.pattern)
         if args.frames is not None and args.frames != mask.frames:
@@ -179,6 +183,11 @@ def load_model(path: str | None, device: torch.device, dtype: torch.dtype):
 
 def resolve_vae(name: str, device: torch.device):
     """The autoencoder named by the checkpoint's config (or --vae), from `mardini_core.vae`."""
+    if not name:
+        raise MarDiniError(
+            "the model does not name the VAE it was trained with; pass --vae taef2 (or a TAEF2 folder, "
+            "or a mardini-tae .safetensors file)"
+        )
     try:
         vae = importlib.import_module("mardini_core.vae")
     except ModuleNotFoundError as exc:
@@ -189,18 +198,23 @@ def resolve_vae(name: str, device: torch.device):
 
 
 class TextProgress:
-    """A one-line progress bar on stderr: window i/n, step s/S."""
+    """Progress on stderr: a bar redrawn in place on a terminal, one line per window otherwise (logs)."""
 
     def __init__(self, windows: int, width: int = 30):
         self.windows, self.width, self.current = windows, width, 0
+        self.tty = sys.stderr.isatty()
 
     def window(self, index: int, window: Window) -> None:
         self.current = index + 1
 
     def step(self, step: int, total: int, _preview) -> None:
-        filled = self.width * step // total
-        bar = "#" * filled + "." * (self.width - filled)
-        print(f"\rwindow {self.current}/{self.windows} [{bar}] step {step}/{total}", end="", file=sys.stderr, flush=True)
+        if self.tty:
+            bar = "#" * (self.width * step // total)
+            print(f"\rwindow {self.current}/{self.windows} [{bar:.<{self.width}}] step {step}/{total}",
+                  end="", file=sys.stderr, flush=True)
+        elif step == total:
+            print(f"window {self.current}/{self.windows} done ({total} steps)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        print(file=sys.stderr)
+        if self.tty:
+            print(file=sys.stderr)
