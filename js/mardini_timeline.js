@@ -1,7 +1,7 @@
 // Clickable frame timeline inside the "MarDini Frame Mask" node.
 // It only edits the node's own `pattern` STRING widget (the value saved in workflows and sent to the
 // server); it never adds, removes or reorders the node's inputs. The strip itself is a DOM widget with
-// `serialize: false`, so it leaves no trace in saved workflows.
+// `serialize: false` (in its options and on the widget), so it leaves no trace in prompts or saved workflows.
 import { app } from "../../scripts/app.js";
 import { describePattern, parsePattern, syncedPattern, togglePattern } from "./mardini_timeline_logic.js";
 
@@ -113,13 +113,14 @@ function attachTimeline(node) {
     render(node, view);
   });
 
-  node.addDOMWidget("timeline", "mardini_timeline", root, {
-    serialize: false,
+  const timeline = node.addDOMWidget("timeline", "mardini_timeline", root, {
+    serialize: false, // not sent to the server
     hideOnZoom: false,
     getMinHeight: () => 48,
     getValue: () => undefined,
     setValue: () => {},
   });
+  timeline.serialize = false; // not saved in the workflow's widgets_values (as core's own display widgets)
 
   for (const name of ["frames", "preset", "given_frames"]) chain(widget(node, name), () => followControls(node, view));
   chain(widget(node, "pattern"), () => followPattern(node, view));

@@ -61,6 +61,6 @@ def test_js_presets_build_the_same_patterns_as_the_node():
 def test_extension_patches_only_our_node():
     source = (REPO / "js" / "mardini_timeline.js").read_text()
     assert 'const NODE_NAME = "MarDiniFrameMask"' in source and "nodeData?.name !== NODE_NAME" in source
-    assert "serialize: false" in source and "app.registerExtension" in source
+    assert "serialize: false" in source and "timeline.serialize = false" in source and "app.registerExtension" in source
     assert "MarDiniFrameMask" in PACK.NODE_CLASS_MAPPINGS
     assert not any(p.suffix == ".mjs" for p in Path(REPO / "js").iterdir()), "ComfyUI loads .js files only"
