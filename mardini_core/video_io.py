@@ -130,7 +130,11 @@ def _write_png_folder(pixels: np.ndarray, folder: Path) -> None:
 @contextlib.contextmanager
 def _quiet_stderr():
     """Silence native stderr (FFmpeg prints a complaint for every encoder it cannot open)."""
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all (a windowed host): nothing to silence
+        yield
+        return
     with open(os.devnull, "wb") as null:
         os.dup2(null.fileno(), 2)
         try:
