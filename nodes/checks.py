@@ -26,6 +26,6 @@ def images_for_mask(images: torch.Tensor, mask: FrameMask) -> torch.Tensor:
             else "one per x in the pattern, left to right"
         raise InputError(
             f"mask {mask.pattern} takes {needed} input image(s) ({how}) but got {images.shape[0]}; "
-            "batch the right images with Image Batch, or change the mask"
+            "batch the right images with Batch Images, or change the mask"
         )
     return images[..., :3]

@@ -17,8 +17,13 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTENTION = ("auto", "sdpa", "xformers")
 PLANNER_AFTER_RUN = ("gpu", "cpu")
 NO_WEIGHTS = (
-    "The paper's authors released no MarDini weights: use the embedded default model, or train your own "
+    "The paper's authors released no MarDini weights: use this pack's embedded default model, or train your own "
     "(python -m mardini_core train ...) and put the .safetensors file in {folders}."
+)
+NO_DEFAULT = (
+    "this install has no embedded default model (mardini_core/default_model.py is missing). The paper's authors "
+    "released no MarDini weights: train your own (python -m mardini_core train ...) and put the .safetensors file "
+    "in {folders}, then pick it here."
 )
 
 
@@ -56,7 +61,7 @@ def load_default(device: torch.device, dtype: torch.dtype):
     except ModuleNotFoundError as exc:
         if exc.name != "mardini_core.default_model":
             raise
-        raise CheckpointError("this install has no embedded default model. " + _no_weights_message()) from exc
+        raise CheckpointError(NO_DEFAULT.format(folders=" or ".join(comfy_bridge.model_folders()))) from exc
     return default_model.load_default().to(device=device, dtype=dtype)
 
 
