@@ -22,7 +22,7 @@ import torch
 
 from .errors import InputError, MaskError
 from .masks import FrameMask
-from .pipeline import decode_frames, encode_frames, encode_scaled, generate_latents
+from .pipeline import check_vae, decode_frames, encode_frames, encode_scaled, generate_latents
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,7 @@ def run_plan(
         raise InputError(f"the plan places {len(schedule.inputs)} input images but {images.shape[0]} were given")
     if any(len(w.frames) > config.max_frames for w in schedule):
         raise MaskError(f"the plan's window of {schedule.window} frames exceeds the model's {config.max_frames}")
+    check_vae(vae, config)
     high, low = encode_frames(vae.encode, images, config, vae.downscale)
     frames = {p: images[n].float().cpu() for n, p in enumerate(schedule.inputs)}  # global index -> (3, H, W)
     highs = {p: high[n] for n, p in enumerate(schedule.inputs)}  # -> (C, H/d, W/d) model-space

@@ -57,6 +57,15 @@ def check_images(images: torch.Tensor, multiple: int) -> None:
         )
 
 
+def check_vae(vae, config: MarDiniConfig) -> None:
+    """Refuse a VAE whose latents the model cannot read, before any encoding."""
+    if vae.latent_channels != config.latent_channels:
+        raise InputError(
+            f"the VAE makes {vae.latent_channels}-channel latents but the model expects {config.latent_channels}; "
+            f"load the VAE the model was trained with ({config.vae or 'see its config'})"
+        )
+
+
 def to_model_space(raw: torch.Tensor, config: MarDiniConfig) -> torch.Tensor:
     return (raw.float() - config.latent_shift) * config.latent_scale
 
@@ -151,11 +160,7 @@ def generate(model, vae, images: torch.Tensor, mask: FrameMask, **sampling) -> G
     `sampling`: steps, guidance, eta, seed, callback, should_stop (see `sample`).
     """
     config = model.config
-    if vae.latent_channels != config.latent_channels:
-        raise InputError(
-            f"the VAE makes {vae.latent_channels}-channel latents but the model expects {config.latent_channels}; "
-            f"load the VAE the model was trained with ({config.vae or 'see its config'})"
-        )
+    check_vae(vae, config)
     mask.validate(config.max_frames)
     if images.shape[0] != mask.images_needed:
         raise InputError(f"mask {mask.pattern} takes {mask.images_needed} input images, got {images.shape[0]}")

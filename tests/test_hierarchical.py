@@ -2,7 +2,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from mardini_core.errors import MaskError
+from mardini_core.errors import InputError, MaskError
 from mardini_core.hierarchical import plan_windows, run_plan
 from test_pipeline import TinyVAE, count_calls, images
 from test_sampler import live_model
@@ -101,3 +101,8 @@ def test_run_plan_extends_from_a_middle_image(model):
 def test_run_plan_refuses_windows_larger_than_the_model(model):
     with pytest.raises(MaskError, match="exceeds the model's 9"):
         run_plan(plan_windows(12, [0], 12), model, TinyVAE(), images(1), steps=1)
+
+
+def test_run_plan_refuses_a_vae_of_other_channels(model):
+    with pytest.raises(InputError, match="16-channel latents but the model expects 32"):
+        run_plan(plan_windows(12, [0], 9), model, TinyVAE(16), images(1), steps=1)
