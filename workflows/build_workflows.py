@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 SIZE = 256  # pixels; a multiple of every preset's size step
 
@@ -41,7 +44,7 @@ class Graph:
         src["outputs"][out_slot]["links"].append(link_id)
         dst["inputs"][in_slot]["link"] = link_id
 
-    def save(self, name, note):
+    def save(self, name, note, pattern):
         for n in self.nodes:
             for o in n["outputs"]:
                 o["links"] = o["links"] or None
@@ -51,6 +54,23 @@ class Graph:
             "extra": {"ds": {"scale": 0.8, "offset": [60, 60]}, "mardini_note": note}, "version": 0.4,
         }
         (HERE / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
+        thumbnail(HERE / f"{name}.jpg", name.removeprefix("mardini_").replace("_", " "), pattern)
+
+
+def thumbnail(path, title, pattern, width=480, height=270):
+    """The template browser's picture: the task's frame timeline as the node draws it (x = given)."""
+    img = np.full((height, width, 3), (38, 34, 32), np.uint8)
+    cv2.putText(img, title, (24, 70), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (235, 235, 235), 2, cv2.LINE_AA)
+    left, right, top, bottom = 24, width - 24, 120, 180
+    cell = (right - left) / len(pattern)
+    for i, c in enumerate(pattern):
+        color = (59, 163, 226) if c == "x" else (75, 63, 58)  # BGR of the widget's orange / slate
+        x0, x1 = int(left + i * cell), int(left + (i + 1) * cell) - (1 if cell > 3 else 0)
+        cv2.rectangle(img, (x0, top), (max(x0, x1 - 1), bottom), color, -1)
+    given = pattern.count("x")
+    caption = f"{len(pattern)} frames: {given} given, {len(pattern) - given} generated"
+    cv2.putText(img, caption, (24, 225), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (190, 190, 190), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
 def load_images(g, names):
@@ -118,7 +138,7 @@ def clip_workflow(name, note, images, preset, pattern, given=2, guidance=1.0, im
     g.link(planner, "plan", sampler, "plan")
     g.link(sampler, "latent", assemble, "latent")
     save_webp(g, assemble, "frames", name.removeprefix("mardini_"), col=5)
-    g.save(name, note)
+    g.save(name, note, pattern)
 
 
 def expansion_workflow():
@@ -146,7 +166,9 @@ def slow_motion_workflow():
     show = g.node("PreviewAny", 4, 2, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of windows")
     g.link(long_video, "plan", show, "source")
     save_webp(g, long_video, "frames", "slow_motion", col=4, fps=24.0)
-    g.save("mardini_slow_motion", "Hierarchical generation (paper, Fig. 10): 4 images -> 128-frame slow motion.")
+    keys = {round(i * 127 / 3) for i in range(4)}
+    g.save("mardini_slow_motion", "Hierarchical generation (paper, Fig. 10): 4 images -> 128-frame slow motion.",
+           "".join("x" if i in keys else "." for i in range(128)))
 
 
 def main():
