@@ -5,13 +5,15 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from mardini_core import cli
 from mardini_core.checkpoint import save_checkpoint
 from mardini_core.commands import eval as eval_cmd
 from mardini_core.config import preset
 from mardini_core.errors import InputError, MarDiniError
-from mardini_core.evaluation import baselines, clips, metrics, protocol, sheet
+from mardini_core.evaluation import baselines, clips, fid, inception, metrics, protocol, sheet
 from mardini_core.model import MarDini
 from mardini_core.video_io import write_frames
 from test_pipeline import TinyVAE
@@ -229,3 +231,54 @@ def test_eval_command_table_and_clear_errors(tmp_path, checkpoint, monkeypatch, 
     monkeypatch.setitem(sys.modules, "mardini_core.default_model", None)  # as if the module were absent
     assert cli.main(["eval", "--clips", str(clip)]) == 2
     assert "no default model" in capsys.readouterr().err
+
+
+# --- FID ---
+
+def test_frechet_distance_of_known_gaussians():
+    a = np.random.default_rng(0).normal(size=(400, 6))
+    assert fid.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    shift = np.arange(6.0)
+    assert fid.frechet_distance(a, a + shift) == pytest.approx((shift**2).sum(), rel=1e-9)  # same covariance
+    # b = 2a: |mu|^2 + Tr(S + 4S - 2 * 2S) = |mu|^2 + Tr(S)
+    expected = (a.mean(0) ** 2).sum() + np.trace(np.cov(a, rowvar=False))
+    assert fid.frechet_distance(a, 2 * a) == pytest.approx(expected, rel=1e-9)
+    assert fid.frechet_distance(a, 2 * a) == pytest.approx(fid.frechet_distance(2 * a, a), rel=1e-9)
+    with pytest.raises(InputError, match="at least 2 frames"):
+        fid.frechet_distance(a[:1], a)
+
+
+def test_inception_features_load_from_safetensors(tmp_path):
+    net = inception.InceptionFeatures().eval()
+    path = tmp_path / "inception.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    images = torch.rand(1, 3, 64, 80)
+    loaded = inception.load_inception(path)
+    with torch.inference_mode():
+        features = loaded(images)
+        assert features.shape == (1, inception.FEATURES)
+        assert torch.allclose(features, net(images))
+    save_file({"fc.weight": torch.zeros(2, 2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(MarDiniError, match="tensors missing"):
+        inception.load_inception(tmp_path / "other.safetensors")
+    with pytest.raises(MarDiniError, match=".safetensors"):
+        inception.load_inception(tmp_path / "missing.pth")
+
+
+class ChannelStats(torch.nn.Module):
+    """A cheap stand-in feature network: per-channel means and standard deviations (N, 6)."""
+
+    def forward(self, images):
+        return torch.cat([images.mean(dim=(2, 3)), images.std(dim=(2, 3))], dim=1)
+
+
+def test_eval_command_adds_fid_with_an_inception_file(tmp_path, checkpoint, monkeypatch, capsys):
+    clip = tmp_path / "moving.gif"
+    write_frames(translated_clip(h=64, w=64), clip)
+    monkeypatch.setattr(eval_cmd, "resolve_vae", lambda name, device: TinyVAE())
+    monkeypatch.setattr(eval_cmd, "load_inception", lambda path: ChannelStats())
+    assert cli.main(["eval", "--clips", str(clip), "--model", checkpoint, "--size", "64", "--steps", "1",
+                     "--inception", "net.safetensors", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert all(m["fid"] >= -1e-9 for m in [*report["methods"].values(), *report["i2v"].values()])
+    assert report["methods"]["dis_flow"]["fid"] < report["methods"]["linear"]["fid"]  # blending changes contrast

@@ -1,11 +1,12 @@
 """Score MarDini against training-free baselines on real clips, VIDIM-Bench style (paper §3.2, App. D).
 
-From each video (or each clip of a folder's manifest.json) the middle 9 consecutive frames are taken,
+From each video (or each clip of a folder's manifest.json) the middle --frames (9) consecutive frames are taken,
 resized so the short side is --size and centre-cropped to a size the model takes.
 Interpolation: first and last frames given, the 7 between generated; the middle frame is scored
 (PSNR, SSIM). Methods: MarDini, linear blending, OpenCV DIS optical flow.
 Image-to-video: the first frame given, the rest generated; every generated frame is scored, which
 is a weak metric (many futures are plausible). Methods: MarDini, the first frame repeated.
+With --inception, the FID of each method's generated frames against the true frames is added.
 Videos that cannot be read or are too short are skipped with a warning.
 
 Example:
@@ -25,14 +26,18 @@ from .. import masks
 from ..errors import InputError
 from ..evaluation import metrics
 from ..evaluation.clips import find_sources, load_clip
+from ..evaluation.fid import FeatureBank
+from ..evaluation.inception import load_inception
 from ..evaluation.model_methods import mardini_methods
-from ..evaluation.protocol import I2V_BASELINES, INTERPOLATION_BASELINES, ClipResult, evaluate_clip, mean_scores
+from ..evaluation.protocol import I2V_BASELINES, INTERPOLATION_BASELINES, TASKS, ClipResult, evaluate_clip, mean_scores
 from ..evaluation.sheet import save_sheet
 from ..pipeline import size_multiple
 from .generate import load_model, resolve_device, resolve_vae
 
 SSIM_NOTE = f"SSIM: Gaussian window 11x11, sigma 1.5, per RGB channel then averaged; PSNR capped at {metrics.PSNR_CAP:g} dB"
 I2V_NOTE = "image-to-video PSNR/SSIM against the one true future is weak: a still frame often scores well"
+FID_NOTE = "FID: generated vs true frames over all clips; biased upwards on few frames, compare methods on the same clips only"
+NO_FID_NOTE = "FID: not computed (pass --inception PATH.safetensors with InceptionV3 FID weights to add it)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.frames < 3 or args.size < 1 or (args.max_clips is not None and args.max_clips < 1):
         raise InputError("--frames must be at least 3, and --size and --max-clips positive")
-    if args.inception:
-        raise InputError("FID is not available in this version; drop --inception (PSNR and SSIM are reported without it)")
     sources = find_sources(args.clips)
+    bank = FeatureBank(load_inception(args.inception)) if args.inception else None
     device = resolve_device(args.device)
     model = load_model(args.model, device, torch.float32)
     masks.interpolation(args.frames).validate(model.config.max_frames)
@@ -82,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"clip {len(results) + 1}: {source.name} ({truth.shape[2]}x{truth.shape[1]})", file=sys.stderr, flush=True)
         result, outputs = evaluate_clip(source.name, truth, interpolators, animators)
         results.append(result)
+        if bank is not None:
+            bank.add_clip(truth, outputs)
         if args.out:
             save_sheet(Path(args.out) / f"{source.name}.png", sheet_rows(truth, outputs))
     if not results:
@@ -96,9 +102,13 @@ def run(args: argparse.Namespace) -> int:
         "skipped": skipped,
         "settings": {"model": args.model or "embedded default", "vae": vae_name or "default", "size": args.size,
                      "frames": args.frames, "steps": args.steps, "seed": args.seed, "scored_frame": args.frames // 2},
-        "notes": [SSIM_NOTE, I2V_NOTE],
+        "notes": [SSIM_NOTE, I2V_NOTE, FID_NOTE if bank is not None else NO_FID_NOTE],
         "sheets": args.out,
     }
+    if bank is not None:
+        for task, table in zip(TASKS, (report["methods"], report["i2v"])):
+            for method, fid in bank.scores(task).items():
+                table[method]["fid"] = fid
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
 
@@ -132,6 +142,7 @@ def format_report(report: dict) -> str:
 
 
 def _table(scores: dict[str, dict[str, float]]) -> list[str]:
-    rows = [f"  {'method':<14}{'PSNR dB':>9}{'SSIM':>8}"]
-    rows += [f"  {method:<14}{m['psnr']:>9.2f}{m['ssim']:>8.4f}" for method, m in scores.items()]
+    fid = all("fid" in m for m in scores.values())
+    rows = [f"  {'method':<14}{'PSNR dB':>9}{'SSIM':>8}" + (f"{'FID':>9}" if fid else "")]
+    rows += [f"  {method:<14}{m['psnr']:>9.2f}{m['ssim']:>8.4f}" + (f"{m['fid']:>9.2f}" if fid else "") for method, m in scores.items()]
     return rows

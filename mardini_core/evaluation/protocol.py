@@ -22,6 +22,9 @@ from .metrics import psnr, ssim
 Interpolator = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # first, last, frames -> clip
 Animator = Callable[[np.ndarray, int], np.ndarray]  # first, frames -> clip
 
+TASKS = ("interpolation", "i2v")
+GENERATED = {"interpolation": slice(1, -1), "i2v": slice(1, None)}  # frames each task generates (FID's frames)
+
 INTERPOLATION_BASELINES: dict[str, Interpolator] = {"linear": linear_blend, "dis_flow": dis_flow_interpolate}
 I2V_BASELINES: dict[str, Animator] = {"repeat_first": repeat_first}
 
@@ -57,7 +60,8 @@ def evaluate_clip(
         result.interpolation[method] = scores(truth[mid : mid + 1], clip[mid : mid + 1])
     for method, animate in animators.items():
         clip = outputs["i2v"][method] = animate(truth[0], frames)
-        result.i2v[method] = scores(truth[1:], clip[1:])
+        generated = GENERATED["i2v"]
+        result.i2v[method] = scores(truth[generated], clip[generated])
     return result, outputs
 
 
