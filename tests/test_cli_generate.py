@@ -124,6 +124,11 @@ def test_expand_a_video_and_crop_odd_sizes(tmp_path, checkpoint, capsys):
     frames = frames_in(out)
     assert len(frames) == 7 and frames[0].shape == (32, 32, 3)
     assert "resized and centre-cropped to 32x32" in capsys.readouterr().err
+    out = tmp_path / "two"
+    assert generate("--task", "interpolate", "--video", str(video), "--video-frames", "2", "--frames", "5",
+                    "--model", checkpoint, "--out", str(out)) == 0
+    last = frames_in(out)[-1]
+    assert len(frames_in(out)) == 5 and abs(last.mean() - 60 / 255) < 0.03  # video frame 1, not frame 2 (grey 120)
 
 
 def test_dry_run_prints_the_plan_without_generating(tmp_path, checkpoint, capsys, stand_in_vae):

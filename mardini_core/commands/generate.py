@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = task.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", nargs="+", metavar="IMAGE", help="input image files (PNG, JPG)")
     source.add_argument("--video", metavar="VIDEO", help="input video; its frames are the given frames")
+    task.add_argument("--video-frames", type=int, metavar="N",
+                      help="read only the first N frames of --video (default: all; the first for i2v and loop)")
     task.add_argument("--frames", type=int, help="output length; may exceed the model's window "
                                                  "(default: the window, one frame less for a loop)")
     task.add_argument("--pattern", help="custom task: one character per frame, x = given, . = generated (e.g. x...x)")
@@ -109,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
 def read_inputs(args: argparse.Namespace) -> np.ndarray:
     if args.images:
         return read_images(args.images)
-    one = args.task in ("i2v", "loop")
-    frames, _ = read_video(args.video, max_frames=1 if one else None)
+    if args.video_frames is not None and args.video_frames < 1:
+        raise InputError(f"--video-frames must be at least 1, got {args.video_frames}")
+    frames, _ = read_video(args.video, max_frames=1 if args.task in ("i2v", "loop") else args.video_frames)
     return frames
 
 
