@@ -144,8 +144,8 @@ def test_dry_run_prints_the_plan_without_generating(tmp_path, checkpoint, capsys
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--task", "interpolate"], "uses 2 input image\\(s\\), got 1"),
-        (["--task", "custom", "--pattern", "x..x"], "uses 2 input image\\(s\\), got 1"),
+        (["--task", "interpolate"], "needs 2 input image\\(s\\) here, got 1"),
+        (["--task", "custom", "--pattern", "x..x"], "needs 2 input image\\(s\\) here, got 1"),
         (["--task", "custom", "--pattern", "x..o"], "invalid characters 'o'"),
         (["--pattern", "x..x"], "--pattern is for --task custom"),
         (["--size", "40x40"], "multiple of 32"),

@@ -135,7 +135,7 @@ def build_mask(args: argparse.Namespace, inputs: int, window: int) -> masks.Fram
         position = int(args.position) if args.position.lstrip("-").isdigit() else args.position
         mask = masks.for_task(args.task, frames + (args.task == "loop"), images=inputs, position=position)
     if inputs != mask.images_needed:
-        raise InputError(f"--task {args.task} with mask {mask.pattern} uses {mask.images_needed} input image(s), got {inputs}")
+        raise InputError(f"--task {args.task} needs {mask.images_needed} input image(s) here, got {inputs}")
     return mask.validate()
 
 
