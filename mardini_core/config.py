@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -85,6 +86,10 @@ def _positive_ints(owner: str, obj, names) -> None:
             raise ConfigError(f"{owner}.{name} must be a positive integer, got {value!r}")
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def validate(cfg: MarDiniConfig) -> None:
     """Raise ConfigError naming the first inconsistent field (also guards against forged configs)."""
     _positive_ints("planner", cfg.planner, ("depth", "hidden", "mlp", "heads", "patch"))
@@ -97,8 +102,15 @@ def validate(cfg: MarDiniConfig) -> None:
             raise ConfigError(f"{owner} head size {part.hidden // part.heads} must be even for rotary embeddings")
     if cfg.generator.attention not in ATTENTION_MODES:
         raise ConfigError(f"generator.attention must be one of {ATTENTION_MODES}, got {cfg.generator.attention!r}")
-    if not (isinstance(cfg.latent_scale, (int, float)) and cfg.latent_scale > 0):
-        raise ConfigError(f"latent_scale must be a positive number, got {cfg.latent_scale!r}")
+    if not (_number(cfg.latent_scale) and cfg.latent_scale > 0 and math.isfinite(cfg.latent_scale)):
+        raise ConfigError(f"latent_scale must be a positive finite number, got {cfg.latent_scale!r}")
+    if not (_number(cfg.latent_shift) and math.isfinite(cfg.latent_shift)):
+        raise ConfigError(f"latent_shift must be a finite number, got {cfg.latent_shift!r}")
+    for name in ("name", "vae"):
+        if not isinstance(getattr(cfg, name), str):
+            raise ConfigError(f"config.{name} must be a string, got {getattr(cfg, name)!r}")
+    if cfg.planner.depth > 1024 or cfg.generator.depth > 1024:
+        raise ConfigError("config depths are implausibly large; the file's config looks forged or corrupt")
     if cfg.max_frames > 1024 or cfg.planner.hidden > 65536 or cfg.generator.hidden > 65536:
         raise ConfigError("config sizes are implausibly large; the file's config looks forged or corrupt")
 
