@@ -94,6 +94,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The MarDini metadata of a checkpoint; CheckpointError for foreign safetensors files."""
     meta = read_header(path).get("__metadata__") or {}
     name = Path(path).name
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{name} has a corrupt safetensors header (metadata is not a table); the file is damaged")
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{name} is a safetensors file but not a MarDini checkpoint (no MarDini config inside); "
