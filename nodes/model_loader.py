@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import torch
 
@@ -55,6 +57,15 @@ def _no_weights_message() -> str:
     return NO_WEIGHTS.format(folders=" or ".join(comfy_bridge.model_folders()))
 
 
+def check_model_name(name: str) -> None:
+    """A checkpoint name must stay inside the model folders: absolute paths and `..` are refused."""
+    if os.path.isabs(name) or ".." in PurePath(name.replace("\\", "/")).parts:
+        raise CheckpointError(
+            f"{name!r} is not a file name inside the model folder ({' or '.join(comfy_bridge.model_folders())}); "
+            "absolute paths and '..' are refused: pick a checkpoint from the list"
+        )
+
+
 def load_default(device: torch.device, dtype: torch.dtype):
     try:
         default_model = importlib.import_module("mardini_core.default_model")
@@ -91,6 +102,7 @@ class MarDiniModelLoader:
         if model == EMBEDDED_DEFAULT:
             net = load_default(device, torch_dtype)
         else:
+            check_model_name(model)
             path = comfy_bridge.model_path(model)
             if path is None:
                 raise CheckpointError(f"{model!r} is not in {' or '.join(comfy_bridge.model_folders())}. " + _no_weights_message())
