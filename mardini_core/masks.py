@@ -18,6 +18,7 @@ from .errors import MaskError
 GIVEN, GENERATED = "x", "."
 POSITIONS = ("first", "middle", "last")
 TASKS = ("i2v", "interpolate", "loop", "expand", "custom")
+MAX_CLIP_FRAMES = 10_000  # longer requests (e.g. --frames 1000000000) would exhaust memory before any check
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class FrameMask:
 
 def from_pattern(pattern: str) -> FrameMask:
     """Parse a pattern such as `x.......x` (`X` also means given; whitespace is ignored)."""
+    if not isinstance(pattern, str):
+        raise MaskError(f"a frame pattern must be text such as 'x.......x', got {pattern!r}")
     text = "".join(pattern.split())
     bad = sorted({c for c in text if c not in "xX."})
     if bad:
@@ -122,7 +125,7 @@ def image_to_video(frames: int, position: str | int = "first") -> FrameMask:
 def interpolation(frames: int, images: int = 2) -> FrameMask:
     """`images` input images spread evenly, first and last included; everything between generated."""
     _check_frames(frames, minimum=3)
-    if not 2 <= images < frames:
+    if not _is_count(images) or not 2 <= images < frames:
         raise MaskError(f"interpolation needs between 2 and {frames - 1} images for {frames} frames, got {images}")
     return from_indices(frames, [round(i * (frames - 1) / (images - 1)) for i in range(images)])
 
@@ -136,7 +139,7 @@ def loop(frames: int) -> FrameMask:
 def expansion(frames: int, given_count: int) -> FrameMask:
     """Video continuation: the first `given_count` frames given, the rest generated."""
     _check_frames(frames)
-    if not 1 <= given_count < frames:
+    if not _is_count(given_count) or not 1 <= given_count < frames:
         raise MaskError(f"expansion needs between 1 and {frames - 1} given frames for a {frames}-frame clip, got {given_count}")
     return from_indices(frames, range(given_count))
 
@@ -151,6 +154,8 @@ def for_task(task: str, frames: int, *, images: int = 1, position: str | int = "
         if not pattern:
             raise MaskError("the custom task needs a frame pattern, e.g. --pattern 'x...x...x'")
         return from_pattern(pattern)
+    if not _is_count(images):
+        raise MaskError(f"the number of input images must be an integer, got {images!r}")
     builders = {
         "i2v": lambda: image_to_video(frames, position),
         "interpolate": lambda: interpolation(frames, max(images, 2)),
@@ -162,6 +167,12 @@ def for_task(task: str, frames: int, *, images: int = 1, position: str | int = "
     return builders[task]()
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_frames(frames: int, minimum: int = 2) -> None:
     if not isinstance(frames, int) or frames < minimum:
         raise MaskError(f"a clip needs at least {minimum} frames for this task, got {frames!r}")
+    if frames > MAX_CLIP_FRAMES:
+        raise MaskError(f"a clip of {frames} frames is too long; at most {MAX_CLIP_FRAMES} frames can be generated in one run")
