@@ -57,8 +57,29 @@ def output_device() -> torch.device:
     return comfy.model_management.intermediate_device()
 
 
+def previews_enabled() -> bool:
+    """ComfyUI's --preview-method (or the frontend's per-run setting) is not "none"."""
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    return args.preview_method != LatentPreviewMethod.NoPreviews
+
+
+def preview_image(rgb: torch.Tensor):
+    """(H, W, 3) in [0, 1] -> the ("JPEG", PIL image, max side) triple ComfyUI's progress hook sends.
+
+    None without Pillow (always there inside ComfyUI; absent in the pack's bare test environment).
+    """
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+
+    array = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return ("JPEG", Image.fromarray(array), 512)
+
+
 def step_reporter(total: int):
-    """A per-step callback: advances ComfyUI's progress bar and stops at Cancel.
+    """A per-step callback: advances ComfyUI's progress bar (with a preview image if given) and stops at Cancel.
 
     `throw_exception_if_processing_interrupted` raises ComfyUI's InterruptProcessingException, a
     BaseException that the executor itself handles; nothing in MarDini may catch it.
@@ -68,8 +89,8 @@ def step_reporter(total: int):
 
     bar = comfy.utils.ProgressBar(total)
 
-    def report(step: int, preview=None) -> None:
-        bar.update_absolute(step, total, preview)
+    def report(step: int, preview_rgb: torch.Tensor | None = None) -> None:
+        bar.update_absolute(step, total, None if preview_rgb is None else preview_image(preview_rgb))
         comfy.model_management.throw_exception_if_processing_interrupted()
 
     return report

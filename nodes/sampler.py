@@ -9,6 +9,7 @@ from mardini_core.sampler import ddim_sample
 from . import comfy_bridge
 from .checks import same_mask
 from .comfy_vae import pack
+from .preview import fit_projection, strip
 from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_MODEL, MARDINI_PLAN
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -61,10 +62,11 @@ class MarDiniSampler:
         net, config = model.model, model.config
         device = next(net.generator.parameters()).device
         report = comfy_bridge.step_reporter(steps)
+        projection = fit_projection(latents.high, latents.preview_rgb) if comfy_bridge.previews_enabled() else None
         z = ddim_sample(
             net, arrange(mask, latents.high).to(device), mask.to_tensor(device=device), plan.signal.to(device),
             steps=steps, guidance=guidance, eta=eta, generator=torch.Generator().manual_seed(seed),
-            callback=lambda step, total, x0: report(step),
+            callback=lambda step, total, x0: report(step, None if projection is None else strip(x0[0], projection)),
         )[0]
         raw = from_model_space(z, config)
         samples = (pack(raw) if latents.packed else raw).to(comfy_bridge.output_device())

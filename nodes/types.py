@@ -29,6 +29,7 @@ class EncodedFrames:
     low: torch.Tensor  # (S, C, h, w) for the planner (frames downscaled by config.planner_downscale)
     mask: FrameMask
     packed: bool  # the VAE packs 2x2 latent patches into channels (see nodes/comfy_vae.py)
+    preview_rgb: torch.Tensor  # (S, 3, H, W) the given images at latent size, for the live preview
 
 
 @dataclass(frozen=True)

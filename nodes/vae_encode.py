@@ -5,6 +5,7 @@ from mardini_core.pipeline import encode_frames, images_from_hwc
 
 from .checks import images_for_mask
 from .comfy_vae import ComfyVAE
+from .preview import rgb_at_latent_size
 from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_MODEL, EncodedFrames
 
 
@@ -34,5 +35,7 @@ class MarDiniVAEEncode:
         mask.validate(config.max_frames)
         rgb = images_for_mask(images, mask)
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
-        high, low = encode_frames(adapter.encode, images_from_hwc(rgb), config, adapter.downscale)
-        return (EncodedFrames(high=high.cpu(), low=low.cpu(), mask=mask, packed=adapter.packed),)
+        pixels = images_from_hwc(rgb)
+        high, low = encode_frames(adapter.encode, pixels, config, adapter.downscale)
+        preview_rgb = rgb_at_latent_size(pixels, tuple(high.shape[-2:]))
+        return (EncodedFrames(high=high.cpu(), low=low.cpu(), mask=mask, packed=adapter.packed, preview_rgb=preview_rgb),)

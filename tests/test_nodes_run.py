@@ -166,3 +166,17 @@ def test_long_video(model, mode, count, frames):
 def test_long_video_slow_motion_needs_two_images(model):
     with pytest.raises(InputError, match="at least 2 images"):
         N["MarDiniLongVideo"]().generate(model, FakeVAE(32), torch.rand(1, 32, 32, 3), "slow motion", 20, 0, 1, 1.0, 0, 0.0)
+
+
+def test_live_preview_is_the_clip_as_a_strip(model):
+    preview = PACK.nodes.preview
+    vae, mask, images = FakeVAE(32), mask_of(5, "image-to-video (first)"), torch.rand(1, 64, 64, 3)
+    latents = N["MarDiniVAEEncode"]().encode(model, vae, images, mask)[0]
+    assert latents.preview_rgb.shape == (1, 3, 8, 8)
+    projection = preview.fit_projection(latents.high, latents.preview_rgb)
+    fitted = preview.strip(latents.high, projection)
+    expected = latents.preview_rgb[0].movedim(0, -1)
+    assert fitted.shape == (8, 8, 3)
+    assert (fitted - expected).abs().mean() < (expected - expected.mean()).abs().mean(), "the fit explains the pixels"
+    clip = preview.strip(torch.randn(5, 32, 8, 8), projection)
+    assert clip.shape == (8, 40, 3) and clip.min() >= 0 and clip.max() <= 1
