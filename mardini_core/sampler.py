@@ -7,6 +7,8 @@ Reference frames are re-inserted clean after every step, so they come back bit-e
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Callable
 
 import torch
@@ -16,13 +18,22 @@ from .schedule import alpha_sigma, predict_x0_eps
 
 # callback(step, total, x0_preview (B, K, C, H, W) model-space latents with references in place)
 StepCallback = Callable[[int, int, torch.Tensor], None]
+MAX_STEPS = 10_000  # more would only allocate (steps=10**12 asked torch for 4 TB) and never finish
 
 
 def ddim_times(steps: int) -> torch.Tensor:
     """steps + 1 diffusion times, evenly spaced from 1 (pure noise) down to 0 (clean)."""
-    if not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps!r}; the paper uses 25")
+    check_settings(steps)
     return torch.linspace(1.0, 0.0, steps + 1)
+
+
+def check_settings(steps: int = 25, guidance: float = 1.0, eta: float = 0.0) -> None:
+    """Raise InputError for sampler settings that cannot run (callers check before any model work)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"steps must be a positive integer up to {MAX_STEPS}, got {steps!r}; the paper uses 25")
+    for name, value in (("guidance", guidance), ("eta", eta)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            raise InputError(f"{name} must be >= 0 and finite, got {value!r}")
 
 
 def guidance_active(guidance: float) -> bool:
@@ -77,8 +88,7 @@ def ddim_sample(
     True for frames to generate; `plan` is the planner's signal (None = unconditional). All noise is
     drawn from `generator` on the CPU, so a seed gives the same result on every device.
     """
-    if guidance < 0 or eta < 0:
-        raise InputError(f"guidance ({guidance}) and eta ({eta}) must be >= 0")
+    check_settings(steps, guidance, eta)
     times = ddim_times(steps)
     reference = reference.float()
     keep = masked[:, :, None, None, None]  # (B, K, 1, 1, 1): True where the sampler writes
