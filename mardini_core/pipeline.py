@@ -19,7 +19,7 @@ from einops import rearrange
 from .config import MarDiniConfig
 from .errors import InputError
 from .masks import FrameMask
-from .sampler import StepCallback, ddim_sample
+from .sampler import StepCallback, check_settings, ddim_sample
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # images (N, 3, H, W) in [0, 1] -> raw latents (N, C, h, w)
 
@@ -146,9 +146,37 @@ def sample(
     )
 
 
+def check_sampling(steps: int = 25, guidance: float = 1.0, eta: float = 0.0, seed: int = 0, **_hooks) -> None:
+    """Raise InputError for sampling settings that cannot run, before any encoding or model call."""
+    check_settings(steps, guidance, eta)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**64:
+        raise InputError(f"seed must be an integer from -2**63 to 2**64 - 1, got {seed!r}")
+
+
+def check_given_latents(high: torch.Tensor, low: torch.Tensor, config: MarDiniConfig) -> None:
+    """Raise InputError unless high (S, C, H, W) and low (S, C, H/f, W/f) are finite latents of the same frames."""
+    if high.dim() != 4 or low.dim() != 4:
+        raise InputError(
+            f"given latents must have shape (frames, channels, height, width), got {tuple(high.shape)} and {tuple(low.shape)}"
+        )
+    if high.shape[0] != low.shape[0]:
+        raise InputError(f"{high.shape[0]} high-resolution but {low.shape[0]} low-resolution latents; encode the same frames for both")
+    f = config.planner_downscale
+    (hh, hw), (lh, lw) = high.shape[-2:], low.shape[-2:]
+    if hh % f or hw % f or (lh, lw) != (hh // f, hw // f):
+        raise InputError(
+            f"low-resolution latents of {lw}x{lh} do not match high-resolution latents of {hw}x{hh} shrunk by "
+            f"planner_downscale {f}; encode both with encode_frames"
+        )
+    if not (torch.isfinite(high).all() and torch.isfinite(low).all()):
+        raise InputError("the given latents contain NaN or infinite values; check the VAE or the upstream node")
+
+
 def generate_latents(model, mask: FrameMask, high: torch.Tensor, low: torch.Tensor, **sampling) -> torch.Tensor:
     """Plan once and sample one window from the given frames' latents (S, C, ...) -> (K, C, H, W)."""
     mask.validate(model.config.max_frames)
+    check_sampling(**sampling)
+    check_given_latents(high, low, model.config)
     masked = mask.to_tensor()
     signal = plan(model, arrange(mask, low), masked)
     return sample(model, arrange(mask, high), masked, signal, **sampling)[0]
@@ -162,6 +190,7 @@ def generate(model, vae, images: torch.Tensor, mask: FrameMask, **sampling) -> G
     config = model.config
     check_vae(vae, config)
     mask.validate(config.max_frames)
+    check_sampling(**sampling)
     if images.shape[0] != mask.images_needed:
         raise InputError(f"mask {mask.pattern} takes {mask.images_needed} input images, got {images.shape[0]}")
     high, low = encode_frames(vae.encode, images, config, vae.downscale)
