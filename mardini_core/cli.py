@@ -17,6 +17,8 @@ COMMANDS = {
     "bench": ("mardini_core.commands.bench", "speed and memory table of presets with random weights"),
     "generate": ("mardini_core.commands.generate", "video from images or a video: i2v, interpolation, loops, expansion"),
     "eval": ("mardini_core.commands.eval", "PSNR/SSIM of MarDini vs linear and DIS-flow baselines on real clips (VIDIM-style)"),
+    "train-vae": ("mardini_core.commands.train_vae", "distil mardini-tae, a small autoencoder in TAEF2's latent space"),
+    "vae-psnr": ("mardini_core.commands.vae_psnr", "reconstruction PSNR of autoencoders on real video frames"),
 }
 
 
@@ -41,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except MarDiniError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the system refuses (name too long, no permission, disk full): one line too
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

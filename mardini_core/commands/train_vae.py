@@ -1,0 +1,49 @@
+"""Distil mardini-tae, the project's own small autoencoder, into TAEF2's 32-channel latent space.
+
+Encoder: MSE to TAEF2's latents of real frames; decoder: L1 to the frames from TAEF2's latents. The
+result is one fp16 .safetensors file (a few MB) that `load_vae` reads; its reconstruction PSNR next
+to TAEF2's is printed at the end (files given to --exclude are held out of training).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import torch
+
+from ..vae import load_taef2, save_mardini_tae
+from ..vae.distill import DistillConfig, crop_bank, distil
+from ..vae.quality import evaluation_frames, psnr_table
+from .vae_psnr import print_table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, nargs="+", help="video files or folders to take training frames from")
+    parser.add_argument("--out", required=True, help="output .safetensors path")
+    parser.add_argument("--teacher", default=None, help="TAEF2 weights folder (default: $MARDINI_TAEF2_DIR or ../shared/weights/taef2)")
+    parser.add_argument("--exclude", action="append", default=[], help="file name held out of training (repeatable)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    parser.add_argument("--eval-per-segment", type=int, default=2, help="frames per segment for the final PSNR (0 = skip)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with the PSNR table")
+    for f in dataclasses.fields(DistillConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=f"default {f.default}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.out.endswith(".safetensors"):
+        args.out += ".safetensors"
+    cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)})
+    teacher = load_taef2(args.teacher)
+    student = distil(teacher, crop_bank(args.data, cfg, set(args.exclude)), cfg)
+    save_mardini_tae(args.out, student, {"distilled_from": "taef2", "training": json.dumps(dataclasses.asdict(cfg))})
+    result = {"out": args.out, "params": sum(p.numel() for p in student.parameters())}
+    if args.eval_per_segment:
+        table = psnr_table({"taef2": teacher, "mardini-tae": student}, evaluation_frames(args.data, args.eval_per_segment))
+        result.update(psnr_db=table, held_out=args.exclude)
+        if not args.json:
+            print_table(table, set(args.exclude))
+    print(json.dumps(result) if args.json else f"wrote {args.out} ({result['params']} parameters)")
+    return 0

@@ -1,0 +1,61 @@
+"""Raw VAE latents of dataset clips, encoded once and kept on disk as safetensors (never pickles).
+
+One file per clip, named by a hash of what made it (the clip's key and the VAE's name), written
+atomically, so several ranks or an interrupted run can share a cache folder safely.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from ..checkpoint import atomic_save_safetensors
+from .clips import VideoClips
+
+
+class LatentClips:
+    """`load(index)` -> raw latents (high (K, C, H/8, W/8), low (K, C, h/8, w/8)) of a dataset clip.
+
+    With `cache_dir`, each clip is encoded once and read back from disk afterwards; random crops are
+    then fixed per clip (variant 0), which is the price of encoding once.
+    """
+
+    def __init__(self, clips: VideoClips, vae, cache_dir: str | os.PathLike | None = None):
+        self.clips, self.vae = clips, vae
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _path(self, index: int) -> Path:
+        digest = hashlib.sha256(f"{self.clips.key(index)}|{self.vae.name}".encode()).hexdigest()[:32]
+        return self.cache_dir / f"{digest}.safetensors"
+
+    def _encode(self, index: int, variant: int) -> tuple[torch.Tensor, torch.Tensor]:
+        high, low = self.clips.load(index, variant)
+        return self.vae.encode(high), self.vae.encode(low)
+
+    def load(self, index: int, variant: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cache_dir is None:
+            return self._encode(index, variant)
+        path = self._path(index)
+        if path.is_file():
+            try:
+                cached = load_file(str(path))
+                return cached["high"], cached["low"]
+            except (SafetensorError, KeyError, OSError):
+                pass  # a damaged cache file is simply rebuilt
+        high, low = self._encode(index, 0)
+        atomic_save_safetensors(path, {"high": high.contiguous(), "low": low.contiguous()}, {"clip": self.clips.key(index)})
+        return high, low
+
+    def fill(self, rank: int = 0, world: int = 1) -> int:
+        """Encode every clip this rank owns (index % world == rank) that is not cached yet; returns how many."""
+        missing = [i for i in range(rank, len(self), world) if not self._path(i).is_file()]
+        for i in missing:
+            self.load(i)
+        return len(missing)

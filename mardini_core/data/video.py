@@ -1,0 +1,119 @@
+"""Reading frame ranges of video files as uint8 RGB, with OpenCV (PyAV only as a fallback if installed).
+
+Frames are reached by decoding from the start (`grab`), not by seeking: seeking is frame-inexact in
+many containers (.webm especially), and a clip must be the same frames on every run and every rank.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv")
+
+
+class VideoReadError(InputError):
+    """A video file cannot be opened or decoded."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    if not path.is_file():
+        raise VideoReadError(f"video {path} does not exist; check the path")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise VideoReadError(f"OpenCV cannot open {path}; re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or install PyAV")
+    return cap
+
+
+def _av_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
+    import av  # optional: only reached when OpenCV cannot read the file and PyAV is installed
+
+    wanted, frames = set(indices), {}
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in wanted:
+                frames[i] = frame.to_ndarray(format="rgb24")
+            if len(frames) == len(wanted):
+                break
+    return [frames[i] for i in indices if i in frames]
+
+
+def _pyav_installed() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame count (counted by decoding, as container headers lie), fps and size; VideoReadError if unusable."""
+    path = Path(path)
+    try:
+        cap = _open(path)
+    except VideoReadError:
+        if not (path.is_file() and _pyav_installed()):
+            raise
+        frames = _av_frames(path, list(range(1 << 20)))
+        if not frames:
+            raise
+        return VideoInfo(path, len(frames), 0.0, frames[0].shape[1], frames[0].shape[0])
+    try:
+        fps, width, height = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        count = 0
+        while cap.grab():
+            count += 1
+    finally:
+        cap.release()
+    if count == 0 or width == 0 or height == 0:
+        raise VideoReadError(f"{path} has no decodable video frames; re-encode it or remove it from the data folder")
+    return VideoInfo(path, count, fps, width, height)
+
+
+def read_indices(path: str | os.PathLike, indices: list[int]) -> np.ndarray:
+    """Frames at the given indices (any order, repeats allowed), in one decoding pass -> (N, H, W, 3) uint8 RGB."""
+    path = Path(path)
+    wanted = sorted(set(indices))
+    try:
+        cap = _open(path)
+    except VideoReadError:
+        if not (path.is_file() and _pyav_installed()):
+            raise
+        decoded = dict(zip(wanted, _av_frames(path, wanted)))
+    else:
+        decoded = {}
+        try:
+            index = 0
+            while wanted and index <= wanted[-1] and cap.grab():
+                if index in wanted:
+                    ok, bgr = cap.retrieve()
+                    if not ok:
+                        break
+                    decoded[index] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                index += 1
+        finally:
+            cap.release()
+    missing = [i for i in indices if i not in decoded]
+    if missing:
+        raise VideoReadError(f"{path}: frames {missing[:5]} of the {len(indices)} asked for do not decode; the file is shorter or damaged")
+    return np.stack([decoded[i] for i in indices])
+
+
+def read_frames(path: str | os.PathLike, start: int, count: int, stride: int = 1) -> np.ndarray:
+    """Frames start, start+stride, ... (count of them) -> (count, H, W, 3) uint8 RGB; VideoReadError if short."""
+    return read_indices(path, list(range(start, start + count * stride, stride)))

@@ -1,0 +1,93 @@
+"""Distilling mardini-tae: a narrower autoencoder in TAEF2's 32-channel latent space.
+
+The student's encoder regresses TAEF2's latents of real frames (MSE), and its decoder learns to turn
+TAEF2's latents back into the frames (L1 on pixels: sharper than MSE). Both halves see the teacher's
+latents, never each other's, so either half is interchangeable with TAEF2's and with FLUX.2's VAE in
+ComfyUI. Training crops are small and the teacher encodes them once up front, so CPU training is
+dominated by the student alone.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from ..data.clips import resize_crop
+from ..data.sources import find_segments
+from ..data.video import read_indices
+from .autoencoder import TinyAutoencoder
+from .loading import MARDINI_TAE
+from .tiny import TinyAEConfig
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    width: int = 32
+    blocks: int = 2
+    crop: int = 64  # training crop side (pixels)
+    short_side: int = 192  # frames are resized to this short side before cropping
+    every: int = 4  # take every n-th frame of each training segment
+    bank: int = 2048  # number of training crops (teacher latents computed once)
+    steps: int = 1500
+    batch: int = 16
+    lr: float = 2e-3
+    warmup: int = 50
+    seed: int = 0
+
+
+def crop_bank(paths: Iterable[str | os.PathLike], cfg: DistillConfig, exclude: set[str]) -> torch.Tensor:
+    """Random crops of real frames -> (bank, 3, crop, crop) float in [0, 1]; files named in `exclude` are left out."""
+    rng = random.Random(cfg.seed)
+    frames = []
+    for seg in find_segments(paths)[0]:
+        if seg.path.name in exclude:
+            continue
+        picked = read_indices(seg.path, list(range(seg.start, seg.start + seg.frames, cfg.every)))
+        frames += list(resize_crop(picked, cfg.short_side, cfg.short_side, (0.5, 0.5)))
+    crops = []
+    for _ in range(cfg.bank):
+        frame = frames[rng.randrange(len(frames))]
+        top, left = rng.randrange(frame.shape[0] - cfg.crop + 1), rng.randrange(frame.shape[1] - cfg.crop + 1)
+        crops.append(frame[top : top + cfg.crop, left : left + cfg.crop])
+    return rearrange(torch.from_numpy(np.stack(crops)), "n h w c -> n c h w").float() / 255
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up for `warmup` steps, then cosine decay to zero at `total`."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def distil(teacher: TinyAutoencoder, crops: torch.Tensor, cfg: DistillConfig, log=sys.stderr) -> TinyAutoencoder:
+    """Train a student on `crops` (N, 3, c, c) against the teacher's latents; returns it in eval mode."""
+    torch.manual_seed(cfg.seed)
+    student = TinyAutoencoder(MARDINI_TAE, TinyAEConfig(teacher.latent_channels, cfg.width, cfg.blocks, mid_gn=True))
+    targets = teacher.encode(crops)  # (N, C, c/8, c/8), once
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
+    order = torch.Generator().manual_seed(cfg.seed)
+    start = time.time()
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
+        idx = torch.randint(len(crops), (cfg.batch,), generator=order)
+        x, z = crops[idx], targets[idx]
+        enc_loss = F.mse_loss(student.encoder(x), z)
+        dec_loss = F.l1_loss(student.decoder(z), x)
+        opt.zero_grad(set_to_none=True)
+        (enc_loss + dec_loss).backward()
+        opt.step()
+        if step % 50 == 0 or step == cfg.steps - 1:
+            rate = (step + 1) * cfg.batch / (time.time() - start)
+            print(f"step {step}/{cfg.steps} latent mse {enc_loss.item():.4f} pixel l1 {dec_loss.item():.4f} ({rate:.0f} crops/s)", file=log, flush=True)
+    return student.eval().requires_grad_(False)

@@ -1,0 +1,48 @@
+"""Reconstruction quality of an autoencoder on real frames: PSNR of decode(encode(x)) against x."""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from ..data.clips import resize_crop
+from ..data.sources import find_segments
+from ..data.video import read_indices
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of images (N, 3, H, W) in [0, 1]."""
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return -10 * torch.log10(mse)
+
+
+def reconstruction_psnr(vae, images: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR of the VAE's round trip; images (N, 3, H, W) in [0, 1], sides multiples of 8."""
+    return psnr(vae.decode(vae.encode(images)), images)
+
+
+def evaluation_frames(paths: Iterable[str | os.PathLike], per_segment: int = 4, size: int = 256, offset: int = 0) -> dict[str, torch.Tensor]:
+    """Evenly spaced frames of every readable segment, center-cropped to size x size -> {file name: (N, 3, size, size)}.
+
+    `offset` shifts every pick by that many frames: distillation trains on other frames than these.
+    """
+    picks: dict = {}
+    for seg in find_segments(paths)[0]:
+        spread = np.linspace(0, seg.frames - 1, per_segment + 2)[1:-1].round().astype(int)
+        picks.setdefault(seg.path, []).extend(seg.start + min(int(p) + offset, seg.frames - 1) for p in spread)
+    by_file = {path.name: resize_crop(read_indices(path, idx), size, size, (0.5, 0.5)) for path, idx in picks.items()}
+    return {name: rearrange(torch.from_numpy(np.stack(f)), "n h w c -> n c h w").float() / 255 for name, f in by_file.items()}
+
+
+def psnr_table(vaes: dict[str, object], frames: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """{vae name: {file name: mean PSNR, ..., "mean": mean over all frames}}."""
+    table = {}
+    for name, vae in vaes.items():
+        scores = {f: reconstruction_psnr(vae, x) for f, x in frames.items()}
+        row = {f: round(float(s.mean()), 2) for f, s in scores.items()}
+        row["mean"] = round(float(torch.cat(list(scores.values())).mean()), 2)
+        table[name] = row
+    return table
