@@ -114,14 +114,16 @@ def default_guidance(mask: FrameMask) -> float:
     return 1.0 if mask.given[0] and mask.given[-1] else 2.5
 
 
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
+def network_device(network) -> torch.device:
+    """Where a network's weights live (the planner may be moved off the GPU once it has run)."""
+    return next(network.parameters()).device
 
 
 @torch.no_grad()
 def plan(model, low: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     """The planner's signal for a clip, computed once per window. low (B, K, C, h, w) -> (B, K, N, D)."""
-    return model.planner(low.to(model_device(model)), masked.to(model_device(model)))
+    device = network_device(model.planner)
+    return model.planner(low.to(device), masked.to(device))
 
 
 def sample(
@@ -138,9 +140,9 @@ def sample(
     should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """The DM's DDIM steps for a planned clip. high (B, K, C, H, W) model-space -> same shape."""
-    device = model_device(model)
+    device = network_device(model.generator)
     return ddim_sample(
-        model, high.to(device), masked.to(device), signal,
+        model, high.to(device), masked.to(device), None if signal is None else signal.to(device),
         steps=steps, guidance=guidance, eta=eta, generator=torch.Generator().manual_seed(seed),
         callback=callback, should_stop=should_stop,
     )

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from mardini_core.pipeline import arrange, from_model_space
-from mardini_core.sampler import ddim_sample
+from mardini_core.pipeline import arrange, from_model_space, sample
 
 from . import comfy_bridge
 from .checks import same_mask
@@ -59,15 +58,14 @@ class MarDiniSampler:
     def sample(self, model, plan, latents, mask, steps, guidance, seed, eta):
         same_mask(plan.mask, mask, "plan")
         same_mask(latents.mask, mask, "encoded latents")
-        net, config = model.model, model.config
-        device = next(net.generator.parameters()).device
         report = comfy_bridge.step_reporter(steps)
         projection = fit_projection(latents.high, latents.preview_rgb) if comfy_bridge.previews_enabled() else None
-        z = ddim_sample(
-            net, arrange(mask, latents.high).to(device), mask.to_tensor(device=device), plan.signal.to(device),
-            steps=steps, guidance=guidance, eta=eta, generator=torch.Generator().manual_seed(seed),
+        z = sample(
+            model.model, arrange(mask, latents.high), mask.to_tensor(), plan.signal,
+            steps=steps, guidance=guidance, eta=eta, seed=seed,
             callback=lambda step, total, x0: report(step, None if projection is None else strip(x0[0], projection)),
         )[0]
+        config = model.config
         raw = from_model_space(z, config)
         samples = (pack(raw) if latents.packed else raw).to(comfy_bridge.output_device())
         return ({"samples": samples, "noise_mask": frame_noise_mask(mask, samples)},)
