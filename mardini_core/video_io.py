@@ -8,7 +8,9 @@ replaced only with `overwrite=True`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -20,6 +22,7 @@ import numpy as np
 from .errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+PNG_FRAME = re.compile(r"frame_\d{5,}\.png")
 MP4_CODECS = ("avc1", "mp4v")  # H.264 where the OpenCV build has an encoder (plays in browsers), else MPEG-4
 
 
@@ -89,6 +92,7 @@ def write_frames(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, 
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise InputError(f"frames to write must have shape (frames, height, width, 3), got {frames.shape}")
     check_output(path, overwrite)
+    check_fps(fps)
     suffix = path.suffix.lower()
     pixels = (np.asarray(frames, dtype=np.float32).clip(0, 1) * 255 + 0.5).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,13 +118,32 @@ def check_output(path: str | os.PathLike, overwrite: bool = False) -> None:
         raise InputError(f"cannot write {path.name}: use an .mp4 or .gif file name, or a folder name for PNG frames")
     if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
         raise InputError(f"{path} already exists; choose another output name or pass --overwrite")
+    if path.is_dir() and path.suffix == "":
+        _check_only_frames(path)
+
+
+def check_fps(fps: float) -> None:
+    """Raise InputError unless fps is a positive finite number (0 divided by zero in the GIF writer)."""
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"frames per second must be a positive number, got {fps!r}")
+
+
+def _check_only_frames(folder: Path) -> None:
+    """--overwrite replaces a folder of our own PNG frames, never a folder holding anything else."""
+    others = sorted(p.name for p in folder.iterdir() if not PNG_FRAME.fullmatch(p.name))
+    if others:
+        raise InputError(
+            f"{folder} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+            "only a folder of MarDini's frame_*.png files is replaced: choose a new folder name"
+        )
 
 
 def _write_png_folder(pixels: np.ndarray, folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; give a folder name for PNG frames, or an .mp4/.gif name")
     if folder.is_dir():
-        shutil.rmtree(folder)  # only reached with overwrite=True or an empty folder
+        _check_only_frames(folder)
+        shutil.rmtree(folder)  # only reached with overwrite=True or an empty folder, holding only our frames
     folder.mkdir(parents=True)
     for i, frame in enumerate(pixels):
         if not cv2.imwrite(str(folder / f"frame_{i:05d}.png"), frame[:, :, ::-1]):
