@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -28,8 +29,9 @@ from ..checkpoint import load_checkpoint, read_config
 from ..errors import InputError, MarDiniError
 from ..hierarchical import Window, plan_windows, run_plan
 from ..pipeline import default_guidance, images_from_hwc, size_multiple
-from ..video_io import check_output, read_images, read_video, resize_and_crop, write_frames
+from ..video_io import check_fps, check_output, read_images, read_video, resize_and_crop, write_frames
 
+MAX_SIDE = 8192  # pixels; --size 320000x320000 failed inside OpenCV asking for 1.2 TB
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NO_DEFAULT = (
     "no default model is bundled with this install yet (the paper's authors released no weights); "
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.dry_run:
             check_output(args.out, args.overwrite)
+            check_fps(args.fps)
         device = resolve_device(args.device)
         model = load_model(args.model, device, DTYPES[args.dtype])
         config = model.config
@@ -132,7 +135,7 @@ def build_mask(args: argparse.Namespace, inputs: int, window: int) -> masks.Fram
             raise InputError("--pattern is for --task custom; drop it or use --task custom")
         if frames < 2:
             raise InputError("give --frames (the output length) of at least 2")
-        position = int(args.position) if args.position.lstrip("-").isdigit() else args.position
+        position = int(args.position) if re.fullmatch(r"-?[0-9]+", args.position) else args.position
         mask = masks.for_task(args.task, frames + (args.task == "loop"), images=inputs, position=position)
     if inputs != mask.images_needed:
         raise InputError(f"--task {args.task} needs {mask.images_needed} input image(s) here, got {inputs}")
@@ -149,6 +152,8 @@ def fit_size(inputs: np.ndarray, multiple: int, size: str | None) -> np.ndarray:
             raise InputError(f"--size {size!r} must look like 512x512 (width x height)") from None
         if tw % multiple or th % multiple or tw <= 0 or th <= 0:
             raise InputError(f"--size {size} must be a multiple of {multiple} on both sides for this model")
+        if max(tw, th) > MAX_SIDE:
+            raise InputError(f"--size {size} is too large; at most {MAX_SIDE} pixels a side")
     else:
         tw, th = w // multiple * multiple, h // multiple * multiple
         if tw == 0 or th == 0:
@@ -165,8 +170,12 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise InputError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InputError(f"--device {name} does not exist; this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return device
 
 
