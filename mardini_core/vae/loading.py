@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ..checkpoint import atomic_save_safetensors
+from ..checkpoint import atomic_save_safetensors, content_digest
 from ..data.sources import shared_dir
 from ..errors import CheckpointError
 from .autoencoder import TinyAutoencoder
@@ -60,8 +60,8 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
 
 def _fill(vae: TinyAutoencoder, encoder: dict, decoder: dict, source) -> None:
     try:
-        vae.encoder.load_state_dict(encoder)
-        vae.decoder.load_state_dict(decoder)
+        vae.encoder.load_state_dict(encoder, assign=True)  # assign: also fills a model built on the meta device
+        vae.decoder.load_state_dict(decoder, assign=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{source} does not match the {vae.name} architecture ({first}); use the matching weights file") from exc
@@ -80,7 +80,7 @@ def save_mardini_tae(path: str | os.PathLike, vae: TinyAutoencoder, metadata: di
     """Atomically write mardini-tae in fp16 with its architecture as metadata."""
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in vae.state_dict().items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    meta.update(format=_FORMAT, config=json.dumps(vae.config.to_dict(), sort_keys=True))
+    meta.update(format=_FORMAT, config=json.dumps(vae.config.to_dict(), sort_keys=True), content_sha256=content_digest(tensors))
     atomic_save_safetensors(path, tensors, meta)
 
 
@@ -100,7 +100,10 @@ def load_mardini_tae(path: str | os.PathLike, device="cpu", dtype=None) -> TinyA
         raise CheckpointError(f"{path} is not a mardini-tae file ({type(exc).__name__}: {exc}); use one written by train-vae") from exc
     if meta.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not a mardini-tae file (format {meta.get('format')!r}); use one written by train-vae")
-    vae = TinyAutoencoder(MARDINI_TAE, config)
+    if "content_sha256" in meta and content_digest(state) != meta["content_sha256"]:
+        raise CheckpointError(f"{path} failed its integrity check (content hash differs): the file is corrupt")
+    with torch.device("meta"):  # a forged architecture allocates nothing before it is checked against the tensors
+        vae = TinyAutoencoder(MARDINI_TAE, config)
     split = {part: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(part + ".")} for part in ("encoder", "decoder")}
     _fill(vae, split["encoder"], split["decoder"], path)
     return vae.to(*default_device_dtype(device, dtype)).eval().requires_grad_(False)

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class TinyAEConfig:
@@ -21,6 +23,14 @@ class TinyAEConfig:
     width: int = 64
     blocks: int = 3  # residual blocks per resolution level (the first and last level keep one)
     mid_gn: bool = True  # group-normed 1x1 bottleneck in the lowest-resolution blocks
+
+    def __post_init__(self) -> None:  # also guards against forged configs in mardini-tae files
+        for name, limit in (("latent_channels", 1024), ("width", 1024), ("blocks", 64)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+                raise ConfigError(f"autoencoder {name} must be an integer from 1 to {limit}, got {value!r}")
+        if not isinstance(self.mid_gn, bool):
+            raise ConfigError(f"autoencoder mid_gn must be true or false, got {self.mid_gn!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
