@@ -1,0 +1,90 @@
+"""The VAE loader refuses damaged, foreign, forged and malicious files with one clear error, and never
+unpickles: mardini-tae `.safetensors` files and TAEF2 `.pth` state dicts."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mardini_core.errors import CheckpointError
+from reliability_support import evil_pickle_bytes, evil_torch_save, join, one_thread, split
+
+
+vae = pytest.importorskip("mardini_core.vae")
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    folder = Path(tempfile.mkdtemp(prefix="mardini-reliability-vae-"))
+    with one_thread():
+        yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def good_tae(workdir):
+    path = workdir / "tae.safetensors"
+    torch.manual_seed(0)
+    net = vae.TinyAutoencoder(vae.MARDINI_TAE, vae.TinyAEConfig(latent_channels=32, width=8, blocks=1, mid_gn=False))
+    vae.save_mardini_tae(path, net)
+    return path, vae.load_vae(path).state_dict()
+
+
+def tae_bad_files(folder: Path, good_path: Path, marker: Path) -> dict[str, Path]:
+    data = good_path.read_bytes()
+    header, body = split(data)
+    flipped = bytearray(data)
+    flipped[-50] ^= 0x10
+    files = {"empty": b"", "truncated": data[: len(data) // 2], "bitflip": bytes(flipped), "pickle": evil_pickle_bytes(marker)}
+    forgeries = {
+        "forged_width": {"width": 16},
+        "forged_huge": {"width": 10**9},
+        "forged_negative": {"width": -3},
+        "forged_big": {"width": 1024, "blocks": 64},  # ~40 GB of weights if built before the shape check
+        "forged_type": {"mid_gn": "yes"},
+    }
+    for name, changes in forgeries.items():
+        forged = {**header, "__metadata__": dict(header["__metadata__"])}
+        config = json.loads(forged["__metadata__"]["config"])
+        config.update(changes)
+        forged["__metadata__"]["config"] = json.dumps(config)
+        files[name] = join(forged, body)
+    out = {}
+    for name, content in files.items():
+        out[name] = folder / f"tae_{name}.safetensors"
+        out[name].write_bytes(content)
+    out["foreign"] = folder / "tae_foreign.safetensors"
+    save_file({"weight": torch.zeros(4)}, out["foreign"])
+    return out
+
+
+TAE_BAD = ["empty", "truncated", "bitflip", "pickle", "forged_width", "forged_huge", "forged_negative", "forged_big",
+           "forged_type", "foreign"]
+
+
+@pytest.mark.parametrize("kind", TAE_BAD)
+def test_vae_loader_refuses(good_tae, workdir, kind):
+    marker = workdir / "TAE_UNPICKLED"
+    folder = workdir / "tae_bad"
+    folder.mkdir(exist_ok=True)
+    files = tae_bad_files(folder, good_tae[0], marker)
+    with pytest.raises(CheckpointError, match=f"tae_{kind}.safetensors"):
+        vae.load_vae(files[kind])
+    assert not marker.exists()
+
+
+def test_vae_loader_never_unpickles_taef2_files(workdir):
+    """TAEF2 .pth files go through torch.load(weights_only=True): a malicious one is refused, runs nothing."""
+    marker = workdir / "TAEF2_UNPICKLED"
+    folder = workdir / "taef2_evil"
+    folder.mkdir(exist_ok=True)
+    for part in ("encoder", "decoder"):
+        evil_torch_save(folder / f"taef2_{part}.pth", marker)
+    with pytest.raises(CheckpointError, match="taef2_encoder.pth"):
+        vae.load_vae(folder)
+    assert not marker.exists()
