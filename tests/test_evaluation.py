@@ -133,23 +133,33 @@ def test_protocol_scores_mid_frame_for_interpolation_and_generated_frames_for_i2
 
 # --- clips ---
 
-def test_clip_sources_skip_short_videos_and_take_the_middle(tmp_path):
+def test_clip_sources_skip_unreadable_and_short_videos_and_take_the_middle(tmp_path):
     frames = np.stack([np.full((40, 60, 3), i / 20, np.float32) for i in range(20)])
-    write_frames(frames, tmp_path / "long.gif")
-    write_frames(frames[:3], tmp_path / "short.gif")
-    (tmp_path / "notes.txt").write_text("not a video")
-    sources = clips.find_sources([str(tmp_path)])
+    write_frames(frames, tmp_path / "long.mp4")
+    write_frames(frames[:3], tmp_path / "short.mp4")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    (tmp_path / "notes.txt").write_text("not a video either")
+    sources, skipped = clips.find_sources([str(tmp_path)])
     assert [s.name for s in sources] == ["long", "short"]
+    assert len(skipped) == 1 and "broken.mp4" in skipped[0]
     window = clips.load_clip(sources[0], 9, 32, 16)
     assert window.shape == (9, 32, 48, 3)  # 40x60 -> short side 32 (32x48), multiples of 16
     assert window[0].mean() == pytest.approx(5 / 20, abs=0.02)  # frames 5..13 of 20: the middle
-    with pytest.raises(InputError, match="only 3 frames"):
+    with pytest.raises(InputError, match="3 frames"):
         clips.load_clip(sources[1], 9, 32, 16)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no video files"):
         clips.find_sources([str(tmp_path / "empty")])
-    with pytest.raises(InputError, match="does not exist"):
-        clips.find_sources([str(tmp_path / "missing")])
+
+
+def test_manifest_segments_become_separately_named_clips(tmp_path):
+    write_frames(translated_clip(frames=20, h=32, w=32), tmp_path / "two_shots.mp4")
+    (tmp_path / "manifest.json").write_text(json.dumps([
+        {"name": "a", "file": "two_shots.mp4", "start_frame": 0, "num_frames": 10},
+        {"name": "b", "file": "two_shots.mp4", "start_frame": 10, "num_frames": 10},
+    ]))
+    sources, _ = clips.find_sources([str(tmp_path)])
+    assert [(s.name, s.segment.start, s.segment.frames) for s in sources] == [("two_shots_0", 0, 10), ("two_shots_10", 10, 10)]
 
 
 def test_fit_size_crops_to_multiples_of_the_model_factor():
@@ -199,7 +209,7 @@ def real_clip(shared_dir):
 
 
 def test_eval_command_end_to_end_on_a_real_clip(tmp_path, checkpoint, vae_args, real_clip, capsys):
-    short = tmp_path / "short.gif"
+    short = tmp_path / "short.mp4"
     write_frames(np.zeros((3, 64, 64, 3), np.float32), short)  # too short: skipped with a warning
     out = tmp_path / "sheets"
     code = cli.main(["eval", "--clips", str(short), real_clip, "--model", checkpoint, *vae_args, "--size", "64",
@@ -213,13 +223,14 @@ def test_eval_command_end_to_end_on_a_real_clip(tmp_path, checkpoint, vae_args, 
     for scores in [*report["methods"].values(), *report["i2v"].values()]:
         assert 0 < scores["psnr"] <= metrics.PSNR_CAP and -1 <= scores["ssim"] <= 1
     assert report["methods"]["dis_flow"]["psnr"] > report["methods"]["mardini"]["psnr"]  # random weights lose
-    assert report["skipped"][0]["name"] == "short" and "warning: skipping short" in captured.err
+    assert report["skipped"] == [f"skipping short: {short.name} has 3 frames from frame 0, fewer than the 9 evaluated"]
+    assert "warning: skipping short" in captured.err
     image = cv2.imread(str(out / "carphone_pristine.png"))
     assert image.shape[0] == 6 * (sheet.ROW_HEIGHT + sheet.GAP)  # truth, 3 interpolations, 2 i2v
 
 
 def test_eval_command_table_and_clear_errors(tmp_path, checkpoint, monkeypatch, capsys):
-    clip = tmp_path / "moving.gif"
+    clip = tmp_path / "moving.mp4"
     write_frames(translated_clip(h=64, w=64), clip)
     monkeypatch.setattr(eval_cmd, "resolve_vae", lambda name, device: TinyVAE())
     assert cli.main(["eval", "--clips", str(clip), "--model", checkpoint, "--size", "64", "--steps", "1"]) == 0
@@ -273,7 +284,7 @@ class ChannelStats(torch.nn.Module):
 
 
 def test_eval_command_adds_fid_with_an_inception_file(tmp_path, checkpoint, monkeypatch, capsys):
-    clip = tmp_path / "moving.gif"
+    clip = tmp_path / "moving.mp4"
     write_frames(translated_clip(h=64, w=64), clip)
     monkeypatch.setattr(eval_cmd, "resolve_vae", lambda name, device: TinyVAE())
     monkeypatch.setattr(eval_cmd, "load_inception", lambda path: ChannelStats())

@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.frames < 3 or args.size < 1 or (args.max_clips is not None and args.max_clips < 1):
         raise InputError("--frames must be at least 3, and --size and --max-clips positive")
-    sources = find_sources(args.clips)
+    sources, skipped = find_sources(args.clips)
+    for message in skipped:
+        print(f"warning: {message}", file=sys.stderr)
     bank = FeatureBank(load_inception(args.inception)) if args.inception else None
     device = resolve_device(args.device)
     model = load_model(args.model, device, torch.float32)
@@ -73,15 +75,14 @@ def run(args: argparse.Namespace) -> int:
     animators = {"mardini": animate, **I2V_BASELINES}
 
     results: list[ClipResult] = []
-    skipped: list[dict[str, str]] = []
     for source in sources:
         if args.max_clips is not None and len(results) >= args.max_clips:
             break
         try:
             truth = load_clip(source, args.frames, args.size, multiple)  # (frames, h, w, 3)
         except InputError as exc:
-            print(f"warning: skipping {source.name}: {exc}", file=sys.stderr)
-            skipped.append({"name": source.name, "reason": str(exc)})
+            skipped.append(f"skipping {source.name}: {exc}")
+            print(f"warning: {skipped[-1]}", file=sys.stderr)
             continue
         print(f"clip {len(results) + 1}: {source.name} ({truth.shape[2]}x{truth.shape[1]})", file=sys.stderr, flush=True)
         result, outputs = evaluate_clip(source.name, truth, interpolators, animators)
@@ -92,7 +93,13 @@ def run(args: argparse.Namespace) -> int:
             save_sheet(Path(args.out) / f"{source.name}.png", sheet_rows(truth, outputs))
     if not results:
         raise InputError(f"no clip could be evaluated ({len(skipped)} skipped, see the warnings); give videos of at least {args.frames} frames")
+    report = build_report(args, vae_name, results, skipped, bank)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
 
+
+def build_report(args: argparse.Namespace, vae_name: str, results: list[ClipResult], skipped: list[str], bank: FeatureBank | None) -> dict:
+    """The --json object: mean scores per method (interpolation under "methods", as the CLI contract says)."""
     report = {
         "methods": mean_scores(results, "interpolation"),
         "i2v": mean_scores(results, "i2v"),
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "clip_names": [r.name for r in results],
         "per_clip": [{"name": r.name, "interpolation": r.interpolation, "i2v": r.i2v} for r in results],
         "skipped": skipped,
-        "settings": {"model": args.model or "embedded default", "vae": vae_name or "default", "size": args.size,
+        "settings": {"model": args.model or "embedded default", "vae": vae_name, "size": args.size,
                      "frames": args.frames, "steps": args.steps, "seed": args.seed, "scored_frame": args.frames // 2},
         "notes": [SSIM_NOTE, I2V_NOTE, FID_NOTE if bank is not None else NO_FID_NOTE],
         "sheets": args.out,
@@ -109,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
         for task, table in zip(TASKS, (report["methods"], report["i2v"])):
             for method, fid in bank.scores(task).items():
                 table[method]["fid"] = fid
-    print(json.dumps(report, indent=1) if args.json else format_report(report))
-    return 0
+    return report
 
 
 def sheet_rows(truth: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
@@ -135,7 +141,7 @@ def format_report(report: dict) -> str:
         "",
         *report["notes"],
     ]
-    lines += [f"skipped {row['name']}: {row['reason']}" for row in report["skipped"]]
+    lines += report["skipped"]
     if report["sheets"]:
         lines.append(f"contact sheets: {report['sheets']}")
     return "\n".join(lines)
