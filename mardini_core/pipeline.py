@@ -197,7 +197,9 @@ def generate(model, vae, images: torch.Tensor, mask: FrameMask, **sampling) -> G
         raise InputError(f"mask {mask.pattern} takes {mask.images_needed} input images, got {images.shape[0]}")
     high, low = encode_frames(vae.encode, images, config, vae.downscale)
     latents = generate_latents(model, mask, high, low, **sampling)
-    frames = decode_frames(vae, latents, config).cpu()
+    # The VAE decodes frame by frame: decode only the generated frames, the given ones are the inputs.
+    frames = torch.empty(mask.frames, *images.shape[1:])
+    frames[list(mask.generated_indices)] = decode_frames(vae, latents[list(mask.generated_indices)], config).cpu()
     frames[list(mask.given_indices)] = images.float().cpu()[list(mask.sources)]
     return Generation(frames=frames, latents=latents.cpu(), mask=mask)
 
