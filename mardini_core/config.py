@@ -111,6 +111,9 @@ def validate(cfg: MarDiniConfig) -> None:
             raise ConfigError(f"config.{name} must be a string, got {getattr(cfg, name)!r}")
     if cfg.planner.depth > 1024 or cfg.generator.depth > 1024:
         raise ConfigError("config depths are implausibly large; the file's config looks forged or corrupt")
+    parts = (cfg.planner, cfg.generator)
+    if max(p.patch for p in parts) > 64 or max(p.mlp for p in parts) > 1 << 20 or cfg.latent_channels > 4096 or cfg.planner_downscale > 64:
+        raise ConfigError("config patch, MLP, latent or downscale sizes are implausibly large; the file's config looks forged or corrupt")
     if cfg.max_frames > 1024 or cfg.planner.hidden > 65536 or cfg.generator.hidden > 65536:
         raise ConfigError("config sizes are implausibly large; the file's config looks forged or corrupt")
 
