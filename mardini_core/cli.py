@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": ("mardini_core.commands.eval", "PSNR/SSIM of MarDini vs linear and DIS-flow baselines on real clips (VIDIM-style)"),
     "train-vae": ("mardini_core.commands.train_vae", "distil mardini-tae, a small autoencoder in TAEF2's latent space"),
     "vae-psnr": ("mardini_core.commands.vae_psnr", "reconstruction PSNR of autoencoders on real video frames"),
+    "train": ("mardini_core.commands.train", "train one stage of the three-stage recipe from a stage config, resumable"),
 }
 
 

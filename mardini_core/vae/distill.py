@@ -8,7 +8,6 @@ dominated by the student alone.
 """
 from __future__ import annotations
 
-import math
 import os
 import random
 import sys
@@ -24,6 +23,7 @@ from einops import rearrange
 from ..data.clips import resize_crop
 from ..data.sources import find_segments
 from ..data.video import read_indices
+from ..training.optim import cosine_lr
 from .autoencoder import TinyAutoencoder
 from .loading import MARDINI_TAE
 from .tiny import TinyAEConfig
@@ -59,14 +59,6 @@ def crop_bank(paths: Iterable[str | os.PathLike], cfg: DistillConfig, exclude: s
         top, left = rng.randrange(frame.shape[0] - cfg.crop + 1), rng.randrange(frame.shape[1] - cfg.crop + 1)
         crops.append(frame[top : top + cfg.crop, left : left + cfg.crop])
     return rearrange(torch.from_numpy(np.stack(crops)), "n h w c -> n c h w").float() / 255
-
-
-def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warm-up for `warmup` steps, then cosine decay to zero at `total`."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def distil(teacher: TinyAutoencoder, crops: torch.Tensor, cfg: DistillConfig, log=sys.stderr) -> TinyAutoencoder:

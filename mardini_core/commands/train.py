@@ -1,0 +1,54 @@
+"""Train one stage of the paper's progressive recipe from a stage config (TOML), resumable.
+
+  python -m mardini_core train --config configs/stages/tiny_stage1.toml --out runs/s1
+  python -m mardini_core train --config configs/stages/tiny_stage2.toml --init runs/s1/model.safetensors --out runs/s2
+  torchrun --nproc_per_node=8 -m mardini_core train --config stage3.toml --init runs/s2/model.safetensors --out runs/s3
+
+<out>/checkpoints holds atomic training states (--resume continues from the newest), <out>/log.jsonl
+one JSON object per logged step (step, loss, lr, frames_per_s, ...), <out>/samples previews, and
+<out>/model.safetensors the final model (EMA weights when EMA is on).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+import torch
+
+from ..training.config import load_stage
+from ..training.distributed import SHARDINGS
+from ..training.trainer import RunOptions, Trainer
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="stage config (.toml), e.g. configs/stages/tiny_stage1.toml")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, samples, model.safetensors)")
+    parser.add_argument("--init", help="start from this MarDini checkpoint (the previous stage's model.safetensors)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    parser.add_argument("--data", nargs="+", help="video files or folders, replacing the config's [data] paths")
+    parser.add_argument("--steps", type=int, help="replace the config's step count")
+    parser.add_argument("--cache-dir", help="latent cache folder, shareable between runs and stages (default <out>/latents)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--sharding", default="fsdp", choices=SHARDINGS, help="with torchrun: FSDP2 (default) or replicate + all-reduce")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (0 = torch's default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_stage(args.config)
+    if args.data:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=tuple(args.data)))
+    if args.steps:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    opts = RunOptions(args.out, args.init, args.resume, args.device, args.cache_dir, args.sharding)
+    trainer = Trainer(cfg, opts)
+    main = trainer.d.main
+    path = trainer.run()
+    if main:
+        summary = {"model": str(path), "steps": cfg.steps, "stage": cfg.name}
+        print(json.dumps(summary) if args.json else f"wrote {path}", file=sys.stdout)
+    return 0

@@ -1,0 +1,179 @@
+"""A training stage as data: one TOML file per stage, read into frozen dataclasses.
+
+Sections: [stage] (name, steps, seed), [model], [data], [masks], [train], [optim], [checkpoint].
+Every key has a default; an unknown key or a wrong type is a ConfigError naming it, so a typo never
+silently trains something else. Relative data paths are taken from the config file's folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import ATTENTION_MODES
+from ..errors import ConfigError
+
+LOSSES = ("reconstruction", "diffusion_uncond", "diffusion")
+NETWORKS = ("planner", "generator")
+LAYOUTS = ("random", "interpolation", "prefix")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    preset: str = "tiny/ST"  # used when the run does not start from --init
+    attention: str = "ST"  # generator attention in this stage; a /ST --init is switched to /T here
+    gradient_checkpointing: bool = False
+    backend: str = "auto"
+
+
+@dataclass(frozen=True)
+class DataSection:
+    paths: tuple[str, ...] = ()
+    frames: int = 9
+    stride: int = 1
+    height: int = 64
+    width: int = 64
+    crop: str = "random"
+    vae: str = "taef2"
+    cache_latents: bool = True  # encode each clip once into <run>/latents (fixes random crops per clip)
+
+
+@dataclass(frozen=True)
+class MaskSection:
+    """Fraction of frames masked (generated): drawn uniformly from a range that moves linearly from
+    `ratio_start` at the first step to `ratio_end` at the last. Layouts say where kept frames sit."""
+
+    layouts: dict = field(default_factory=lambda: {"random": 1.0})
+    ratio_start: tuple[float, float] = (0.15, 0.6)
+    ratio_end: tuple[float, float] = (0.15, 0.6)
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    losses: tuple[str, ...] = ("diffusion",)
+    networks: tuple[str, ...] = NETWORKS
+    uncond_prob: float = 0.1  # eq. 3: Z_cond replaced by Z_uncond 1 time in 10
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    lr: float = 1.4e-4
+    warmup: int = 1000
+    batch: int = 4  # clips per process and step
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema: float = 0.0  # EMA decay; 0 = off
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
+
+
+@dataclass(frozen=True)
+class CheckpointSection:
+    every: int = 1000  # steps between training-state checkpoints
+    keep: int = 2  # training-state files kept
+    sample_every: int = 0  # steps between preview samples; 0 = off
+    sample_steps: int = 10  # DDIM steps of a preview
+    log_every: int = 10
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    name: str = "stage"
+    steps: int = 1000
+    seed: int = 0
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    masks: MaskSection = field(default_factory=MaskSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    def schedule_json(self) -> str:
+        """Everything that decides the weights (not where or how often files are written)."""
+        raw = dataclasses.asdict(self)
+        for key in ("checkpoint",):
+            raw.pop(key)
+        raw["data"].pop("paths")
+        return json.dumps(raw, sort_keys=True)
+
+
+def _validate(cfg: StageConfig) -> None:
+    def bad(msg: str) -> ConfigError:
+        return ConfigError(f"stage config {cfg.name!r}: {msg}")
+
+    if cfg.model.attention not in ATTENTION_MODES:
+        raise bad(f"model.attention must be one of {ATTENTION_MODES}, got {cfg.model.attention!r}")
+    if unknown := set(cfg.train.losses) - set(LOSSES):
+        raise bad(f"train.losses has unknown {sorted(unknown)}; choose from {LOSSES}")
+    if not cfg.train.losses:
+        raise bad("train.losses is empty; name at least one of " + ", ".join(LOSSES))
+    if "diffusion" in cfg.train.losses and "diffusion_uncond" in cfg.train.losses:
+        raise bad("use either 'diffusion' (joint, eq. 3) or 'diffusion_uncond' (generator alone, eq. 1), not both")
+    if unknown := set(cfg.train.networks) - set(NETWORKS):
+        raise bad(f"train.networks has unknown {sorted(unknown)}; choose from {NETWORKS}")
+    if unknown := set(cfg.masks.layouts) - set(LAYOUTS):
+        raise bad(f"masks.layouts has unknown {sorted(unknown)}; choose from {LAYOUTS}")
+    if not cfg.masks.layouts or min(cfg.masks.layouts.values()) < 0 or sum(cfg.masks.layouts.values()) <= 0:
+        raise bad("masks.layouts needs non-negative weights with a positive sum")
+    for name in ("ratio_start", "ratio_end"):
+        lo, hi = getattr(cfg.masks, name)
+        if not 0 <= lo <= hi <= 1:
+            raise bad(f"masks.{name} must be [low, high] with 0 <= low <= high <= 1, got {[lo, hi]}")
+    if cfg.data.frames < 2:
+        raise bad("data.frames must be >= 2 (a clip needs a kept and a masked frame)")
+    if cfg.optim.precision not in ("auto", "bf16", "fp32"):
+        raise bad(f"optim.precision must be auto, bf16 or fp32, got {cfg.optim.precision!r}")
+    if not 0 <= cfg.optim.ema < 1 or not 0 <= cfg.train.uncond_prob <= 1:
+        raise bad("optim.ema must be in [0, 1) and train.uncond_prob in [0, 1]")
+    for owner, names in ((cfg, ("steps",)), (cfg.optim, ("batch",)), (cfg.checkpoint, ("every", "keep", "log_every", "sample_steps"))):
+        for n in names:
+            if getattr(owner, n) < 1:
+                raise bad(f"{n} must be >= 1, got {getattr(owner, n)}")
+
+
+def _coerce(cls, raw: dict, where: str):
+    """dict from TOML -> dataclass `cls`, with unknown keys and wrong types reported by name."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{where}] must be a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if unknown := set(raw) - names:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{where}]; known: {sorted(names)}")
+    values = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _coerce(hint, value, key)
+            continue
+        origin = typing.get_origin(hint) or hint
+        ok = isinstance(value, list) if origin is tuple else isinstance(value, origin) and not (origin is int and isinstance(value, bool))
+        if origin is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ConfigError(f"[{where}] {key} must be {getattr(origin, '__name__', origin)}, got {value!r}")
+        values[key] = tuple(value) if origin is tuple else value
+    return cls(**values)
+
+
+def load_stage(path: str | os.PathLike) -> StageConfig:
+    """Read a stage TOML; data paths are resolved (env vars expanded) relative to the file's folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"stage config {path} does not exist; see configs/stages/ for examples") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc})") from None
+    top = raw.pop("stage", {})
+    cfg = _coerce(StageConfig, {**top, **raw}, path.name)
+    paths = tuple(str((path.parent / os.path.expandvars(p)).resolve()) for p in cfg.data.paths)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=paths))

@@ -1,0 +1,85 @@
+"""One training script for one CPU process, one GPU, or many GPUs and nodes under `torchrun`.
+
+With several processes the model is sharded with FSDP2 (`fully_shard` per block, then per network),
+over NCCL on CUDA and over gloo on CPU (FSDP2 runs on gloo in torch 2.13). `sharding="replicate"`
+instead keeps the whole model in every process and averages gradients with one all-reduce per step
+(DDP-style), for backends or models where sharding does not pay.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+    sharded: bool = False  # FSDP2 (else whole model per process, gradients all-reduced)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+SHARDINGS = ("fsdp", "replicate")
+
+
+def init_distributed(device: str = "auto", sharding: str = "fsdp") -> Dist:
+    """Reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); a plain `python` call is one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if world == 1:
+        return Dist(device=torch.device("cuda" if want_cuda else "cpu"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if want_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if want_cuda else "cpu"), sharded=sharding == "fsdp")
+
+
+def shard(modules: nn.Module, d: Dist, bf16: bool) -> None:
+    """FSDP2 over losses.TrainModules: each transformer block its own unit, then each network, then the
+    root (the head); bf16 compute with fp32 gradient reductions."""
+    if not d.sharded:
+        return
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    for net in (modules.model.planner, modules.model.generator):
+        for block in net.blocks:
+            fully_shard(block, mp_policy=policy)
+        fully_shard(net, mp_policy=policy)
+    fully_shard(modules, mp_policy=policy)
+
+
+def average_gradients(params: list[nn.Parameter], d: Dist) -> None:
+    """DDP-style mean of gradients over processes (unsharded runs); missing grads count as zeros."""
+    if d.world == 1 or d.sharded:
+        return
+    grads = []
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= d.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def close(d: Dist) -> None:
+    if d.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,85 @@
+"""The paper's training objectives (eq. 1-3) on model-space latents.
+
+Masked diffusion loss: v-prediction regressed on the masked frames only (reference frames enter
+clean and are not scored), the plan either the planner's (eq. 3, swapped per clip for Z_uncond with
+probability `uncond_prob`) or Z_uncond alone (eq. 1, generator trained by itself). Masked
+reconstruction loss (eq. 2): the planner's signal, mapped back to latents by a throw-away projection
+head, regresses the low-resolution latents of the masked frames.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from ..config import MarDiniConfig
+from ..schedule import add_noise, v_target
+
+
+class PlannerHead(nn.Module):
+    """f_zeta of eq. 2: planning signal (B, K, N_low, D) -> latents (B, K, C, h, w). Not part of the saved model."""
+
+    def __init__(self, config: MarDiniConfig):
+        super().__init__()
+        self.patch, self.channels = config.planner.patch, config.latent_channels
+        self.proj = nn.Linear(config.planner.hidden, config.latent_channels * self.patch**2)
+
+    def forward(self, plan: torch.Tensor, rows: int) -> torch.Tensor:
+        p = self.patch
+        return rearrange(self.proj(plan), "b k (y x) (c p q) -> b k c (y p) (x q)", y=rows, p=p, q=p)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the masked frames only. pred, target (B, K, C, H, W); masked (B, K)."""
+    weight = masked[:, :, None, None, None].to(pred.dtype)
+    per_frame = target[0, 0].numel()
+    return ((pred.float() - target.float()).pow(2) * weight).sum() / (weight.sum() * per_frame).clamp_min(1)
+
+
+def reconstruction_loss(model, head: PlannerHead, z_low: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Eq. 2. z_low (B, K, C, h, w) model-space; masked frames reach the planner as [MASK] only."""
+    plan = model.planner(z_low, masked)
+    rows = z_low.shape[-2] // model.config.planner.patch
+    return masked_mse(head(plan, rows), z_low, masked)
+
+
+def diffusion_loss(
+    model,
+    z_high: torch.Tensor,
+    z_low: torch.Tensor | None,
+    masked: torch.Tensor,
+    t: torch.Tensor,
+    eps: torch.Tensor,
+    drop_plan: torch.Tensor,
+) -> torch.Tensor:
+    """Eq. 3 (z_low given: the planner plans, clips with drop_plan get Z_uncond) or eq. 1 (z_low None: Z_uncond).
+
+    z_high (B, K, C, H, W) clean model-space latents; t (B,) in [0, 1]; eps like z_high; drop_plan (B,) bool.
+    """
+    plan = None
+    if z_low is not None:
+        plan = model.planner(z_low, masked)
+        plan = torch.where(drop_plan[:, None, None, None], model.generator.uncond_plan_like(plan), plan)
+    frame_mask = masked[:, :, None, None, None]
+    z_t = torch.where(frame_mask, add_noise(z_high, eps, t), z_high)  # references stay clean
+    v = model.generator(z_t, t, plan, masked)
+    return masked_mse(v, v_target(z_high, eps, t), masked)
+
+
+class TrainModules(nn.Module):
+    """What the optimizer updates (the MarDini model and, in stage 1, the planner head) and the stage's
+    losses as its forward, so a sharded wrapper (FSDP2) sees one root forward per step."""
+
+    def __init__(self, model: nn.Module, head: PlannerHead | None, losses: tuple[str, ...]):
+        super().__init__()
+        self.model, self.head, self.losses = model, head, losses
+
+    def forward(self, z_high, z_low, masked, t, eps, drop_plan) -> dict[str, torch.Tensor]:
+        out = {}
+        if "reconstruction" in self.losses:
+            out["reconstruction"] = reconstruction_loss(self.model, self.head, z_low, masked)
+        if "diffusion" in self.losses:
+            out["diffusion"] = diffusion_loss(self.model, z_high, z_low, masked, t, eps, drop_plan)
+        if "diffusion_uncond" in self.losses:
+            out["diffusion_uncond"] = diffusion_loss(self.model, z_high, None, masked, t, eps, drop_plan)
+        return out

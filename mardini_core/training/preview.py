@@ -1,0 +1,32 @@
+"""Preview samples during training: the generation pipeline's DDIM on one clip, saved as a PNG strip."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from einops import rearrange
+
+from ..pipeline import decode_frames, plan, sample
+
+
+@torch.no_grad()
+def write_preview(path: Path, model, vae, high: torch.Tensor, low: torch.Tensor, masked: torch.Tensor, planned: bool, steps: int, write: bool) -> None:
+    """high (1, K, C, H, W), low (1, K, C, h, w) model-space; masked (1, K). Top row: the clip; bottom: the sample.
+
+    Every rank runs the model (sharded networks need all ranks); only `write` ranks save.
+    planned=False samples with Z_uncond, as the generator is trained alone in stage 1.
+    """
+    signal = plan(model, low, masked) if planned else None
+    z = sample(model, high, masked, signal, steps=steps, guidance=1.0, seed=0)
+    if not write:
+        return
+    rows = torch.stack([decode_frames(vae, high[0].float(), model.config), decode_frames(vae, z[0].float(), model.config)])
+    rows[1, ~masked[0].cpu()] *= 0.6  # dim the reference frames in the sample row
+    image = (rearrange(rows, "r k c h w -> (r h) (k w) c").cpu().numpy() * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    os.replace(tmp, path)

@@ -1,0 +1,44 @@
+"""What a user watches and plots: a text progress line on stderr and a JSONL log (one object per logged step)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+class RunLog:
+    """Appends to `<run>/log.jsonl`; on resume, drops entries past the restored step so the log matches the weights."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class ProgressLine:
+    """`[#####.....] step 120/500 loss 0.4321 lr 1.2e-04 85 frames/s eta 1m20s` on stderr."""
+
+    def __init__(self, total: int, width: int = 24, stream=sys.stderr):
+        self.total, self.width, self.stream = total, width, stream
+        self.tty = stream.isatty()
+        self.start = time.time()
+
+    def update(self, step: int, loss: float, lr: float, fps: float, done_this_run: int) -> None:
+        filled = self.width * step // self.total
+        rate = done_this_run / max(1e-9, time.time() - self.start)
+        eta = (self.total - step) / rate if rate > 0 else 0.0
+        text = (
+            f"[{'#' * filled}{'.' * (self.width - filled)}] step {step}/{self.total} loss {loss:.4f} "
+            f"lr {lr:.2e} {fps:.1f} frames/s eta {int(eta // 60)}m{int(eta % 60):02d}s"
+        )
+        print(("\r" + text) if self.tty else text, end="" if self.tty else "\n", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=self.stream)

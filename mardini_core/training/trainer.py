@@ -1,0 +1,207 @@
+"""The training loop of one stage: data in a seeded, step-indexed order, the stage's losses, AdamW with
+warm-up and cosine decay, gradient clipping, optional EMA, atomic checkpoints, previews, logs.
+
+Everything random in step s (which clips, masks, times, noise, plan dropping) is drawn from
+generators seeded by (seed, s, rank), so `--resume` from step s repeats the uninterrupted run exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import MarDiniConfig, preset
+from ..data import ClipConfig, LatentClips, VideoClips
+from ..errors import ConfigError
+from ..model import MarDini
+from ..pipeline import size_multiple, to_model_space
+from ..vae import load_vae
+from .config import StageConfig
+from .distributed import Dist, average_gradients, close, init_distributed, shard
+from .losses import PlannerHead, TrainModules
+from .masking import sample_masks
+from .optim import EMA, cosine_lr
+from .preview import write_preview
+from .progress import ProgressLine, RunLog
+from .state import gather_model, latest_state, load_state, read_meta, save_state
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    out: Path
+    init: str | None = None  # a MarDini checkpoint of the previous stage
+    resume: bool = False
+    device: str = "auto"
+    cache_dir: str | None = None  # latent cache shared between runs (default <out>/latents)
+    sharding: str = "fsdp"  # several processes: FSDP2 shards, or "replicate" (gradient all-reduce)
+
+
+@lru_cache(maxsize=4)
+def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+
+
+def data_order(step: int, rank: int, batch: int, world: int, n: int, seed: int) -> list[tuple[int, int]]:
+    """(clip index, epoch) of each clip of `rank` at `step`: epochs are seeded permutations, ranks take disjoint slices."""
+    first = (step * world + rank) * batch
+    return [(int(_permutation(n, seed, p // n)[p % n]), p // n) for p in range(first, first + batch)]
+
+
+def build_model(cfg: StageConfig, init: str | None, vae) -> MarDini:
+    """A fresh preset (seeded) or the previous stage's weights, with this stage's attention and window."""
+    base = load_checkpoint(init) if init else None
+    config = base.config if base else preset(cfg.model.preset, vae=vae.name)
+    if config.latent_channels != vae.latent_channels:
+        raise ConfigError(
+            f"the model expects {config.latent_channels}-channel latents but VAE {vae.name} makes {vae.latent_channels}; "
+            "set [data] vae to the VAE the model was trained with"
+        )
+    model = MarDini(config.replace(max_frames=max(config.max_frames, cfg.data.frames)))
+    if base:
+        model.load_state_dict(base.state_dict())
+    model.set_generator_attention(cfg.model.attention)
+    return model
+
+
+class Trainer:
+    def __init__(self, cfg: StageConfig, opts: RunOptions):
+        if not cfg.data.paths:
+            raise ConfigError(f"stage {cfg.name!r} names no videos: set [data] paths or pass --data")
+        self.cfg, self.opts = cfg, opts
+        self.d: Dist = init_distributed(opts.device, opts.sharding)
+        self.bf16 = cfg.optim.precision == "bf16" or (cfg.optim.precision == "auto" and self.d.device.type == "cuda")
+        self.out = Path(opts.out)
+        (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        self.resume_from = latest_state(self.out / "checkpoints") if opts.resume else None
+        if self.resume_from is None and any((self.out / "checkpoints").glob("state-*.safetensors")):
+            raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose a new --out")
+        self.vae = load_vae(cfg.data.vae, device=self.d.device)
+        torch.manual_seed(cfg.seed)
+        if self.resume_from is not None:
+            meta = read_meta(self.resume_from)
+            if meta.get("schedule") != cfg.schedule_json():
+                raise ConfigError(f"{self.resume_from} was written with a different stage config; resume with the same config or use a new --out")
+            model = MarDini(MarDiniConfig.from_json(meta["model_config"]))
+        else:
+            model = build_model(cfg, opts.init, self.vae)
+        self.config = model.config
+        model.set_attention_backend(cfg.model.backend)
+        model.gradient_checkpointing = cfg.model.gradient_checkpointing
+        model.planner.requires_grad_("planner" in cfg.train.networks)
+        model.generator.requires_grad_("generator" in cfg.train.networks)
+        head = PlannerHead(model.config) if "reconstruction" in cfg.train.losses else None
+        self.modules = TrainModules(model, head, cfg.train.losses).to(self.d.device)
+        shard(self.modules, self.d, self.bf16)
+        self.params = [p for p in self.modules.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        trainable = {n: p for n, p in self.modules.model.named_parameters() if p.requires_grad}
+        self.ema = EMA(trainable, cfg.optim.ema) if cfg.optim.ema > 0 else None
+        self.step = load_state(self.resume_from, self.modules, self.optimizer, self.ema) if self.resume_from else 0
+        self.data = self._dataset()
+
+    def _dataset(self) -> LatentClips:
+        c = self.cfg.data
+        multiple = size_multiple(self.config, self.vae.downscale)
+        if c.height % multiple or c.width % multiple:
+            raise ConfigError(f"[data] height and width must be multiples of {multiple} for this model (VAE, planner and patch sizes)")
+        clip = ClipConfig(c.frames, c.stride, c.height, c.width, c.crop, planner_downscale=self.config.planner_downscale)
+        clips = VideoClips(c.paths, clip, seed=self.cfg.seed)
+        latents = LatentClips(clips, self.vae, (self.opts.cache_dir or self.out / "latents") if c.cache_latents else None)
+        if c.cache_latents:
+            latents.fill(self.d.rank, self.d.world)
+            self.d.barrier()
+        return latents
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model-space latents of this rank's clips at `step`: high (B, K, C, H, W), low (B, K, C, h, w)."""
+        cached = self.cfg.data.cache_latents
+        order = data_order(step, self.d.rank, self.cfg.optim.batch, self.d.world, len(self.data), self.cfg.seed)
+        pairs = [self.data.load(i, 0 if cached else epoch) for i, epoch in order]
+        high, low = (to_model_space(torch.stack(x), self.config).to(self.d.device) for x in zip(*pairs))
+        return high, low
+
+    def draws(self, step: int, shape: torch.Size) -> tuple[torch.Tensor, ...]:
+        """(masked (B, K), t (B,), eps like the batch, drop_plan (B,)) from a generator seeded by (seed, step, rank)."""
+        gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 1009 + self.d.rank)
+        b, k = shape[:2]
+        masked = sample_masks(self.cfg.masks, b, k, step / max(1, self.cfg.steps - 1), gen)
+        t = torch.rand(b, generator=gen)
+        eps = torch.randn(shape, generator=gen)
+        drop = torch.rand(b, generator=gen) < self.cfg.train.uncond_prob
+        return tuple(x.to(self.d.device) for x in (masked, t, eps, drop))
+
+    def train_step(self, step: int) -> dict[str, float]:
+        lr = cosine_lr(step, self.cfg.steps, self.cfg.optim.lr, self.cfg.optim.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        high, low = self.batch(step)
+        with torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            losses = self.modules(high, low, *self.draws(step, high.shape))
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        average_gradients(self.params, self.d)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        if self.ema:
+            self.ema.update()
+        values = {k: v.detach().float() for k, v in losses.items()}
+        if self.d.world > 1:  # report the mean over ranks (the log is written by rank 0)
+            stacked = torch.stack(list(values.values()))
+            torch.distributed.all_reduce(stacked)
+            values = dict(zip(values, (stacked / self.d.world).tolist()))
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        return {"loss": float(sum(float(v) for v in values.values())), **{k: float(v) for k, v in values.items()}, "lr": lr, "grad_norm": float(norm)}
+
+    def _meta(self) -> dict:
+        return {"schedule": self.cfg.schedule_json(), "stage": self.cfg.to_json(), "model_config": self.config.to_json()}
+
+    def run(self) -> Path:
+        cfg, ck = self.cfg, self.cfg.checkpoint
+        log = RunLog(self.out / "log.jsonl", self.step) if self.d.main else None
+        bar = ProgressLine(cfg.steps) if self.d.main else None
+        frames_per_step = cfg.optim.batch * self.d.world * cfg.data.frames
+        start_step, window_time, window_steps = self.step, 0.0, 0
+        while self.step < cfg.steps:
+            tic = time.perf_counter()
+            record = self.train_step(self.step)
+            window_time += time.perf_counter() - tic
+            window_steps += 1
+            self.step += 1
+            if self.d.main and (self.step % ck.log_every == 0 or self.step == cfg.steps):
+                record.update(step=self.step, frames_per_s=frames_per_step * window_steps / window_time, time=time.time())
+                log.write(record)
+                bar.update(self.step, record["loss"], record["lr"], record["frames_per_s"], self.step - start_step)
+                window_time, window_steps = 0.0, 0
+            if self.step % ck.every == 0 or self.step == cfg.steps:
+                save_state(self.out / "checkpoints", self.step, self.modules, self.optimizer, self.ema, self._meta(), self.d, ck.keep)
+            if ck.sample_every and self.step % ck.sample_every == 0:
+                self.preview()
+        if bar:
+            bar.close()
+        return self.finish()
+
+    def preview(self) -> None:
+        """A few DDIM steps on the first clip with a mask of the stage, saved as a PNG strip (truth over sample)."""
+        high, low = (to_model_space(x[None], self.config).to(self.d.device) for x in self.data.load(0))
+        masked = sample_masks(self.cfg.masks, 1, high.shape[1], self.step / self.cfg.steps, torch.Generator().manual_seed(self.cfg.seed))
+        model = self.modules.model
+        planned = "diffusion" in self.cfg.train.losses
+        write_preview(self.out / "samples" / f"step-{self.step:08d}.png", model, self.vae, high, low, masked.to(self.d.device), planned, self.cfg.checkpoint.sample_steps, self.d.main)
+
+    def finish(self) -> Path:
+        """Save the final model (EMA weights when EMA is on) with save_checkpoint; returns its path."""
+        state = gather_model(self.modules, self.ema, prefer_ema=True)
+        path = self.out / "model.safetensors"
+        if self.d.main:
+            final = MarDini(self.config)
+            final.load_state_dict(state)
+            save_checkpoint(path, final, {"stage": self.cfg.name, "steps": self.step, "ema": self.cfg.optim.ema, "training": json.dumps(self._meta())})
+        self.d.barrier()
+        close(self.d)
+        return path

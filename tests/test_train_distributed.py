@@ -1,0 +1,68 @@
+"""`torchrun --nproc_per_node=2` on CPU (gloo): FSDP2 and replicate runs agree and load in one process."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mardini_core.checkpoint import load_checkpoint
+from mardini_core.data import shared_dir
+from mardini_core.training.config import load_stage
+from mardini_core.training.trainer import RunOptions, Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = shared_dir() / "data" / "clips"
+TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+pytestmark = pytest.mark.skipif(
+    not (CLIPS.is_dir() and (shared_dir() / "weights" / "taef2").is_dir() and Path(TORCHRUN).exists()),
+    reason=f"needs torchrun and the shared clips and TAEF2 weights under {shared_dir()} (set MARDINI_SHARED)",
+)
+
+
+def torchrun(out: Path, data: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "mardini_core", "train", "--config",
+           str(REPO / "configs" / "stages" / "tiny_stage1.toml"), "--out", str(out), "--data", str(data),
+           "--cache-dir", str(cache), "--steps", "8", "--threads", "1", "--json", *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_two_process_runs_load_in_one_process(tmp_path):
+    data = tmp_path / "clips"
+    data.mkdir()
+    (data / "carphone_pristine.mp4").symlink_to(CLIPS / "carphone_pristine.mp4")
+    cache = tmp_path / "latents"
+    fsdp = torchrun(tmp_path / "fsdp", data, cache)
+    assert json.loads(fsdp.stdout.strip().splitlines()[-1])["steps"] == 8  # one summary, from rank 0 only
+    torchrun(tmp_path / "replicate", data, cache, "--sharding", "replicate")
+
+    model = load_checkpoint(tmp_path / "fsdp" / "model.safetensors")
+    assert model.config.generator.attention == "ST"
+    sharded, replicated = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("fsdp", "replicate"))
+    torch.manual_seed(0)  # the untrained model of the same seed: training must have moved the weights
+    moved = max((sharded[k] - v).abs().max().item() for k, v in type(model)(model.config).state_dict().items())
+    assert moved > 1e-3
+    for name in sharded:  # the same maths, only the reduction order differs
+        torch.testing.assert_close(sharded[name], replicated[name], rtol=1e-3, atol=1e-4)
+    log = [json.loads(line) for line in (tmp_path / "fsdp" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [5, 8]  # written once (rank 0), at log_every and the end
+    assert sorted(p.name for p in (tmp_path / "fsdp" / "checkpoints").iterdir()) == ["state-00000008.safetensors"]
+
+    # the FSDP2 run's training state (gathered to rank 0) resumes in a single process
+    cfg = load_stage(REPO / "configs" / "stages" / "tiny_stage1.toml")
+    cfg = dataclasses.replace(cfg, steps=8, data=dataclasses.replace(cfg.data, paths=(str(data),)))
+    trainer = Trainer(cfg, RunOptions(tmp_path / "fsdp", resume=True, cache_dir=str(cache)))
+    assert trainer.step == 8 and trainer.optimizer.state  # weights, step and AdamW moments restored
+    resumed = trainer.modules.model.state_dict()
+    for name, value in sharded.items():
+        assert torch.equal(resumed[name], value), name

@@ -1,0 +1,225 @@
+"""Training: the paper's losses, mask schedules, stage configs, the three stages on real clips, resume after a kill."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mardini_core.checkpoint import load_checkpoint
+from mardini_core.config import preset
+from mardini_core.data import shared_dir
+from mardini_core.errors import ConfigError
+from mardini_core.model import MarDini
+from mardini_core.training.config import MaskSection, load_stage
+from mardini_core.training.losses import PlannerHead, TrainModules, masked_mse
+from mardini_core.training.masking import sample_masks
+from mardini_core.training.trainer import RunOptions, Trainer, data_order
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = REPO / "configs" / "stages"
+CLIPS = shared_dir() / "data" / "clips"
+needs_clips = pytest.mark.skipif(
+    not (CLIPS.is_dir() and (shared_dir() / "weights" / "taef2").is_dir()),
+    reason=f"shared clips or TAEF2 weights not found under {shared_dir()} (set MARDINI_SHARED)",
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, two spinning threads run many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_clips(tmp_path_factory):
+    """Two real videos (an .mp4 and a .webm) linked into a folder: few clips, so caching latents is quick."""
+    folder = tmp_path_factory.mktemp("clips")
+    for name in ("carphone_pristine.mp4", "big_buck_bunny_432_433.webm"):
+        (folder / name).symlink_to(CLIPS / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("latents")
+
+
+def stage(name: str, data: Path, **changes):
+    cfg = load_stage(STAGES / name)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=(str(data),)))
+    checkpoint = dataclasses.replace(cfg.checkpoint, log_every=1, sample_every=changes.pop("sample_every", 0))
+    return dataclasses.replace(cfg, checkpoint=checkpoint, **changes)
+
+
+def fixed_loss(trainer: Trainer) -> dict[str, float]:
+    """The stage's losses on the batches and draws of its first 8 steps: the same data before and after."""
+    with torch.no_grad():
+        outs = [trainer.modules(*batch, *trainer.draws(s, batch[0].shape)) for s in range(8) for batch in [trainer.batch(s)]]
+    return {k: sum(float(o[k]) for o in outs) / len(outs) for k in outs[0]}
+
+
+def trains(cfg, opts: RunOptions) -> Path:
+    """Run a stage and check that every loss of it falls on fixed batches; returns the final model's path."""
+    trainer = Trainer(cfg, opts)
+    before = fixed_loss(trainer)
+    path = trainer.run()
+    after = fixed_loss(trainer)
+    for name in before:
+        assert after[name] < 0.88 * before[name], (cfg.name, name, before[name], after[name])
+    return path
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+
+def test_masked_mse_scores_masked_frames_only():
+    target = torch.randn(2, 4, 3, 4, 4)
+    masked = torch.tensor([[True, False, True, False], [False, False, False, True]])
+    pred = target.clone()
+    pred[~masked] += 100  # wrong reference frames cost nothing
+    assert masked_mse(pred, target, masked) == 0
+    pred[0, 0] += 1
+    torch.testing.assert_close(masked_mse(pred, target, masked), torch.tensor(1 / 3))
+
+
+def test_unconditional_swap_cuts_the_planner_out():
+    torch.manual_seed(0)
+    model = MarDini(preset("tiny/T"))
+    modules = TrainModules(model, None, ("diffusion",))
+    z_high, z_low = torch.randn(2, 3, 32, 4, 4), torch.randn(2, 3, 32, 2, 2)
+    masked = torch.tensor([[False, True, True], [True, True, False]])
+    t, eps = torch.rand(2), torch.randn_like(z_high)
+    for m in model.generator.blocks:  # give the zero-initialised cross-attention a path to the plan
+        torch.nn.init.normal_(m.cross.proj.weight, std=0.1)
+    torch.nn.init.normal_(model.generator.final.weight, std=0.1)
+    for drop, planner_learns in ((torch.tensor([True, True]), False), (torch.tensor([False, True]), True)):
+        model.zero_grad(set_to_none=True)
+        modules(z_high, z_low, masked, t, eps, drop)["diffusion"].backward()
+        grad = model.planner.embed.weight.grad
+        assert (grad is not None and grad.abs().sum() > 0) == planner_learns
+        assert model.generator.uncond_plan.grad is not None and model.generator.uncond_plan.grad.abs().sum() > 0
+
+
+def test_reconstruction_head_maps_the_plan_back_to_latents():
+    config = preset("tiny/ST")
+    model, head = MarDini(config), PlannerHead(config)
+    z_low = torch.randn(1, 4, 32, 4, 6)
+    out = head(model.planner(z_low, torch.tensor([[True, False, True, False]])), rows=2)
+    assert out.shape == z_low.shape
+    assert not any(k.startswith("head") for k in model.state_dict())  # the head is never part of MarDini
+
+
+# --- masks and configs ----------------------------------------------------------------------------
+
+
+def test_stage3_mask_schedule_moves_from_interpolation_to_image_to_video():
+    cfg = load_stage(STAGES / "tiny_stage3.toml").masks
+    gen = torch.Generator().manual_seed(0)
+    first = sample_masks(cfg, 64, 7, 0.0, gen)
+    last = sample_masks(cfg, 64, 7, 1.0, gen)
+    assert ((~first).sum(1) == 2).all() and ((~last).sum(1) == 1).all()
+    interpolation = (~first[:, 0]) & (~first[:, -1])
+    assert 0 < interpolation.sum() < 64  # both layouts drawn: first+last kept, or the first two (prefix)
+
+
+def test_interpolation_masks_keep_both_ends():
+    cfg = MaskSection(layouts={"interpolation": 1.0}, ratio_start=(0.3, 0.8), ratio_end=(0.3, 0.8))
+    masked = sample_masks(cfg, 50, 9, 0.5, torch.Generator().manual_seed(1))
+    assert not masked[:, 0].any() and not masked[:, -1].any() and masked.any(1).all()
+
+
+def test_data_order_is_a_permutation_split_across_ranks():
+    seen = [i for step in range(3) for rank in range(2) for i, epoch in data_order(step, rank, 2, 2, 12, seed=5)]
+    assert sorted(seen) == list(range(12))
+    assert data_order(7, 1, 2, 2, 12, 5) == data_order(7, 1, 2, 2, 12, 5)
+
+
+def test_every_stage_config_parses(tmp_path):
+    names = sorted(p.name for p in STAGES.glob("*.toml"))
+    assert {"tiny_stage1.toml", "tiny_stage2.toml", "tiny_stage3.toml"} <= set(names) and len(names) >= 6
+    configs = {n: load_stage(STAGES / n) for n in names}
+    assert [configs[n].model.attention for n in ("stage1_initial.toml", "stage2_joint_model.toml", "stage3_joint_task.toml")] == ["ST", "T", "T"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[optim]\nlearning_rate = 1e-4\n')
+    with pytest.raises(ConfigError, match="learning_rate"):
+        load_stage(bad)
+    bad.write_text('[train]\nlosses = ["diffusion", "diffusion_uncond"]\n')
+    with pytest.raises(ConfigError, match="either"):
+        load_stage(bad)
+    bad.write_text('[data]\nframes = "nine"\n')
+    with pytest.raises(ConfigError, match="frames must be int"):
+        load_stage(bad)
+
+
+# --- the three stages on real clips ----------------------------------------------------------------
+
+
+@needs_clips
+def test_three_stages_learn_and_chain(small_clips, cache, tmp_path):
+    s1 = trains(stage("tiny_stage1.toml", small_clips, steps=40), RunOptions(tmp_path / "s1", cache_dir=cache))
+    first = load_checkpoint(s1)
+    assert first.config.generator.attention == "ST" and first.config.vae == "taef2"
+
+    opts = RunOptions(tmp_path / "s2", init=str(s1), cache_dir=cache)
+    trainer = Trainer(stage("tiny_stage2.toml", small_clips, steps=40), opts)
+    assert trainer.modules.model.config.generator.attention == "T" and trainer.modules.model.generator.attention == "T"
+    for name, value in first.state_dict().items():  # stage 2 starts from stage 1's weights, unchanged
+        torch.testing.assert_close(trainer.modules.model.state_dict()[name], value)
+    s2 = trains(stage("tiny_stage2.toml", small_clips, steps=40), opts)
+    assert load_checkpoint(s2).config.generator.attention == "T"
+
+    s3 = trains(stage("tiny_stage3.toml", small_clips, steps=40, sample_every=40), RunOptions(tmp_path / "s3", init=str(s2), cache_dir=cache))
+    assert load_checkpoint(s3).config.max_frames >= 7
+    assert (tmp_path / "s3" / "samples" / "step-00000040.png").stat().st_size > 0
+    log = [json.loads(line) for line in (tmp_path / "s3" / "log.jsonl").read_text().splitlines()]
+    assert {"step", "loss", "lr", "frames_per_s", "diffusion"} <= set(log[-1]) and [r["step"] for r in log] == list(range(1, 41))
+
+
+# --- never lose work ------------------------------------------------------------------------------
+
+
+def _train_cmd(config: Path, out: Path, data: Path, cache: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "mardini_core", "train", "--config", str(config), "--out", str(out), "--data", str(data),
+            "--cache-dir", str(cache), "--threads", "1", *extra]
+
+
+@needs_clips
+def test_resume_after_kill_matches_an_uninterrupted_run(small_clips, cache, tmp_path):
+    cfg = stage("tiny_stage3.toml", small_clips, steps=24)
+    cfg = dataclasses.replace(cfg, checkpoint=dataclasses.replace(cfg.checkpoint, every=2, keep=2, sample_every=0))
+    Trainer(cfg, RunOptions(tmp_path / "whole", cache_dir=cache)).run()
+
+    config = tmp_path / "stage.toml"
+    config.write_text((STAGES / "tiny_stage3.toml").read_text().replace("every = 10", "every = 2").replace("sample_every = 20", "sample_every = 0"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(config, run, small_clips, cache, "--steps", "24"), env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((run / "checkpoints").glob("state-0000001[0-9].safetensors")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    states = sorted((run / "checkpoints").glob("state-*.safetensors"))
+    assert states and not (run / "model.safetensors").exists(), "the run finished before it could be killed"
+    with pytest.raises(subprocess.CalledProcessError):  # an existing run is never silently overwritten
+        subprocess.run(_train_cmd(config, run, small_clips, cache, "--steps", "24"), env=env, cwd=REPO, check=True, capture_output=True)
+    subprocess.run(_train_cmd(config, run, small_clips, cache, "--steps", "24", "--resume"), env=env, cwd=REPO, check=True, capture_output=True)
+
+    whole, resumed = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    assert whole.keys() == resumed.keys()
+    for name in whole:
+        assert torch.equal(whole[name], resumed[name]), name
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 24  # the log was cut back to the checkpoint, no duplicates
