@@ -88,3 +88,23 @@ def test_vae_loader_never_unpickles_taef2_files(workdir):
     with pytest.raises(CheckpointError, match="taef2_encoder.pth"):
         vae.load_vae(folder)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["truncated", "bitflip", "pickle", "forged_big", "foreign"])
+def test_cli_vae_refuses_with_one_line(good_tae, workdir, kind, capsys):
+    from mardini_core.cli import main
+    from reliability_support import save_tiny_checkpoint, write_png
+
+    marker = workdir / "CLI_TAE_UNPICKLED"
+    folder = workdir / "tae_cli"
+    folder.mkdir(exist_ok=True)
+    files = tae_bad_files(folder, good_tae[0], marker)
+    model = workdir / "model.safetensors"
+    if not model.exists():
+        save_tiny_checkpoint(model)
+    out = workdir / f"out_{kind}.gif"
+    argv = ["generate", "--model", str(model), "--vae", str(files[kind]), "--images", str(write_png(workdir / "in.png", 32, 32)),
+            "--steps", "1", "--out", str(out)]
+    assert main(argv) == 2 and not out.exists() and not marker.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and f"tae_{kind}.safetensors" in err[0], err
