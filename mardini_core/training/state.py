@@ -62,6 +62,8 @@ def save_state(folder: Path, step: int, modules: nn.Module, optimizer, ema: EMA 
     tensors.update(shadow)
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in optim["param_groups"]]
     metadata = {**{k: str(v) for k, v in meta.items()}, "format": FORMAT, "step": str(step), "param_groups": json.dumps(groups)}
+    for stale in folder.glob(".state-*.tmp"):  # half-written states of a killed run (each as big as a state)
+        stale.unlink(missing_ok=True)
     atomic_save_safetensors(folder / f"state-{step:08d}.safetensors", tensors, metadata)
     for old in sorted(folder.glob("state-*.safetensors"))[:-keep]:
         old.unlink(missing_ok=True)
