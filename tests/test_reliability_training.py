@@ -98,8 +98,13 @@ def test_sigkill_ten_times_resumes_to_the_uninterrupted_weights():
                 assert len(load_file(str(newest))) > 0 and 0 < step <= STEPS
                 resumed_steps.append(step)
             process = train(config, out, resume=True)
+        stale = out / "checkpoints" / ".state-00000002.safetensors.k1ll3d.tmp"  # what a kill inside a write leaves
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        stale.write_bytes(b"half a training state")
         assert process.wait(timeout=300) == 0, Path(f"{out}.log").read_text()[-2000:]
         print(f"\n{kills} SIGKILLs survived; resumed from steps {resumed_steps}")
+        leftovers = [p.name for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+        assert not leftovers, f"half-written states of killed runs are never cleaned up: {leftovers}"
         final, expected = load_file(str(out / "model.safetensors")), load_file(str(root / "reference" / "model.safetensors"))
         assert final.keys() == expected.keys()
         assert all(torch.equal(final[k], expected[k]) for k in final), "resumed weights differ from the uninterrupted run"
