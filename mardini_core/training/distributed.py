@@ -1,6 +1,6 @@
 """One training script for one CPU process, one GPU, or many GPUs and nodes under `torchrun`.
 
-With several processes the model is sharded with FSDP2 (`fully_shard` per block, then per network),
+With several processes the model is sharded with FSDP2 (`fully_shard` per block, then the root),
 over NCCL on CUDA and over gloo on CPU (FSDP2 runs on gloo in torch 2.13). `sharding="replicate"`
 instead keeps the whole model in every process and averages gradients with one all-reduce per step
 (DDP-style), for backends or models where sharding does not pay.
@@ -8,12 +8,13 @@ instead keeps the whole model in every process and averages gradients with one a
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,29 @@ def init_distributed(device: str = "auto", sharding: str = "fsdp") -> Dist:
 
 
 def shard(modules: nn.Module, d: Dist, bf16: bool) -> None:
-    """FSDP2 over losses.TrainModules: each transformer block its own unit, then each network, then the
-    root (the head); bf16 compute with fp32 gradient reductions."""
+    """FSDP2 over losses.TrainModules: each transformer block its own unit, everything else (embeddings,
+    Z_uncond, output layers, the planner head) in the root unit, whose parameters are whole during the
+    root forward, where the losses read Z_uncond directly; bf16 compute with fp32 gradient reductions."""
     if not d.sharded:
         return
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     for net in (modules.model.planner, modules.model.generator):
         for block in net.blocks:
             fully_shard(block, mp_policy=policy)
-        fully_shard(net, mp_policy=policy)
     fully_shard(modules, mp_policy=policy)
+
+
+@contextmanager
+def whole(modules: nn.Module):
+    """The root unit's parameters gathered for calls outside the root forward (previews); blocks gather themselves."""
+    sharded = isinstance(modules, FSDPModule)
+    if sharded:
+        modules.unshard()
+    try:
+        yield
+    finally:
+        if sharded:
+            modules.reshard()
 
 
 def average_gradients(params: list[nn.Parameter], d: Dist) -> None:

@@ -22,7 +22,7 @@ from ..model import MarDini
 from ..pipeline import size_multiple, to_model_space
 from ..vae import load_vae
 from .config import StageConfig
-from .distributed import Dist, average_gradients, close, init_distributed, shard
+from .distributed import Dist, average_gradients, close, init_distributed, shard, whole
 from .losses import PlannerHead, TrainModules
 from .masking import sample_masks
 from .optim import EMA, cosine_lr
@@ -192,7 +192,8 @@ class Trainer:
         masked = sample_masks(self.cfg.masks, 1, high.shape[1], self.step / self.cfg.steps, torch.Generator().manual_seed(self.cfg.seed))
         model = self.modules.model
         planned = "diffusion" in self.cfg.train.losses
-        write_preview(self.out / "samples" / f"step-{self.step:08d}.png", model, self.vae, high, low, masked.to(self.d.device), planned, self.cfg.checkpoint.sample_steps, self.d.main)
+        with whole(self.modules):
+            write_preview(self.out / "samples" / f"step-{self.step:08d}.png", model, self.vae, high, low, masked.to(self.d.device), planned, self.cfg.checkpoint.sample_steps, self.d.main)
 
     def finish(self) -> Path:
         """Save the final model (EMA weights when EMA is on) with save_checkpoint; returns its path."""
