@@ -1,6 +1,7 @@
 """The autoencoders: TAEF2 reproduces real frames, mardini-tae round-trips through safetensors, errors are clear."""
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -108,3 +109,21 @@ def test_distillation_moves_the_student_towards_taef2(taef2, real_frames):
     target = taef2.encode(crops)
     assert (student.encode(crops) - target).pow(2).mean() < 0.7 * (before.encode(crops) - target).pow(2).mean()
     assert (student.decode(target) - crops).abs().mean() < 0.7 * (before.decode(target) - crops).abs().mean()
+
+
+@needs_taef2
+@needs_clips
+def test_train_vae_and_vae_psnr_commands(tmp_path, capsys):
+    from mardini_core.cli import main
+
+    out = tmp_path / "tae.safetensors"
+    clip = str(CLIPS / "carphone_pristine.mp4")
+    args = ["--data", clip, "--out", str(out), "--steps", "3", "--bank", "8", "--batch", "2", "--width", "8", "--blocks", "1"]
+    assert main(["train-vae", *args, "--eval-per-segment", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(report["psnr_db"]) == {"taef2", "mardini-tae", "enc:ours>dec:taef2", "enc:taef2>dec:ours"}
+    assert report["psnr_db"]["taef2"]["mean"] > report["psnr_db"]["mardini-tae"]["mean"]  # 3 steps teach little
+    assert load_vae(str(out)).config.width == 8
+    assert main(["vae-psnr", "--data", clip, "--vae", str(out), "--vae", "taef2", "--per-segment", "1", "--size", "64", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)["psnr_db"]
+    assert set(table) == {str(out), "taef2"} and table["taef2"]["carphone_pristine.mp4"] > 25

@@ -14,7 +14,7 @@ import torch
 
 from ..vae import load_taef2, save_mardini_tae
 from ..vae.distill import DistillConfig, crop_bank, distil
-from ..vae.quality import evaluation_frames, psnr_table
+from ..vae.quality import Crossed, evaluation_frames, psnr_table
 from .vae_psnr import print_table
 
 
@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     save_mardini_tae(args.out, student, {"distilled_from": "taef2", "training": json.dumps(dataclasses.asdict(cfg))})
     result = {"out": args.out, "params": sum(p.numel() for p in student.parameters())}
     if args.eval_per_segment:
-        table = psnr_table({"taef2": teacher, "mardini-tae": student}, evaluation_frames(args.data, args.eval_per_segment))
+        vaes = {"taef2": teacher, "mardini-tae": student, "enc:ours>dec:taef2": Crossed(student, teacher), "enc:taef2>dec:ours": Crossed(teacher, student)}
+        table = psnr_table(vaes, evaluation_frames(args.data, args.eval_per_segment))
         result.update(psnr_db=table, held_out=args.exclude)
         if not args.json:
             print_table(table, set(args.exclude))

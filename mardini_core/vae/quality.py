@@ -37,6 +37,19 @@ def evaluation_frames(paths: Iterable[str | os.PathLike], per_segment: int = 4, 
     return {name: rearrange(torch.from_numpy(np.stack(f)), "n h w c -> n c h w").float() / 255 for name, f in by_file.items()}
 
 
+class Crossed:
+    """Encode with one autoencoder, decode with another: scores how well two share one latent space."""
+
+    def __init__(self, encoder, decoder):
+        self.encoder, self.decoder = encoder, decoder
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder.encode(images)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.decoder.decode(latents)
+
+
 def psnr_table(vaes: dict[str, object], frames: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """{vae name: {file name: mean PSNR, ..., "mean": mean over all frames}}."""
     table = {}
