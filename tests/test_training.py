@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from mardini_core.checkpoint import load_checkpoint
@@ -140,6 +142,19 @@ def test_interpolation_masks_keep_both_ends():
     assert not masked[:, 0].any() and not masked[:, -1].any() and masked.any(1).all()
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(2, 17),
+    st.dictionaries(st.sampled_from(["random", "interpolation", "prefix"]), st.floats(0.1, 3), min_size=1),
+    st.tuples(st.floats(0, 1), st.floats(0, 1)).map(sorted),
+    st.floats(0, 1),
+)
+def test_every_mask_keeps_a_reference_and_generates_a_frame(frames, layouts, ratio, progress):
+    cfg = MaskSection(layouts=layouts, ratio_start=tuple(ratio), ratio_end=(0.0, 1.0))
+    masked = sample_masks(cfg, 8, frames, progress, torch.Generator().manual_seed(frames))
+    assert masked.shape == (8, frames) and masked.any(1).all() and (~masked).any(1).all()
+
+
 def test_data_order_is_a_permutation_split_across_ranks():
     seen = [i for step in range(3) for rank in range(2) for i, epoch in data_order(step, rank, 2, 2, 12, seed=5)]
     assert sorted(seen) == list(range(12))
@@ -183,6 +198,7 @@ def test_three_stages_learn_and_chain(small_clips, cache, tmp_path):
     s3 = trains(stage("tiny_stage3.toml", small_clips, steps=40, sample_every=40), RunOptions(tmp_path / "s3", init=str(s2), cache_dir=cache))
     assert load_checkpoint(s3).config.max_frames >= 7
     assert (tmp_path / "s3" / "samples" / "step-00000040.png").stat().st_size > 0
+    assert (tmp_path / "s3" / "samples" / "step-00000040.gif").read_bytes()[:6] == b"GIF89a"
     log = [json.loads(line) for line in (tmp_path / "s3" / "log.jsonl").read_text().splitlines()]
     assert {"step", "loss", "lr", "frames_per_s", "diffusion"} <= set(log[-1]) and [r["step"] for r in log] == list(range(1, 41))
 

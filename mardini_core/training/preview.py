@@ -1,4 +1,5 @@
-"""Preview samples during training: the generation pipeline's DDIM on one clip, saved as a PNG strip."""
+"""Preview samples during training: the generation pipeline's DDIM on one clip, saved as a PNG strip
+(all frames, clip over sample) and a GIF (clip beside sample, frame by frame)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ import torch
 from einops import rearrange
 
 from ..pipeline import decode_frames, plan, sample
+from ..video_io import write_frames
 
 
 @torch.no_grad()
@@ -27,6 +29,7 @@ def write_preview(path: Path, model, vae, high: torch.Tensor, low: torch.Tensor,
     rows[1, ~masked[0].cpu()] *= 0.6  # dim the reference frames in the sample row
     image = (rearrange(rows, "r k c h w -> (r h) (k w) c").cpu().numpy() * 255).round().astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_frames(rearrange(rows, "r k c h w -> k h (r w) c").cpu().numpy(), path.with_suffix(".gif"), fps=4, overwrite=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     os.replace(tmp, path)
