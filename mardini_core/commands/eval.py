@@ -41,7 +41,6 @@ NO_FID_NOTE = "FID: not computed (pass --inception PATH.safetensors with Incepti
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--clips", nargs="+", required=True, metavar="DIR_OR_FILE",
                         help="folders of videos (a manifest.json in a folder lists its clips) or video files")
     parser.add_argument("--model", metavar="CHECKPOINT", help="a MarDini .safetensors checkpoint (default: the embedded model)")

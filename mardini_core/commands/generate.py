@@ -15,7 +15,6 @@ nearest smaller valid size (or pass --size WxH).
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import sys
 from pathlib import Path
@@ -26,21 +25,18 @@ from einops import rearrange
 
 from .. import masks
 from ..checkpoint import load_checkpoint, read_config
+from ..default_model import load_default
 from ..errors import InputError, MarDiniError
 from ..hierarchical import Window, plan_windows, run_plan
 from ..pipeline import default_guidance, images_from_hwc, size_multiple
+from ..vae import load_vae
 from ..video_io import check_fps, check_output, read_images, read_video, resize_and_crop, write_frames
 
 MAX_SIDE = 8192  # pixels; --size 320000x320000 failed inside OpenCV asking for 1.2 TB
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-NO_DEFAULT = (
-    "no default model is bundled with this install yet (the paper's authors released no weights); "
-    "pass --model PATH.safetensors (a checkpoint you trained with `python -m mardini_core train`)"
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     task = parser.add_argument_group("what to generate")
     task.add_argument("--task", choices=masks.TASKS, default="i2v",
                       help="i2v: animate one image; interpolate: frames between images (spread evenly); loop: a "
@@ -180,16 +176,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_model(path: str | None, device: torch.device, dtype: torch.dtype):
-    if path:
-        model = load_checkpoint(path, device=device, dtype=dtype)
-    else:
-        try:
-            default_model = importlib.import_module("mardini_core.default_model")
-        except ModuleNotFoundError as exc:
-            if exc.name != "mardini_core.default_model":
-                raise
-            raise MarDiniError(NO_DEFAULT) from None
-        model = default_model.load_default().to(device=device, dtype=dtype)
+    model = load_checkpoint(path, device=device, dtype=dtype) if path else load_default(device, dtype)
     return model.eval()
 
 
@@ -200,13 +187,7 @@ def resolve_vae(name: str, device: torch.device):
             "the model does not name the VAE it was trained with; pass --vae taef2 (or a TAEF2 folder, "
             "or a mardini-tae .safetensors file)"
         )
-    try:
-        vae = importlib.import_module("mardini_core.vae")
-    except ModuleNotFoundError as exc:
-        if exc.name != "mardini_core.vae":
-            raise
-        raise MarDiniError("this install has no VAE support (mardini_core.vae is missing); reinstall the package") from None
-    return vae.load_vae(name, device=device)
+    return load_vae(name, device=device)
 
 
 class TextProgress:
