@@ -1,7 +1,6 @@
 """Load MarDini Model: a checkpoint from models/mardini, or the embedded default, ready to run."""
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -9,6 +8,7 @@ from pathlib import PurePath
 import torch
 
 from mardini_core.checkpoint import load_checkpoint
+from mardini_core.default_model import load_default
 from mardini_core.errors import CheckpointError
 
 from . import comfy_bridge
@@ -21,11 +21,6 @@ PLANNER_AFTER_RUN = ("gpu", "cpu")
 NO_WEIGHTS = (
     "The paper's authors released no MarDini weights: use this pack's embedded default model, or train your own "
     "(python -m mardini_core train ...) and put the .safetensors file in {folders}."
-)
-NO_DEFAULT = (
-    "this install has no embedded default model (mardini_core/default_model.py is missing). The paper's authors "
-    "released no MarDini weights: train your own (python -m mardini_core train ...) and put the .safetensors file "
-    "in {folders}, then pick it here."
 )
 
 
@@ -64,16 +59,6 @@ def check_model_name(name: str) -> None:
             f"{name!r} is not a file name inside the model folder ({' or '.join(comfy_bridge.model_folders())}); "
             "absolute paths and '..' are refused: pick a checkpoint from the list"
         )
-
-
-def load_default(device: torch.device, dtype: torch.dtype):
-    try:
-        default_model = importlib.import_module("mardini_core.default_model")
-    except ModuleNotFoundError as exc:
-        if exc.name != "mardini_core.default_model":
-            raise
-        raise CheckpointError(NO_DEFAULT.format(folders=" or ".join(comfy_bridge.model_folders()))) from exc
-    return default_model.load_default().to(device=device, dtype=dtype)
 
 
 class MarDiniModelLoader:

@@ -1,5 +1,4 @@
 import re
-import sys
 
 import cv2
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 from mardini_core import cli
 from mardini_core.checkpoint import save_checkpoint
 from mardini_core.commands import generate as generate_cmd
+from mardini_core import default_model
 from mardini_core.errors import MarDiniError
 from mardini_core.video_io import read_image
 from test_pipeline import TinyVAE
@@ -168,9 +168,9 @@ def test_existing_output_and_missing_default_model(tmp_path, checkpoint, capsys,
     assert generate("--images", img, "--model", checkpoint, "--out", str(out)) == 2
     assert "already exists; choose another output name or pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b"keep me"
-    monkeypatch.setitem(sys.modules, "mardini_core.default_model", None)  # as if the module were absent
+    monkeypatch.setattr(default_model, "MODEL_FILE", tmp_path / "absent.safetensors")  # a broken install
     assert generate("--images", img, "--out", str(tmp_path / "new.mp4")) == 2
-    assert "no default model is bundled with this install yet" in capsys.readouterr().err
+    assert "embedded default model is missing" in capsys.readouterr().err
 
 
 def test_help_reads_well(capsys):

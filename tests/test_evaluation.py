@@ -1,6 +1,5 @@
 """Evaluation: metrics on cases with known answers, the baselines, clip selection, and the eval command."""
 import json
-import sys
 
 import cv2
 import numpy as np
@@ -12,6 +11,7 @@ from mardini_core import cli
 from mardini_core.checkpoint import save_checkpoint
 from mardini_core.commands import eval as eval_cmd
 from mardini_core.config import preset
+from mardini_core import default_model
 from mardini_core.errors import InputError, MarDiniError
 from mardini_core.evaluation import baselines, clips, fid, inception, metrics, protocol, sheet
 from mardini_core.model import MarDini
@@ -239,9 +239,9 @@ def test_eval_command_table_and_clear_errors(tmp_path, checkpoint, monkeypatch, 
 
     assert cli.main(["eval", "--clips", str(clip), "--model", checkpoint, "--frames", "12"]) == 2
     assert "window of 9" in capsys.readouterr().err  # more frames than the model's window
-    monkeypatch.setitem(sys.modules, "mardini_core.default_model", None)  # as if the module were absent
+    monkeypatch.setattr(default_model, "MODEL_FILE", tmp_path / "absent.safetensors")  # a broken install
     assert cli.main(["eval", "--clips", str(clip)]) == 2
-    assert "no default model" in capsys.readouterr().err
+    assert "embedded default model is missing" in capsys.readouterr().err
 
 
 # --- FID ---

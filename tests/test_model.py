@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mardini_core.config import preset
-from mardini_core.errors import BackendUnavailableError, InputError
+from mardini_core.errors import BackendUnavailableError, ConfigError, InputError
 from mardini_core.model import MarDini
 
 
@@ -185,3 +185,11 @@ def test_reference_cache_edge_cases():
     mixed = torch.tensor([[False, True, True, True, True], [True, True, False, True, True]])
     with pytest.raises(InputError, match="one frame mask shared"):
         model.generator.reference_cache(z, None, mixed)
+
+
+def test_relabel_changes_metadata_only():
+    model = MarDini(preset("tiny/T"))
+    model.relabel(vae="mardini-tae", latent_scale=0.5)
+    assert model.config.vae == model.planner.config.vae == model.generator.config.vae == "mardini-tae"
+    with pytest.raises(ConfigError, match="latent_channels change the weights' shapes"):
+        model.relabel(latent_channels=16)

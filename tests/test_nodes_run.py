@@ -53,13 +53,18 @@ def test_loader_missing_file_says_no_weights_were_released():
         N["MarDiniModelLoader"]().load("nope.safetensors", "auto", "auto", "gpu")
 
 
-def test_embedded_default_loads_or_explains():
-    try:
-        loaded = N["MarDiniModelLoader"]().load("(embedded default)", "fp32", "sdpa", "gpu")[0]
-    except CheckpointError as exc:
-        assert "released no MarDini weights" in str(exc) and "models" in str(exc)
-    else:
-        assert loaded.model.config.max_frames >= 2
+def test_embedded_default_loads():
+    loaded = N["MarDiniModelLoader"]().load("(embedded default)", "fp32", "sdpa", "gpu")[0]
+    assert loaded.model.config.vae == "mardini-tae" and loaded.model.config.latent_channels == 32
+    assert next(loaded.model.parameters()).dtype == torch.float32
+
+
+def test_missing_embedded_default_explains(monkeypatch, tmp_path):
+    from mardini_core import default_model
+
+    monkeypatch.setattr(default_model, "MODEL_FILE", tmp_path / "absent.safetensors")  # a broken install
+    with pytest.raises(CheckpointError, match="embedded default model is missing.*released no weights"):
+        N["MarDiniModelLoader"]().load("(embedded default)", "fp32", "sdpa", "gpu")
 
 
 @pytest.mark.parametrize("preset_name,given,pattern", [

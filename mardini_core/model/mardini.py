@@ -4,9 +4,13 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..config import MarDiniConfig
+from ..errors import ConfigError
 from .attention import resolve_backend
 from .generator import Generator
 from .planner import Planner
+
+
+RELABELLABLE = {"name", "vae", "latent_scale", "latent_shift", "max_frames", "generator_attention"}
 
 
 class MarDini(nn.Module):
@@ -19,8 +23,14 @@ class MarDini(nn.Module):
     def set_generator_attention(self, mode: str) -> None:
         """Switch the generator between `/ST` and `/T` (training stage 2); weights are kept."""
         self.generator.set_attention(mode)
-        self.config = self.config.replace(generator_attention=mode)
-        self.planner.config = self.generator.config = self.config
+        self.relabel(generator_attention=mode)
+
+    def relabel(self, **changes) -> None:
+        """Change config fields that leave the weights' shapes alone (name, vae, latent scale/shift...)."""
+        shaping = set(changes) - RELABELLABLE
+        if shaping:
+            raise ConfigError(f"{', '.join(sorted(shaping))} change the weights' shapes; build a new model instead")
+        self.config = self.planner.config = self.generator.config = self.config.replace(**changes)
 
     def set_attention_backend(self, name: str) -> None:
         """auto | sdpa | xformers | math; checked now against the model's device, resolved at each call."""

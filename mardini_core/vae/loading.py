@@ -110,15 +110,14 @@ def load_mardini_tae(path: str | os.PathLike, device="cpu", dtype=None) -> TinyA
 
 
 def load_vae(name_or_path: str | os.PathLike, device="cpu", dtype=None) -> TinyAutoencoder:
-    """"taef2" (default folder), a TAEF2 folder, "mardini-tae" ($MARDINI_TAE_PATH) or a mardini-tae .safetensors."""
+    """"taef2" (default folder), a TAEF2 folder, "mardini-tae" ($MARDINI_TAE_PATH or the bundled one) or a mardini-tae .safetensors."""
     text = str(name_or_path)
     if text == TAEF2:
         return load_taef2(None, device, dtype)
-    if text == MARDINI_TAE:
-        env = os.environ.get(MARDINI_TAE_ENV)
-        if not env:
-            raise CheckpointError(f"mardini-tae asked for by name but {MARDINI_TAE_ENV} is not set; give the .safetensors path instead")
-        return load_mardini_tae(env, device, dtype)
+    if text == MARDINI_TAE:  # $MARDINI_TAE_PATH, else the copy bundled with the embedded default model
+        from ..default_model import VAE_FILE
+
+        return load_mardini_tae(os.environ.get(MARDINI_TAE_ENV) or VAE_FILE, device, dtype)
     path = Path(text)
     if path.is_dir():
         return load_taef2(path, device, dtype)
