@@ -239,3 +239,21 @@ def test_resume_after_kill_matches_an_uninterrupted_run(small_clips, cache, tmp_
         assert torch.equal(whole[name], resumed[name]), name
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 24  # the log was cut back to the checkpoint, no duplicates
+
+
+@needs_clips
+def test_runs_refuse_to_mix_configs_and_report_missing_data(small_clips, cache, tmp_path, capsys):
+    from mardini_core.cli import main
+
+    cfg = stage("tiny_stage1.toml", small_clips, steps=2)
+    Trainer(cfg, RunOptions(tmp_path / "run", cache_dir=cache)).run()
+    changed = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=5e-4))
+    with pytest.raises(ConfigError, match="different stage config"):
+        Trainer(changed, RunOptions(tmp_path / "run", resume=True, cache_dir=cache))
+    with pytest.raises(ConfigError, match="--resume"):
+        Trainer(cfg, RunOptions(tmp_path / "run", cache_dir=cache))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = str(STAGES / "tiny_stage1.toml")
+    assert main(["train", "--config", config, "--out", str(tmp_path / "x"), "--data", str(empty), "--threads", "1"]) == 2
+    assert "no clip of 5 frames" in capsys.readouterr().err

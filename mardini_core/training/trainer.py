@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -135,11 +136,11 @@ class Trainer:
         drop = torch.rand(b, generator=gen) < self.cfg.train.uncond_prob
         return tuple(x.to(self.d.device) for x in (masked, t, eps, drop))
 
-    def train_step(self, step: int) -> dict[str, float]:
+    def train_step(self, step: int, high: torch.Tensor, low: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on this rank's batch of `step` (from `batch(step)`)."""
         lr = cosine_lr(step, self.cfg.steps, self.cfg.optim.lr, self.cfg.optim.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        high, low = self.batch(step)
         with torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             losses = self.modules(high, low, *self.draws(step, high.shape))
         total = sum(losses.values())
@@ -167,9 +168,14 @@ class Trainer:
         bar = ProgressLine(cfg.steps) if self.d.main else None
         frames_per_step = cfg.optim.batch * self.d.world * cfg.data.frames
         start_step, window_time, window_steps = self.step, 0.0, 0
+        prefetch = ThreadPoolExecutor(max_workers=1)  # the next step's clips load while this step trains
+        upcoming = prefetch.submit(self.batch, self.step)
         while self.step < cfg.steps:
             tic = time.perf_counter()
-            record = self.train_step(self.step)
+            batch = upcoming.result()
+            if self.step + 1 < cfg.steps:
+                upcoming = prefetch.submit(self.batch, self.step + 1)
+            record = self.train_step(self.step, *batch)
             window_time += time.perf_counter() - tic
             window_steps += 1
             self.step += 1
@@ -182,6 +188,7 @@ class Trainer:
                 save_state(self.out / "checkpoints", self.step, self.modules, self.optimizer, self.ema, self._meta(), self.d, ck.keep)
             if ck.sample_every and self.step % ck.sample_every == 0:
                 self.preview()
+        prefetch.shutdown()
         if bar:
             bar.close()
         return self.finish()
