@@ -24,15 +24,12 @@ def reconstruction_psnr(vae, images: torch.Tensor) -> torch.Tensor:
     return psnr(vae.decode(vae.encode(images)), images)
 
 
-def evaluation_frames(paths: Iterable[str | os.PathLike], per_segment: int = 4, size: int = 256, offset: int = 0) -> dict[str, torch.Tensor]:
-    """Evenly spaced frames of every readable segment, center-cropped to size x size -> {file name: (N, 3, size, size)}.
-
-    `offset` shifts every pick by that many frames: distillation trains on other frames than these.
-    """
+def evaluation_frames(paths: Iterable[str | os.PathLike], per_segment: int = 4, size: int = 256) -> dict[str, torch.Tensor]:
+    """Evenly spaced frames of every readable segment, center-cropped to size x size -> {file name: (N, 3, size, size)}."""
     picks: dict = {}
     for seg in find_segments(paths)[0]:
         spread = np.linspace(0, seg.frames - 1, per_segment + 2)[1:-1].round().astype(int)
-        picks.setdefault(seg.path, []).extend(seg.start + min(int(p) + offset, seg.frames - 1) for p in spread)
+        picks.setdefault(seg.path, []).extend(seg.start + int(p) for p in spread)
     by_file = {path.name: resize_crop(read_indices(path, idx), size, size, (0.5, 0.5)) for path, idx in picks.items()}
     return {name: rearrange(torch.from_numpy(np.stack(f)), "n h w c -> n c h w").float() / 255 for name, f in by_file.items()}
 
