@@ -257,3 +257,23 @@ def test_runs_refuse_to_mix_configs_and_report_missing_data(small_clips, cache, 
     config = str(STAGES / "tiny_stage1.toml")
     assert main(["train", "--config", config, "--out", str(tmp_path / "x"), "--data", str(empty), "--threads", "1"]) == 2
     assert "no clip of 5 frames" in capsys.readouterr().err
+
+
+@needs_clips
+def test_a_clip_failing_mid_run_is_skipped_not_fatal(small_clips, cache, tmp_path, monkeypatch):
+    from mardini_core.data import VideoReadError
+
+    trainer = Trainer(stage("tiny_stage1.toml", small_clips, steps=2), RunOptions(tmp_path / "run", cache_dir=cache))
+    index = data_order(0, 0, trainer.cfg.optim.batch, 1, len(trainer.data), trainer.cfg.seed)[0][0]
+    load = trainer.data.load
+
+    def flaky(i, variant=0):
+        if i == index:
+            raise VideoReadError("clip.mp4: frames [3] do not decode")
+        return load(i, variant)
+
+    monkeypatch.setattr(trainer.data, "load", flaky)
+    with pytest.warns(UserWarning, match=f"skipping clip {index}: clip.mp4"):
+        high, _ = trainer.batch(0)
+    torch.testing.assert_close(high[0], trainer.batch(0)[0][0])  # replaced by the same next clip every time
+    assert not torch.equal(high[0].cpu(), (load(index)[0] - trainer.config.latent_shift) * trainer.config.latent_scale)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -17,8 +18,8 @@ import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import MarDiniConfig, preset
-from ..data import ClipConfig, LatentClips, VideoClips
-from ..errors import ConfigError
+from ..data import ClipConfig, LatentClips, VideoClips, VideoReadError
+from ..errors import ConfigError, InputError
 from ..model import MarDini
 from ..pipeline import size_multiple, to_model_space
 from ..vae import load_vae
@@ -103,6 +104,7 @@ class Trainer:
         trainable = {n: p for n, p in self.modules.model.named_parameters() if p.requires_grad}
         self.ema = EMA(trainable, cfg.optim.ema) if cfg.optim.ema > 0 else None
         self.step = load_state(self.resume_from, self.modules, self.optimizer, self.ema) if self.resume_from else 0
+        self.bad_clips: set[int] = set()
         self.data = self._dataset()
 
     def _dataset(self) -> LatentClips:
@@ -122,9 +124,20 @@ class Trainer:
         """Model-space latents of this rank's clips at `step`: high (B, K, C, H, W), low (B, K, C, h, w)."""
         cached = self.cfg.data.cache_latents
         order = data_order(step, self.d.rank, self.cfg.optim.batch, self.d.world, len(self.data), self.cfg.seed)
-        pairs = [self.data.load(i, 0 if cached else epoch) for i, epoch in order]
+        pairs = [self._load(i, 0 if cached else epoch) for i, epoch in order]
         high, low = (to_model_space(torch.stack(x), self.config).to(self.d.device) for x in zip(*pairs))
         return high, low
+
+    def _load(self, index: int, variant: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A clip's latents; a clip that fails to decode mid-run is reported and replaced by the next one."""
+        for i in [(index + k) % len(self.data) for k in range(len(self.data))]:
+            try:
+                return self.data.load(i, variant)
+            except VideoReadError as exc:
+                if i not in self.bad_clips:
+                    self.bad_clips.add(i)
+                    warnings.warn(f"skipping clip {i}: {exc}", stacklevel=2)
+        raise InputError("no clip of the data set can be decoded any more; check the video files")
 
     def draws(self, step: int, shape: torch.Size) -> tuple[torch.Tensor, ...]:
         """(masked (B, K), t (B,), eps like the batch, drop_plan (B,)) from a generator seeded by (seed, step, rank)."""
