@@ -125,3 +125,52 @@ def test_latent_cache_encodes_each_clip_once(tmp_path):
 def test_resize_crop_always_gives_the_asked_size(h, w, out_h, out_w, dy, dx):
     frames = np.random.default_rng(0).integers(0, 255, (2, h, w, 3), dtype=np.uint8)
     assert resize_crop(frames, out_h, out_w, (dy, dx)).shape == (2, out_h, out_w, 3)
+
+
+class FakeAV:
+    """Stands in for PyAV (not installed here): a 'video' of 6 frames whose pixel values are the frame index."""
+
+    class Frame:
+        def __init__(self, i):
+            self.i = i
+
+        def to_ndarray(self, format):
+            assert format == "rgb24"
+            return np.full((16, 24, 3), self.i, np.uint8)
+
+    class Container:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def decode(self, video):
+            return (FakeAV.Frame(i) for i in range(6))
+
+    @staticmethod
+    def open(path):
+        if "corrupt" in path:
+            raise ValueError("invalid data found when processing input")
+        return FakeAV.Container()
+
+
+def test_pyav_is_the_fallback_when_opencv_cannot_read(tmp_path, monkeypatch):
+    import sys
+
+    from mardini_core.data import probe
+
+    odd = tmp_path / "odd.mp4"
+    odd.write_bytes(b"opencv cannot open this" * 10)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"nor this")
+    monkeypatch.setitem(sys.modules, "av", FakeAV)
+    info = probe(odd)
+    assert (info.frames, info.width, info.height) == (6, 24, 16)
+    frames = read_frames(odd, 1, 2, stride=3)
+    assert frames.shape == (2, 16, 24, 3) and frames[0, 0, 0, 0] == 1 and frames[1, 0, 0, 0] == 4
+    with pytest.raises(VideoReadError, match="neither OpenCV nor PyAV"):
+        probe(corrupt)
+    with pytest.warns(UserWarning, match="corrupt.mp4"):
+        segments, skipped = find_segments([tmp_path])
+    assert [s.path.name for s in segments] == ["odd.mp4"] and len(skipped) == 1

@@ -40,17 +40,22 @@ def _open(path: Path) -> cv2.VideoCapture:
     return cap
 
 
-def _av_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
+def _av_decode(path: Path, keep: set[int], count_all: bool = False) -> tuple[int, dict[int, np.ndarray]]:
+    """(frames decoded, {index: RGB frame} for indices in `keep`) with PyAV; stops once all are found
+    unless `count_all`. Only the frames asked for are kept in memory."""
     import av  # optional: only reached when OpenCV cannot read the file and PyAV is installed
 
-    wanted, frames = set(indices), {}
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i in wanted:
-                frames[i] = frame.to_ndarray(format="rgb24")
-            if len(frames) == len(wanted):
-                break
-    return [frames[i] for i in indices if i in frames]
+    frames, count = {}, 0
+    try:
+        with av.open(str(path)) as container:
+            for count, frame in enumerate(container.decode(video=0), start=1):
+                if count - 1 in keep:
+                    frames[count - 1] = frame.to_ndarray(format="rgb24")
+                if not count_all and len(frames) == len(keep):
+                    break
+    except Exception as exc:  # PyAV's error types vary by version; any failure means the file is unusable
+        raise VideoReadError(f"neither OpenCV nor PyAV can decode {path} ({type(exc).__name__}: {exc}); re-encode it") from exc
+    return count, frames
 
 
 def _pyav_installed() -> bool:
@@ -69,10 +74,10 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     except VideoReadError:
         if not (path.is_file() and _pyav_installed()):
             raise
-        frames = _av_frames(path, list(range(1 << 20)))
-        if not frames:
+        count, first = _av_decode(path, {0}, count_all=True)
+        if count == 0:
             raise
-        return VideoInfo(path, len(frames), 0.0, frames[0].shape[1], frames[0].shape[0])
+        return VideoInfo(path, count, 0.0, first[0].shape[1], first[0].shape[0])
     try:
         fps, width, height = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         count = 0
@@ -94,7 +99,7 @@ def read_indices(path: str | os.PathLike, indices: list[int]) -> np.ndarray:
     except VideoReadError:
         if not (path.is_file() and _pyav_installed()):
             raise
-        decoded = dict(zip(wanted, _av_frames(path, wanted)))
+        decoded = _av_decode(path, set(wanted))[1]
     else:
         decoded = {}
         try:
