@@ -124,6 +124,10 @@ def test_train_vae_and_vae_psnr_commands(tmp_path, capsys):
     assert set(report["psnr_db"]) == {"taef2", "mardini-tae", "enc:ours>dec:taef2", "enc:taef2>dec:ours"}
     assert report["psnr_db"]["taef2"]["mean"] > report["psnr_db"]["mardini-tae"]["mean"]  # 3 steps teach little
     assert load_vae(str(out)).config.width == 8
+    again = tmp_path / "again.safetensors"
+    assert main(["train-vae", *args[:2], "--out", str(again), "--init", str(out), "--steps", "2", "--bank", "8", "--batch", "2", "--eval-per-segment", "0"]) == 0
+    assert load_vae(str(again)).config.width == 8  # continued from --init, not a fresh default-width student
+    capsys.readouterr()
     assert main(["vae-psnr", "--data", clip, "--vae", str(out), "--vae", "taef2", "--per-segment", "1", "--size", "64", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)["psnr_db"]
     assert set(table) == {str(out), "taef2"} and table["taef2"]["carphone_pristine.mp4"] > 25

@@ -12,7 +12,7 @@ import json
 
 import torch
 
-from ..vae import load_taef2, save_mardini_tae
+from ..vae import load_mardini_tae, load_taef2, save_mardini_tae
 from ..vae.distill import DistillConfig, crop_bank, distil
 from ..vae.quality import Crossed, evaluation_frames, psnr_table
 from .vae_psnr import print_table
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+", help="video files or folders to take training frames from")
     parser.add_argument("--out", required=True, help="output .safetensors path")
     parser.add_argument("--teacher", default=None, help="TAEF2 weights folder (default: $MARDINI_TAEF2_DIR or ../shared/weights/taef2)")
+    parser.add_argument("--init", help="continue training this mardini-tae .safetensors (its width and blocks are kept)")
     parser.add_argument("--exclude", action="append", default=[], help="file name held out of training (repeatable)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     parser.add_argument("--eval-per-segment", type=int, default=2, help="frames per segment for the final PSNR (0 = skip)")
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         args.out += ".safetensors"
     cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)})
     teacher = load_taef2(args.teacher)
-    student = distil(teacher, crop_bank(args.data, cfg, set(args.exclude)), cfg)
+    start = load_mardini_tae(args.init) if args.init else None
+    student = distil(teacher, crop_bank(args.data, cfg, set(args.exclude)), cfg, student=start)
     save_mardini_tae(args.out, student, {"distilled_from": "taef2", "training": json.dumps(dataclasses.asdict(cfg))})
     result = {"out": args.out, "params": sum(p.numel() for p in student.parameters())}
     if args.eval_per_segment:

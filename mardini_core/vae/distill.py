@@ -61,10 +61,12 @@ def crop_bank(paths: Iterable[str | os.PathLike], cfg: DistillConfig, exclude: s
     return rearrange(torch.from_numpy(np.stack(crops)), "n h w c -> n c h w").float() / 255
 
 
-def distil(teacher: TinyAutoencoder, crops: torch.Tensor, cfg: DistillConfig, log=sys.stderr) -> TinyAutoencoder:
-    """Train a student on `crops` (N, 3, c, c) against the teacher's latents; returns it in eval mode."""
+def distil(teacher: TinyAutoencoder, crops: torch.Tensor, cfg: DistillConfig, log=sys.stderr, student: TinyAutoencoder | None = None) -> TinyAutoencoder:
+    """Train a student (new, or `student` to continue one) on `crops` (N, 3, c, c) against the teacher's latents."""
     torch.manual_seed(cfg.seed)
-    student = TinyAutoencoder(MARDINI_TAE, TinyAEConfig(teacher.latent_channels, cfg.width, cfg.blocks, mid_gn=True))
+    if student is None:
+        student = TinyAutoencoder(MARDINI_TAE, TinyAEConfig(teacher.latent_channels, cfg.width, cfg.blocks, mid_gn=True))
+    student = student.float().train().requires_grad_(True)
     targets = teacher.encode(crops)  # (N, C, c/8, c/8), once
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
     order = torch.Generator().manual_seed(cfg.seed)
