@@ -18,10 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def print_table(table: dict[str, dict[str, float]], held_out: set[str] = frozenset()) -> None:
     names = list(next(iter(table.values())))
-    print(f"{'file':<34}" + "".join(f"{v:>20}" for v in table))
+    print(f"{'file':<44}" + "".join(f"{v:>20}" for v in table))
     for n in names:
         label = n + (" (held out)" if n in held_out else "")
-        print(f"{label:<34}" + "".join(f"{table[v][n]:>20.2f}" for v in table))
+        print(f"{label:<44}" + "".join(f"{table[v][n]:>20.2f}" for v in table))
 
 
 def run(args: argparse.Namespace) -> int:
