@@ -1,17 +1,16 @@
-"""Shared test fixtures: tiny models and the location of ../shared (real clips, TAEF2 weights)."""
-import os
+"""Shared test fixtures: seeding, one-thread runs, and the location of ../shared (real clips, TAEF2 weights)."""
 from pathlib import Path
 
 import pytest
 import torch
 from comfy_fakes import install as install_comfy_fakes
+from reliability_support import one_thread
+
+from mardini_core import data
 
 # pytest imports the repository root's __init__.py (the ComfyUI entry point) as a package: give it
 # the small ComfyUI fakes first, so any single test file runs on its own, as in the full suite.
 install_comfy_fakes()
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MARDINI_SHARED", REPO.parent / "shared"))
 
 
 @pytest.fixture(autouse=True)
@@ -21,4 +20,11 @@ def _seed():
 
 @pytest.fixture
 def shared_dir() -> Path:
-    return SHARED
+    return data.shared_dir()
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op thread: on a shared 2-core machine, two spinning threads run many times slower."""
+    with one_thread():
+        yield

@@ -12,17 +12,11 @@ from mardini_core.data import ClipConfig, LatentClips, VideoClips, VideoReadErro
 from mardini_core.errors import ConfigError, InputError
 
 CLIPS = shared_dir() / "data" / "clips"
-pytestmark = pytest.mark.skipif(not CLIPS.is_dir(), reason=f"shared clips not found at {CLIPS} (set MARDINI_SHARED)")
+pytestmark = [
+    pytest.mark.skipif(not CLIPS.is_dir(), reason=f"shared clips not found at {CLIPS} (set MARDINI_SHARED)"),
+    pytest.mark.usefixtures("single_thread"),
+]
 SMALL = ClipConfig(frames=4, stride=2, height=32, width=48, crop="random")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning threads run many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture()
