@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import MarDiniError
@@ -48,12 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except MarDiniError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a path the system refuses (name too long, no permission, disk full): one line too
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python docs' recipe: no flush error at exit
+        return 141
+    except (MarDiniError, OSError) as exc:  # OSError: a path the system refuses (name too long, disk full...)
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
