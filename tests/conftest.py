@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 from comfy_fakes import install as install_comfy_fakes
-from reliability_support import one_thread
+from support import one_thread
 
 from mardini_core import data
 

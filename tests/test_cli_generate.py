@@ -11,7 +11,7 @@ from mardini_core import default_model
 from mardini_core.errors import MarDiniError
 from mardini_core.video_io import read_image
 from test_pipeline import TinyVAE
-from test_sampler import live_model
+from support import live_tiny
 
 REAL_RESOLVE_VAE = generate_cmd.resolve_vae
 
@@ -19,7 +19,7 @@ REAL_RESOLVE_VAE = generate_cmd.resolve_vae
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_checkpoint(path, live_model())  # tiny/T, window of 9 frames
+    save_checkpoint(path, live_tiny())  # tiny/T, window of 9 frames
     return str(path)
 
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from mardini_core.errors import InputError, MaskError
 from mardini_core.hierarchical import plan_windows, run_plan
 from test_pipeline import TinyVAE, count_calls, images
-from test_sampler import live_model
+from support import live_tiny
 
 
 def check_plan(plan, total, inputs, window):
@@ -73,7 +73,7 @@ def test_plan_errors(args, message):
 
 @pytest.fixture(scope="module")
 def model():
-    return live_model()
+    return live_tiny()
 
 
 def test_run_plan_interpolates_past_the_window(model):

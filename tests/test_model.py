@@ -4,6 +4,7 @@ import torch
 from mardini_core.config import preset
 from mardini_core.errors import BackendUnavailableError, ConfigError, InputError
 from mardini_core.model import MarDini
+from support import live_tiny
 
 
 def inputs(b=2, k=5, c=32, h=8, w=12, down=2):
@@ -148,19 +149,10 @@ def test_math_backend_matches_sdpa():
     torch.testing.assert_close(model.generator(z, t, model.planner(z_low, masked), masked), out)
 
 
-def _live_generator(name):
-    model = MarDini(preset(name)).double().eval()
-    for blk in model.generator.blocks:
-        torch.nn.init.normal_(blk.ada.weight, std=0.05)
-        torch.nn.init.normal_(blk.cross.proj.weight, std=0.05)
-    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
-    return model
-
-
 @pytest.mark.parametrize("name", ["tiny/T", "tiny/ST"])
 @pytest.mark.parametrize("given", [[0], [0, 6], [2, 3, 4]])
 def test_reference_cache_matches_full_computation(name, given):
-    model = _live_generator(name)
+    model = live_tiny(name=name).double()
     k = 7
     masked = torch.ones(2, k, dtype=torch.bool)
     masked[:, given] = False
@@ -179,7 +171,7 @@ def test_reference_cache_matches_full_computation(name, given):
 
 
 def test_reference_cache_edge_cases():
-    model = _live_generator("tiny/T")
+    model = live_tiny().double()
     z = torch.randn(2, 5, 32, 8, 8, dtype=torch.float64)
     assert model.generator.reference_cache(z, None, torch.ones(2, 5, dtype=torch.bool)) is None
     mixed = torch.tensor([[False, True, True, True, True], [True, True, False, True, True]])

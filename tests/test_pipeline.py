@@ -6,7 +6,7 @@ from mardini_core import masks
 from mardini_core.config import preset
 from mardini_core.errors import GenerationInterrupted, InputError, MaskError
 from mardini_core.pipeline import encode_frames, generate, images_from_hwc, size_multiple
-from test_sampler import live_model
+from support import live_tiny
 
 
 class TinyVAE:
@@ -38,7 +38,7 @@ def count_calls(module):
 
 @pytest.fixture(scope="module")
 def model():
-    return live_model()
+    return live_tiny()
 
 
 def images(n=1, size=32, seed=0):

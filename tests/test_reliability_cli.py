@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mardini_core.cli import main
 from mardini_core.video_io import write_frames
-from reliability_support import one_thread, save_tiny_checkpoint, write_png
+from support import one_thread, save_tiny_checkpoint, write_png
 
 vae = pytest.importorskip("mardini_core.vae")
 

@@ -19,7 +19,7 @@ from comfy_fakes import load_pack
 from mardini_core.checkpoint import load_checkpoint
 from mardini_core.cli import main
 from mardini_core.errors import CheckpointError
-from reliability_support import (
+from support import (
     evil_pickle_bytes, evil_torch_save, join, one_thread, save_tiny_checkpoint, split, write_png,
 )
 

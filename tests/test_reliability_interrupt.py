@@ -13,7 +13,7 @@ from comfy_fakes.fake_vae import FakeVAE
 from mardini_core import masks
 from mardini_core.errors import GenerationInterrupted
 from mardini_core.pipeline import generate
-from reliability_support import StandInVAE, live_tiny, one_thread
+from support import StandInVAE, live_tiny, one_thread
 
 PACK = load_pack()
 N = PACK.NODE_CLASS_MAPPINGS

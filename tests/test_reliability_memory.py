@@ -11,7 +11,7 @@ import torch
 
 from mardini_core import masks
 from mardini_core.pipeline import generate
-from reliability_support import StandInVAE, live_tiny, one_thread
+from support import StandInVAE, live_tiny, one_thread
 
 RUNS, WARM_UP, MAX_GROWTH = 50, 5, 0.05
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from comfy_fakes import load_pack
 from comfy_fakes.fake_vae import FakeVAE
 from mardini_core.errors import MarDiniError, MaskError
-from reliability_support import count_block_calls, live_tiny, one_thread
+from support import count_block_calls, live_tiny, one_thread
 
 PACK = load_pack()
 N = PACK.NODE_CLASS_MAPPINGS

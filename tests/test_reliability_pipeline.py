@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from mardini_core import masks
 from mardini_core.errors import MarDiniError
 from mardini_core.pipeline import encode_frames, generate, generate_latents, size_multiple
-from reliability_support import StandInVAE, count_block_calls, live_tiny, one_thread
+from support import StandInVAE, count_block_calls, live_tiny, one_thread
 
 FIXTURES = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 MANY = settings(max_examples=1000, deadline=None, suppress_health_check=FIXTURES)

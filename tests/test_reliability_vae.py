@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from mardini_core.errors import CheckpointError
-from reliability_support import evil_pickle_bytes, evil_torch_save, join, one_thread, split
+from support import evil_pickle_bytes, evil_torch_save, join, one_thread, split
 
 
 vae = pytest.importorskip("mardini_core.vae")
@@ -93,7 +93,7 @@ def test_vae_loader_never_unpickles_taef2_files(workdir):
 @pytest.mark.parametrize("kind", ["truncated", "bitflip", "pickle", "forged_big", "foreign"])
 def test_cli_vae_refuses_with_one_line(good_tae, workdir, kind, capsys):
     from mardini_core.cli import main
-    from reliability_support import save_tiny_checkpoint, write_png
+    from support import save_tiny_checkpoint, write_png
 
     marker = workdir / "CLI_TAE_UNPICKLED"
     folder = workdir / "tae_cli"

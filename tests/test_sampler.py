@@ -1,11 +1,10 @@
 import pytest
 import torch
 
-from mardini_core.config import preset
 from mardini_core.errors import GenerationInterrupted, InputError
-from mardini_core.model import MarDini
 from mardini_core.sampler import ddim_sample, ddim_times, guided_velocity
 from mardini_core.schedule import alpha_sigma
+from support import live_tiny
 
 
 class OracleGenerator:
@@ -86,22 +85,12 @@ def test_guidance_calls_generator_once_per_step():
     assert gen.batches == [4, 4, 4]
 
 
-def live_model():
-    """tiny/T with its zero-initialised branches opened, so the output depends on noise and plan."""
-    model = MarDini(preset("tiny/T")).eval()
-    for blk in model.generator.blocks:
-        torch.nn.init.normal_(blk.ada.weight, std=0.05)
-        torch.nn.init.normal_(blk.cross.proj.weight, std=0.05)
-    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
-    return model
-
-
 def run(model, seed, reference, masked, plan, **kw):
     return ddim_sample(model, reference, masked, plan, steps=3, generator=torch.Generator().manual_seed(seed), **kw)
 
 
 def test_seeds_reproduce_and_differ_with_real_model():
-    model = live_model()
+    model = live_tiny()
     reference, masked = clip(k=5)
     reference = torch.randn(1, 5, 32, 4, 4)
     plan = model.planner(torch.randn(1, 5, 32, 2, 2), masked)
@@ -138,7 +127,7 @@ def test_negative_guidance_refused():
 
 def test_reference_cache_gives_the_same_samples(monkeypatch):
     """Steps computing only the masked frames (cached references) match full computation, CFG included."""
-    model = live_model()
+    model = live_tiny()
     reference, masked = torch.randn(1, 5, 32, 4, 4), torch.tensor([[False, True, True, False, True]])
     plan = model.planner(torch.randn(1, 5, 32, 2, 2), masked)
     cached = run(model, 3, reference, masked, plan, guidance=2.5)

@@ -1,4 +1,4 @@
-"""Shared pieces of the reliability tests (tests/test_reliability_*.py): tiny models, a stand-in VAE,
+"""Helpers shared by the test modules: tiny live models, a stand-in VAE, damaged and malicious
 files on disk, and a one-thread torch so many small cases stay fast on a shared CPU."""
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-def live_tiny(seed: int = 0) -> MarDini:
-    """tiny/T with its zero-initialised residual branches opened, so outputs depend on noise and plan."""
+def live_tiny(seed: int = 0, name: str = "tiny/T") -> MarDini:
+    """A tiny preset with its zero-initialised residual branches opened, so outputs depend on noise and plan."""
     torch.manual_seed(seed)
-    model = MarDini(preset("tiny/T")).eval()
+    model = MarDini(preset(name)).eval()
     for blk in model.generator.blocks:
         torch.nn.init.normal_(blk.ada.weight, std=0.05)
         torch.nn.init.normal_(blk.cross.proj.weight, std=0.05)
