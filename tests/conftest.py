@@ -28,3 +28,10 @@ def single_thread():
     """One intra-op thread: on a shared 2-core machine, two spinning threads run many times slower."""
     with one_thread():
         yield
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A folder shared by one test module's files, its tests run on one thread."""
+    with one_thread():
+        yield tmp_path_factory.mktemp("work")

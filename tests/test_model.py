@@ -66,13 +66,9 @@ def test_reference_frames_unaffected_by_noisy_frames_in_mixing_attention():
 
 
 def test_st_to_t_switch_keeps_weights():
-    model = MarDini(preset("tiny/ST"))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model = live_tiny(name="tiny/ST")
     z, z_low, masked = inputs()
     plan = model.planner(z_low, masked)
-    for blk in model.generator.blocks:
-        torch.nn.init.normal_(blk.ada.weight, std=0.05)
-    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     v_st = model.generator(z, torch.full((2,), 0.5), plan, masked)
     model.set_generator_attention("T")
@@ -84,14 +80,11 @@ def test_st_to_t_switch_keeps_weights():
 
 
 def test_unconditional_plan_and_cfg_batching():
-    model = MarDini(preset("tiny/T"))
+    model = live_tiny()
     z, z_low, masked = inputs()
     plan = model.planner(z_low, masked)
     uncond = model.generator.uncond_plan_like(plan)
     assert uncond.shape == plan.shape
-    for blk in model.generator.blocks:
-        torch.nn.init.normal_(blk.cross.proj.weight, std=0.05)
-    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
     t = torch.rand(2)
     torch.testing.assert_close(model.generator(z, t, uncond, masked), model.generator(z, t, None, masked))
 
@@ -138,10 +131,7 @@ def test_bad_inputs_are_clear():
 
 
 def test_math_backend_matches_sdpa():
-    model = MarDini(preset("tiny/T")).double()
-    for blk in model.generator.blocks:
-        torch.nn.init.normal_(blk.ada.weight, std=0.05)
-    torch.nn.init.normal_(model.generator.final.weight, std=0.05)
+    model = live_tiny().double()
     z, z_low, masked = (x.double() if x.is_floating_point() else x for x in inputs())
     t = torch.rand(2, dtype=torch.float64)
     out = model.generator(z, t, model.planner(z_low, masked), masked)

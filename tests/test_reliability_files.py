@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,13 @@ from mardini_core.checkpoint import load_checkpoint
 from mardini_core.cli import main
 from mardini_core.errors import CheckpointError
 from support import (
-    evil_pickle_bytes, evil_torch_save, join, one_thread, save_tiny_checkpoint, split, write_png,
+    evil_pickle_bytes, evil_torch_save, join, save_tiny_checkpoint, split, write_png,
 )
 
 PACK = load_pack()
 import folder_paths  # noqa: E402  (the fake, installed by load_pack)
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(scope="module")
-def workdir():
-    folder = Path(tempfile.mkdtemp(prefix="mardini-reliability-files-"))
-    with one_thread():
-        yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ unpickles: mardini-tae `.safetensors` files and TAEF2 `.pth` state dicts."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,18 +10,10 @@ import torch
 from safetensors.torch import save_file
 
 from mardini_core.errors import CheckpointError
-from support import evil_pickle_bytes, evil_torch_save, join, one_thread, split
+from support import evil_pickle_bytes, evil_torch_save, join, split
 
 
 vae = pytest.importorskip("mardini_core.vae")
-
-
-@pytest.fixture(scope="module")
-def workdir():
-    folder = Path(tempfile.mkdtemp(prefix="mardini-reliability-vae-"))
-    with one_thread():
-        yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
