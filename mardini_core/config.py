@@ -14,6 +14,7 @@ from .errors import ConfigError
 
 ATTENTION_MODES = ("ST", "T")  # generator frame-mixing attention: spatio-temporal or temporal
 ATTENTION_BACKENDS = ("auto", "sdpa", "xformers", "math")
+ANCHORS = ("none", "neighbours")  # what the DM diffuses masked latents around (see anchor.py)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class MarDiniConfig:
     latent_scale: float = 1.0  # model latent = (vae latent - latent_shift) * latent_scale
     latent_shift: float = 0.0
     vae: str = ""  # name of the autoencoder whose latents the model was trained on ("" = unknown)
+    anchor: str = "none"  # "none": masked latents diffused from noise (the paper); "neighbours": as a residual from the blend of the nearest given frames
 
     def __post_init__(self) -> None:
         validate(self)
@@ -102,6 +104,8 @@ def validate(cfg: MarDiniConfig) -> None:
             raise ConfigError(f"{owner} head size {part.hidden // part.heads} must be even for rotary embeddings")
     if cfg.generator.attention not in ATTENTION_MODES:
         raise ConfigError(f"generator.attention must be one of {ATTENTION_MODES}, got {cfg.generator.attention!r}")
+    if cfg.anchor not in ANCHORS:
+        raise ConfigError(f"config.anchor must be one of {ANCHORS}, got {cfg.anchor!r}")
     if not (_number(cfg.latent_scale) and cfg.latent_scale > 0 and math.isfinite(cfg.latent_scale)):
         raise ConfigError(f"latent_scale must be a positive finite number, got {cfg.latent_scale!r}")
     if not (_number(cfg.latent_shift) and math.isfinite(cfg.latent_shift)):

@@ -3,7 +3,8 @@
 The planner's signal is computed once by the caller and reused at every step (the paper's
 asymmetric design: heavy planner once per clip, light generator once per step); the generator's
 states of the reference frames are cached once too, so each step computes only the masked frames.
-Reference frames are re-inserted clean after every step, so they come back bit-exact.
+Reference frames are re-inserted clean after every step, so they come back bit-exact. A model with
+`anchor = "neighbours"` diffuses masked frames as a residual from their neighbour blend (anchor.py).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from .anchor import diffusion_offset
 from .errors import GenerationInterrupted, InputError
 from .schedule import alpha_sigma, predict_x0_eps
 
@@ -96,22 +98,26 @@ def ddim_sample(
     def noise() -> torch.Tensor:
         return torch.randn(reference.shape, generator=generator).to(reference.device)
 
-    x = torch.where(keep, noise(), reference)
+    offset = diffusion_offset(reference, masked, model.config)  # masked frames are offset + the diffused y
+
+    def clip(y: torch.Tensor) -> torch.Tensor:
+        return torch.where(keep, offset + y, reference)
+
+    y = noise()
     references = reference_cache(model, reference, plan, masked, guidance)
     for i in range(steps):
         if should_stop is not None and should_stop():
             raise GenerationInterrupted(f"generation stopped at step {i} of {steps}")
         t_now, t_next = times[i], times[i + 1]
-        t = torch.full((x.shape[0],), float(t_now), device=x.device)
-        v = guided_velocity(model, x, t, plan, masked, guidance, references)
-        x0, eps = predict_x0_eps(x, v, t)
+        t = torch.full((y.shape[0],), float(t_now), device=y.device)
+        v = guided_velocity(model, clip(y), t, plan, masked, guidance, references)
+        y0, eps = predict_x0_eps(y, v, t)
         (a_now, s_now), (a_next, s_next) = alpha_sigma(t_now), alpha_sigma(t_next)
         # DDIM (Song et al. 2021) in (alpha, sigma) form; eta = 0 deterministic, eta = 1 DDPM-like.
         spread = eta * (s_next / s_now) * (1 - (a_now / a_next) ** 2).clamp(min=0).sqrt()
-        x = a_next * x0 + (s_next**2 - spread**2).clamp(min=0).sqrt() * eps
+        y = a_next * y0 + (s_next**2 - spread**2).clamp(min=0).sqrt() * eps
         if spread > 0:
-            x = x + spread * noise()
-        x = torch.where(keep, x, reference)
+            y = y + spread * noise()
         if callback is not None:
-            callback(i + 1, steps, torch.where(keep, x0, reference))
-    return x
+            callback(i + 1, steps, clip(y0))
+    return clip(y)

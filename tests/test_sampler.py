@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from mardini_core.anchor import neighbour_blend
+from mardini_core.config import MarDiniConfig
 from mardini_core.errors import GenerationInterrupted, InputError
 from mardini_core.sampler import ddim_sample, ddim_times, guided_velocity
 from mardini_core.schedule import alpha_sigma
@@ -10,20 +12,24 @@ from support import live_tiny
 class OracleGenerator:
     """Predicts the exact v for a known clean target (so DDIM must land on it); counts its calls."""
 
-    def __init__(self, target, uncond_target=None):
+    def __init__(self, target, uncond_target=None, offset=None):
         self.target, self.uncond_target = target, uncond_target
-        self.batches = []
+        self.offset = torch.zeros_like(target) if offset is None else offset  # what the anchor adds to masked frames
+        self.batches, self.inputs = [], []
 
     def __call__(self, z_t, t, plan, masked, references=None):
         self.batches.append(z_t.shape[0])
+        self.inputs.append(z_t.clone())
         target = self.target.repeat(z_t.shape[0] // self.target.shape[0], 1, 1, 1, 1)
         if self.uncond_target is not None:  # plan rows equal to -1 are the unconditional half
             uncond = (plan == -1).flatten(1).all(1)[:, None, None, None, None]
             target = torch.where(uncond, self.uncond_target.repeat(z_t.shape[0] // self.target.shape[0], 1, 1, 1, 1), target)
         a, s = alpha_sigma(t)
         a, s = a[:, None, None, None, None], s[:, None, None, None, None]
-        eps = (z_t - a * target) / s
-        return a * eps - s * target
+        offset = self.offset.repeat(z_t.shape[0] // self.offset.shape[0], 1, 1, 1, 1)
+        residual = target - offset
+        eps = (z_t - offset - a * residual) / s
+        return a * eps - s * residual
 
     def uncond_plan_like(self, plan):
         return torch.full_like(plan, -1.0)
@@ -33,8 +39,9 @@ class OracleGenerator:
 
 
 class FakeModel:
-    def __init__(self, generator):
+    def __init__(self, generator, anchor="none"):
         self.generator = generator
+        self.config = MarDiniConfig(anchor=anchor)
 
 
 def clip(b=1, k=5):
@@ -58,6 +65,22 @@ def test_ddim_lands_on_the_oracle_target_and_keeps_references_exact(eta):
                       generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out[masked], target[masked], atol=1e-4, rtol=1e-4)
     assert torch.equal(out[~masked], reference[~masked])
+
+
+def test_anchored_ddim_diffuses_the_residual_from_the_neighbour_blend():
+    reference, masked = clip(k=6)
+    masked[:, -1] = False  # first and last given: interpolation
+    target = torch.randn_like(reference)
+    offset = neighbour_blend(reference, masked)
+    anchored = OracleGenerator(target, offset=offset)
+    out = ddim_sample(FakeModel(anchored, anchor="neighbours"), reference, masked, None, steps=6,
+                      generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out[masked], target[masked], atol=1e-4, rtol=1e-4)
+    assert torch.equal(out[~masked], reference[~masked])
+    # the first step sees the same noise as the paper's sampler, moved onto the blend
+    plain = OracleGenerator(target)
+    ddim_sample(FakeModel(plain), reference, masked, None, steps=6, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(anchored.inputs[0][masked], (plain.inputs[0] + offset)[masked])
 
 
 def test_guidance_batches_cond_and_uncond_in_one_call_and_extrapolates():

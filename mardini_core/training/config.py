@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ATTENTION_MODES
+from ..config import ANCHORS, ATTENTION_MODES
 from ..errors import ConfigError
 
 LOSSES = ("reconstruction", "diffusion_uncond", "diffusion")
@@ -26,6 +26,7 @@ LAYOUTS = ("random", "interpolation", "prefix")
 class ModelSection:
     preset: str = "tiny/ST"  # used when the run does not start from --init
     attention: str = "ST"  # generator attention in this stage; a /ST --init is switched to /T here
+    anchor: str = ""  # what the DM diffuses masked latents around: "none" (the paper) or "neighbours"; "" keeps the --init model's (or the preset's)
     gradient_checkpointing: bool = False
     backend: str = "auto"
 
@@ -112,6 +113,8 @@ def _validate(cfg: StageConfig) -> None:
 
     if cfg.model.attention not in ATTENTION_MODES:
         raise bad(f"model.attention must be one of {ATTENTION_MODES}, got {cfg.model.attention!r}")
+    if cfg.model.anchor not in ("", *ANCHORS):
+        raise bad(f"model.anchor must be one of {ANCHORS} (or left out to keep the --init model's), got {cfg.model.anchor!r}")
     if unknown := set(cfg.train.losses) - set(LOSSES):
         raise bad(f"train.losses has unknown {sorted(unknown)}; choose from {LOSSES}")
     if not cfg.train.losses:

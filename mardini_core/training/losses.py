@@ -13,6 +13,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from ..config import MarDiniConfig
+from ..anchor import diffusion_offset
 from ..schedule import add_noise, v_target
 
 
@@ -61,9 +62,11 @@ def diffusion_loss(
         plan = model.planner(z_low, masked)
         plan = torch.where(drop_plan[:, None, None, None], model.generator.uncond_plan_like(plan), plan)
     frame_mask = masked[:, :, None, None, None]
-    z_t = torch.where(frame_mask, add_noise(z_high, eps, t), z_high)  # references stay clean
+    offset = diffusion_offset(z_high, masked, model.config)  # zero, or the neighbour blend (anchor.py)
+    residual = z_high - offset
+    z_t = torch.where(frame_mask, offset + add_noise(residual, eps, t), z_high)  # references stay clean
     v = model.generator(z_t, t, plan, masked)
-    return masked_mse(v, v_target(z_high, eps, t), masked)
+    return masked_mse(v, v_target(residual, eps, t), masked)
 
 
 class TrainModules(nn.Module):

@@ -55,7 +55,7 @@ def data_order(step: int, rank: int, batch: int, world: int, n: int, seed: int) 
 
 
 def build_model(cfg: StageConfig, init: str | None, vae) -> MarDini:
-    """A fresh preset (seeded) or the previous stage's weights, with this stage's attention and window."""
+    """A fresh preset (seeded) or the previous stage's weights, with this stage's attention, anchor and window."""
     base = load_checkpoint(init) if init else None
     config = base.config if base else preset(cfg.model.preset, vae=vae.name)
     if config.latent_channels != vae.latent_channels:
@@ -63,7 +63,7 @@ def build_model(cfg: StageConfig, init: str | None, vae) -> MarDini:
             f"the model expects {config.latent_channels}-channel latents but VAE {vae.name} makes {vae.latent_channels}; "
             "set [data] vae to the VAE the model was trained with"
         )
-    model = MarDini(config.replace(max_frames=max(config.max_frames, cfg.data.frames)))
+    model = MarDini(config.replace(max_frames=max(config.max_frames, cfg.data.frames), anchor=cfg.model.anchor or config.anchor))
     if base:
         model.load_state_dict(base.state_dict())
     model.set_generator_attention(cfg.model.attention)
