@@ -22,7 +22,8 @@ import torch
 
 from .errors import InputError, MaskError
 from .masks import FrameMask
-from .pipeline import check_vae, decode_frames, encode_frames, encode_scaled, generate_latents
+from .assemble import assemble_frames
+from .pipeline import check_vae, decode_window, encode_frames, encode_scaled, generate_latents
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ def run_plan(
     images: torch.Tensor,
     *,
     seed: int = 0,
+    restore_detail: bool = True,
     on_window: Callable[[int, Window], None] | None = None,
     **sampling,
 ) -> torch.Tensor:
@@ -161,7 +163,8 @@ def run_plan(
 
     Known frames keep their high-resolution latents exactly (no VAE round trip); the planner's
     low-resolution latents of generated frames are encoded from their decoded pixels. Window i is
-    seeded with seed + i. `sampling`: steps, guidance, eta, callback, should_stop.
+    seeded with seed + i; `restore_detail` as in `pipeline.generate`. `sampling`: steps, guidance, eta,
+    callback, should_stop.
     """
     config = model.config
     if images.shape[0] != len(schedule.inputs):
@@ -179,10 +182,11 @@ def run_plan(
         z_high = torch.stack([highs[p] for p in w.given])
         z_low = torch.stack([lows[p] for p in w.given])
         latents = generate_latents(model, w.mask, z_high, z_low, seed=seed + i, **sampling)  # (K, C, H, W)
+        decoded = decode_window(vae, latents, w.mask, config, restore_detail)
+        window = assemble_frames(decoded, torch.stack([frames[p] for p in w.given]), w.mask, restore_detail)
         new = [n for n, p in enumerate(w.frames) if p not in frames]
-        pixels = decode_frames(vae, latents[new], config).cpu()
-        new_low = encode_scaled(vae.encode, pixels, config, vae.downscale, config.planner_downscale)
+        new_low = encode_scaled(vae.encode, window[new], config, vae.downscale, config.planner_downscale)
         for m, n in enumerate(new):
             p = w.frames[n]
-            frames[p], highs[p], lows[p] = pixels[m], latents[n], new_low[m]
+            frames[p], highs[p], lows[p] = window[n], latents[n], new_low[m]
     return torch.stack([frames[p] for p in range(schedule.total)])

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from .assemble import assemble_frames
 from .config import MarDiniConfig
 from .errors import InputError
 from .masks import FrameMask
@@ -184,9 +185,10 @@ def generate_latents(model, mask: FrameMask, high: torch.Tensor, low: torch.Tens
     return sample(model, arrange(mask, high), masked, signal, **sampling)[0]
 
 
-def generate(model, vae, images: torch.Tensor, mask: FrameMask, **sampling) -> Generation:
+def generate(model, vae, images: torch.Tensor, mask: FrameMask, *, restore_detail: bool = True, **sampling) -> Generation:
     """A whole window: images (S, 3, H, W) in [0, 1], one per mask source -> the clip of mask.frames.
 
+    `restore_detail`: add back the detail the VAE drops from the given frames (assemble.py).
     `sampling`: steps, guidance, eta, seed, callback, should_stop (see `sample`).
     """
     config = model.config
@@ -197,11 +199,18 @@ def generate(model, vae, images: torch.Tensor, mask: FrameMask, **sampling) -> G
         raise InputError(f"mask {mask.pattern} takes {mask.images_needed} input images, got {images.shape[0]}")
     high, low = encode_frames(vae.encode, images, config, vae.downscale)
     latents = generate_latents(model, mask, high, low, **sampling)
-    # The VAE decodes frame by frame: decode only the generated frames, the given ones are the inputs.
-    frames = torch.empty(mask.frames, *images.shape[1:])
-    frames[list(mask.generated_indices)] = decode_frames(vae, latents[list(mask.generated_indices)], config).cpu()
-    frames[list(mask.given_indices)] = images.float().cpu()[list(mask.sources)]
-    return Generation(frames=frames, latents=latents.cpu(), mask=mask)
+    frames = decode_window(vae, latents, mask, config, restore_detail)
+    return Generation(frames=assemble_frames(frames, images.float().cpu(), mask, restore_detail), latents=latents.cpu(), mask=mask)
+
+
+def decode_window(vae, latents: torch.Tensor, mask: FrameMask, config: MarDiniConfig, restore_detail: bool) -> torch.Tensor:
+    """Model-space latents (K, C, h, w) -> pixels (K, 3, H, W) on the CPU: the generated frames, and the
+    given ones too when their detail is to be restored (otherwise they stay zero: the inputs replace them)."""
+    decoded = list(range(mask.frames)) if restore_detail else list(mask.generated_indices)
+    pixels = decode_frames(vae, latents[decoded], config).cpu()
+    frames = pixels.new_zeros(mask.frames, *pixels.shape[1:])
+    frames[decoded] = pixels
+    return frames
 
 
 def images_from_hwc(images) -> torch.Tensor:

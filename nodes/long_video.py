@@ -13,7 +13,7 @@ from mardini_core.pipeline import images_from_hwc
 
 from . import comfy_bridge
 from .comfy_vae import ComfyVAE
-from .sampler import sampling_inputs
+from .sampler import RESTORE_DETAIL, sampling_inputs
 from .types import MARDINI_MODEL
 
 MODES = ("slow motion", "expansion", "loop")
@@ -55,10 +55,11 @@ class MarDiniLongVideo:
                 "overlap": ("INT", {"default": 0, "min": 0, "max": 1024, "tooltip":
                     "Known frames each expansion window continues from; 0 = a quarter of the model's window."}),
                 **sampling_inputs(guidance_default=1.0),
-            }
+            },
+            "optional": {"restore_detail": RESTORE_DETAIL},
         }
 
-    def generate(self, model, vae, images, mode, frames, overlap, steps, guidance, seed, eta):
+    def generate(self, model, vae, images, mode, frames, overlap, steps, guidance, seed, eta, restore_detail=True):
         net, config = model.model, model.config
         if images.dim() != 4 or images.shape[0] == 0:
             raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
@@ -74,7 +75,7 @@ class MarDiniLongVideo:
         window = [0]
         net.planner.to(model.device)
         video = run_plan(
-            schedule, net, adapter, pixels, seed=seed, steps=steps, guidance=guidance, eta=eta,
+            schedule, net, adapter, pixels, seed=seed, steps=steps, guidance=guidance, eta=eta, restore_detail=restore_detail,
             on_window=lambda i, w: window.__setitem__(0, i),
             callback=lambda step, total_steps, x0: report(window[0] * steps + step),
         )

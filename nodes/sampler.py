@@ -20,6 +20,10 @@ def frame_noise_mask(mask, latent: torch.Tensor) -> torch.Tensor:
     return keep[:, None, None, None].expand(-1, 1, *latent.shape[-2:]).contiguous()
 
 
+RESTORE_DETAIL = ("BOOLEAN", {"default": True, "tooltip":
+    "Add the detail the VAE drops from the given images back to the generated frames (exact in static regions)."})
+
+
 def sampling_inputs(guidance_default: float = 2.5) -> dict:
     """steps, guidance, seed, eta: shared with MarDini Long Video, in this order."""
     return {

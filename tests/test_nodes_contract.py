@@ -15,6 +15,7 @@ SAMPLING = [
     ("seed", "INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True}),
     ("eta", "FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01}),
 ]
+RESTORE_DETAIL = ("restore_detail", "BOOLEAN", {"default": True})
 MASK_PRESETS = ["image-to-video (first)", "image-to-video (middle)", "image-to-video (last)",
                 "interpolation", "loop", "expansion", "custom"]
 
@@ -58,6 +59,7 @@ CONTRACT = {
     "MarDiniFrameAssembler": {
         "display": "MarDini Frame Assembler",
         "inputs": [("vae", "VAE", {}), ("latent", "LATENT", {}), ("images", "IMAGE", {}), ("mask", "MARDINI_MASK", {})],
+        "optional": [RESTORE_DETAIL],
         "returns": [("IMAGE", "frames")],
     },
     "MarDiniLongVideo": {
@@ -69,16 +71,17 @@ CONTRACT = {
             ("overlap", "INT", {"default": 0, "min": 0, "max": 1024}),
             SAMPLING[0], ("guidance", "FLOAT", {**SAMPLING[1][2], "default": 1.0}), SAMPLING[2], SAMPLING[3],
         ],
+        "optional": [RESTORE_DETAIL],
         "returns": [("IMAGE", "frames"), ("STRING", "plan")],
     },
 }
 
 
-def describe(cls, node_id):
+def describe(cls, node_id, section="required"):
     spec = cls.INPUT_TYPES()
-    assert set(spec) == {"required"}, "new inputs must be optional and appended, never required"
+    assert set(spec) <= {"required", "optional"}, "new inputs must be optional and appended, never required"
     inputs = []
-    for name, entry in spec["required"].items():
+    for name, entry in spec.get(section, {}).items():
         kind, options = entry[0], dict(entry[1]) if len(entry) > 1 else {}
         options.pop("tooltip", None)
         if node_id == "MarDiniModelLoader" and name == "model":
@@ -97,6 +100,7 @@ def test_node_ids_are_exactly_the_contract():
 def test_node_contract(node_id):
     cls, want = PACK.NODE_CLASS_MAPPINGS[node_id], CONTRACT[node_id]
     assert describe(cls, node_id) == want["inputs"]
+    assert describe(cls, node_id, "optional") == want.get("optional", [])
     assert list(zip(cls.RETURN_TYPES, cls.RETURN_NAMES)) == want["returns"]
     assert cls.CATEGORY == "MarDini"
     assert callable(getattr(cls, cls.FUNCTION))
@@ -105,8 +109,9 @@ def test_node_contract(node_id):
 
 @pytest.mark.parametrize("node_id", list(CONTRACT))
 def test_every_widget_has_a_tooltip_or_is_a_link(node_id):
-    for name, entry in PACK.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"].items():
-        is_widget = isinstance(entry[0], list) or entry[0] in ("INT", "FLOAT", "STRING")
+    spec = PACK.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
+    for name, entry in {**spec["required"], **spec.get("optional", {})}.items():
+        is_widget = isinstance(entry[0], list) or entry[0] in ("INT", "FLOAT", "STRING", "BOOLEAN")
         if is_widget and name != "seed":
             assert "tooltip" in entry[1], f"{node_id}.{name} has no tooltip"
 

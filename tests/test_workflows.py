@@ -26,8 +26,8 @@ FILE_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file"), ("VAELoader", "vae
 def spec_of(node_type):
     if node_type in PACK.NODE_CLASS_MAPPINGS:
         cls = PACK.NODE_CLASS_MAPPINGS[node_type]
-        required = cls.INPUT_TYPES()["required"]
-        return {"input": {"required": required}, "input_order": {"required": list(required)},
+        spec = cls.INPUT_TYPES()
+        return {"input": spec, "input_order": {group: list(inputs) for group, inputs in spec.items()},
                 "output": list(cls.RETURN_TYPES), "output_name": list(cls.RETURN_NAMES)}
     return CORE["specs"][node_type]
 

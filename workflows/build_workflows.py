@@ -124,7 +124,8 @@ def clip_workflow(name, note, images, preset, pattern, given=2, guidance=1.0, im
                                                     ("latents", "MARDINI_LATENTS"), ("mask", "MARDINI_MASK")],
                      outputs=[("latent", "LATENT")], widgets=[25, guidance, 0, "fixed", 0.0])
     assemble = g.node("MarDiniFrameAssembler", 4, 2, inputs=[("vae", "VAE"), ("latent", "LATENT"), ("images", "IMAGE"),
-                                                            ("mask", "MARDINI_MASK")], outputs=[("frames", "IMAGE")])
+                                                            ("mask", "MARDINI_MASK")], outputs=[("frames", "IMAGE")],
+                      widgets=[True])
     for dst in (enc, planner, sampler):
         g.link(model, "model", dst, "model")
     for dst in (enc, planner, sampler, assemble):
@@ -159,7 +160,7 @@ def slow_motion_workflow():
     model, vae = model_and_vae(g)
     long_video = g.node("MarDiniLongVideo", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE")],
                         outputs=[("frames", "IMAGE"), ("plan", "STRING")],
-                        widgets=["slow motion", 128, 0, 25, 1.0, 0, "fixed", 0.0])
+                        widgets=["slow motion", 128, 0, 25, 1.0, 0, "fixed", 0.0, True])
     g.link(model, "model", long_video, "model")
     g.link(vae, "VAE", long_video, "vae")
     g.link(pixels, "IMAGE", long_video, "images")

@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=9, help="clip length: first and last given, the rest generated (default: 9)")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25, as in the paper)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every clip")
+    parser.add_argument("--no-restore-detail", dest="restore_detail", action="store_false",
+                        help="score MarDini's decoded frames without restoring the given frames' lost detail")
     parser.add_argument("--max-clips", type=int, help="stop after this many evaluated clips")
     parser.add_argument("--inception", metavar="PATH", help="InceptionV3 pool-feature weights (.safetensors) to add FID")
     parser.add_argument("--out", metavar="DIR", help="write a contact sheet PNG per clip here (rows: methods, columns: frames)")
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     vae_name = args.vae or model.config.vae
     vae = resolve_vae(vae_name, device)
     multiple = size_multiple(model.config, vae.downscale)
-    interpolate, animate = mardini_methods(model, vae, args.steps, args.seed)
+    interpolate, animate = mardini_methods(model, vae, args.steps, args.seed, args.restore_detail)
     interpolators = {"mardini": interpolate, **INTERPOLATION_BASELINES}
     animators = {"mardini": animate, **I2V_BASELINES}
 
@@ -107,7 +109,8 @@ def build_report(args: argparse.Namespace, vae_name: str, results: list[ClipResu
         "per_clip": [{"name": r.name, "interpolation": r.interpolation, "i2v": r.i2v} for r in results],
         "skipped": skipped,
         "settings": {"model": args.model or "embedded default", "vae": vae_name, "size": args.size,
-                     "frames": args.frames, "steps": args.steps, "seed": args.seed, "scored_frame": args.frames // 2},
+                     "frames": args.frames, "steps": args.steps, "seed": args.seed, "scored_frame": args.frames // 2,
+                     "restore_detail": args.restore_detail},
         "notes": [SSIM_NOTE, I2V_NOTE, FID_NOTE if bank is not None else NO_FID_NOTE],
         "sheets": args.out,
     }
@@ -130,7 +133,7 @@ def format_report(report: dict) -> str:
     s = report["settings"]
     lines = [
         f"{report['clips']} clips of {s['frames']} frames, short side {s['size']}, {s['steps']} DDIM steps, seed {s['seed']}",
-        f"model: {s['model']}, VAE: {s['vae']}",
+        f"model: {s['model']}, VAE: {s['vae']}, detail restoration {'on' if s['restore_detail'] else 'off'}",
         "",
         f"interpolation (first and last given; frame {s['scored_frame']} scored)",
         *_table(report["methods"]),

@@ -71,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--fps", type=float, default=8.0, help="frames per second of the output (default: 8)")
     output.add_argument("--overwrite", action="store_true", help="replace an existing output")
     output.add_argument("--dry-run", action="store_true", help="print the plan of model calls and stop")
+    output.add_argument("--no-restore-detail", dest="restore_detail", action="store_false",
+                        help="decode generated frames as they are, without adding back the detail the VAE drops from the given frames")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     progress = TextProgress(len(schedule))
     frames = run_plan(
         schedule, model, vae, images, seed=args.seed, steps=args.steps, guidance=guidance, eta=args.eta,
-        on_window=progress.window, callback=progress.step,
+        restore_detail=args.restore_detail, on_window=progress.window, callback=progress.step,
     )
     progress.close()
     if args.task == "loop":
