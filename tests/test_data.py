@@ -34,7 +34,7 @@ def test_manifest_segments_keep_clips_inside_shots():
     segments, skipped = find_segments([CLIPS])
     assert skipped == []
     bikes = [s for s in segments if s.path.name == "bikes.mp4"]
-    assert [(s.start, s.frames) for s in bikes][:2] == [(0, 30), (30, 46)]
+    assert [(s.start, s.frames, s.name) for s in bikes][:2] == [(0, 30, "skv_bikes_s1"), (30, 46, "skv_bikes_s2")]
     clips = VideoClips(CLIPS, ClipConfig(frames=9, stride=3, height=32, width=32))
     for ref in clips.clips:
         assert ref.segment.start <= ref.start and ref.start + 8 * 3 < ref.segment.start + ref.segment.frames

@@ -156,10 +156,11 @@ def test_manifest_segments_become_separately_named_clips(tmp_path):
     write_frames(translated_clip(frames=20, h=32, w=32), tmp_path / "two_shots.mp4")
     (tmp_path / "manifest.json").write_text(json.dumps([
         {"name": "a", "file": "two_shots.mp4", "start_frame": 0, "num_frames": 10},
-        {"name": "b", "file": "two_shots.mp4", "start_frame": 10, "num_frames": 10},
+        {"file": "two_shots.mp4", "start_frame": 10, "num_frames": 10},
     ]))
     sources, _ = clips.find_sources([str(tmp_path)])
-    assert [(s.name, s.segment.start, s.segment.frames) for s in sources] == [("two_shots_0", 0, 10), ("two_shots_10", 10, 10)]
+    # the manifest's name where it gives one, else the file's stem and first frame
+    assert [(s.name, s.segment.start, s.segment.frames) for s in sources] == [("a", 0, 10), ("two_shots_10", 10, 10)]
 
 
 def test_fit_size_crops_to_multiples_of_the_model_factor():

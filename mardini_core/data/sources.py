@@ -33,26 +33,33 @@ class Segment:
     path: Path
     start: int
     frames: int
+    name: str = ""  # the manifest's name for the segment ("" for a whole file)
 
 
-def _manifest_segments(folder: Path) -> list[tuple[Path, int, int | None]]:
+Wanted = tuple[Path, int, "int | None", str]  # file, first frame, frames (None = to the end), name
+
+
+def _manifest_segments(folder: Path) -> list[Wanted]:
     try:
         entries = json.loads((folder / MANIFEST).read_text())
-        return [(folder / e["file"], int(e.get("start_frame", 0)), int(e["num_frames"]) if "num_frames" in e else None) for e in entries]
+        return [
+            (folder / e["file"], int(e.get("start_frame", 0)), int(e["num_frames"]) if "num_frames" in e else None, str(e.get("name", "")))
+            for e in entries
+        ]
     except (ValueError, TypeError, KeyError) as exc:
         raise InputError(f"{folder / MANIFEST} is malformed ({exc}); fix it or delete it to use whole files") from exc
 
 
-def _wanted(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, int, int | None]]:
-    wanted: list[tuple[Path, int, int | None]] = []
+def _wanted(paths: Iterable[str | os.PathLike]) -> list[Wanted]:
+    wanted: list[Wanted] = []
     for p in map(Path, paths):
         if p.is_dir():
             if (p / MANIFEST).is_file():
                 wanted += _manifest_segments(p)
             else:
-                wanted += [(f, 0, None) for f in sorted(p.iterdir()) if f.suffix.lower() in VIDEO_SUFFIXES]
+                wanted += [(f, 0, None, "") for f in sorted(p.iterdir()) if f.suffix.lower() in VIDEO_SUFFIXES]
         else:
-            wanted.append((p, 0, None))
+            wanted.append((p, 0, None, ""))
     return wanted
 
 
@@ -60,7 +67,7 @@ def find_segments(paths: Iterable[str | os.PathLike]) -> tuple[list[Segment], li
     """(readable segments, one message per skipped file). Every skipped file also raises a warning."""
     lengths: dict[Path, int | str] = {}
     segments, skipped = [], []
-    for path, start, frames in _wanted(paths):
+    for path, start, frames, name in _wanted(paths):
         if path not in lengths:
             try:
                 lengths[path] = probe(path).frames
@@ -70,5 +77,5 @@ def find_segments(paths: Iterable[str | os.PathLike]) -> tuple[list[Segment], li
                 warnings.warn(skipped[-1], stacklevel=2)
         total = lengths[path]
         if isinstance(total, int) and start < total:
-            segments.append(Segment(path, start, min(total - start, frames if frames is not None else total)))
+            segments.append(Segment(path, start, min(total - start, frames if frames is not None else total), name))
     return segments, skipped

@@ -22,7 +22,7 @@ from ..video_io import resize_and_crop
 
 @dataclass(frozen=True)
 class ClipSource:
-    name: str  # the file's stem, plus the first frame where a file holds several segments
+    name: str  # the manifest's name, else the file's stem (plus the first frame where a file holds several segments)
     segment: Segment
 
 
@@ -32,7 +32,7 @@ def find_sources(paths: list[str]) -> tuple[list[ClipSource], list[str]]:
         warnings.simplefilter("ignore")
         segments, skipped = find_segments(paths)
     per_file = Counter(s.path for s in segments)
-    sources = [ClipSource(s.path.stem if per_file[s.path] == 1 else f"{s.path.stem}_{s.start}", s) for s in segments]
+    sources = [ClipSource(s.name or (s.path.stem if per_file[s.path] == 1 else f"{s.path.stem}_{s.start}"), s) for s in segments]
     if not sources and not skipped:
         raise InputError(f"no video files found in {', '.join(map(str, paths))}; give a folder with .mp4/.webm files or the files themselves")
     return sources, skipped
