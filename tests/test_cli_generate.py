@@ -139,6 +139,9 @@ def test_dry_run_prints_the_plan_without_generating(tmp_path, checkpoint, capsys
     text = capsys.readouterr().out
     assert text.startswith("64 frames from 4 given at [0, 21, 42, 63], window 9:") and "keyframes" in text
     assert not out.exists() and stand_in_vae == []
+    assert generate("--task", "loop", "--images", imgs[0], "--frames", "16", "--model", checkpoint, "--out", str(out), "--dry-run") == 0
+    text = capsys.readouterr().out  # the plan covers the closing frame; the text says it is not written
+    assert text.startswith("17 frames from 2 given at [0, 16]") and "is not written: 16 frames out" in text
 
 
 @pytest.mark.parametrize(

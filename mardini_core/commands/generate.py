@@ -88,11 +88,14 @@ def run(args: argparse.Namespace) -> int:
         config = model.config
     mask = build_mask(args, len(inputs), config.max_frames)
     schedule = plan_windows(mask.frames, mask.given_indices, config.max_frames, args.overlap)
+    plan_text = schedule.describe()
+    if args.task == "loop":
+        plan_text += f"\n  frame {mask.frames - 1} closes the loop (it is frame 0 again) and is not written: {mask.frames - 1} frames out"
     if args.dry_run:
-        print(schedule.describe())
+        print(plan_text)
         return 0
     if len(schedule) > 1:
-        print(schedule.describe(), file=sys.stderr)
+        print(plan_text, file=sys.stderr)
     vae = resolve_vae(args.vae or config.vae, device)
     images = images_from_hwc(fit_size(inputs, size_multiple(config, vae.downscale), args.size))[list(mask.sources)]
     guidance = default_guidance(mask) if args.guidance is None else args.guidance
