@@ -87,6 +87,8 @@ def test_run_plan_interpolates_past_the_window(model):
     assert len(planner_calls) == len(plan)  # the planner runs once per window
     assert torch.equal(run_plan(plan, model, TinyVAE(), img, steps=2, seed=5), frames)
     assert not torch.allclose(run_plan(plan, model, TinyVAE(), img, steps=2, seed=6)[1:13], frames[1:13])
+    plain = run_plan(plan, model, TinyVAE(), img, steps=2, seed=5, restore_detail=False)
+    assert torch.equal(plain[[0, 13]], frames[[0, 13]]) and not torch.allclose(plain[1:13], frames[1:13])
 
 
 def test_run_plan_extends_from_a_middle_image(model):

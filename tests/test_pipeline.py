@@ -61,6 +61,21 @@ def test_generate_keeps_references_exact_and_calls_planner_once(model):
     assert len(planner_calls) == 1 and len(generator_calls) == 3  # plan once, DM once per step (CFG batched)
 
 
+def test_detail_restoration_adds_the_given_frames_vae_residual_to_generated_frames(model):
+    vae, img = TinyVAE(), images()  # 32 of 192 dimensions per block: a lossy VAE
+    mask = masks.image_to_video(5, "middle")
+    plain = generate(model, vae, img, mask, steps=2, seed=3, restore_detail=False)
+    restored = generate(model, vae, img, mask, steps=2, seed=3)
+    assert torch.equal(plain.latents, restored.latents)  # restoration only touches pixels
+    decoded = vae.decode(plain.latents).clamp(0, 1)
+    residual = img[0] - vae.decode(vae.encode(img))[0].clamp(0, 1)
+    assert residual.abs().max() > 0.05
+    for k in (0, 1, 3, 4):  # one given frame: every generated frame gets all of its residual
+        torch.testing.assert_close(plain.frames[k], decoded[k])
+        torch.testing.assert_close(restored.frames[k], (decoded[k] + residual).clamp(0, 1))
+    assert torch.equal(restored.frames[2], img[0]) and torch.equal(plain.frames[2], img[0])
+
+
 def test_seeds(model):
     vae, img, mask = TinyVAE(), images(), masks.image_to_video(4)
     a, b, c = (generate(model, vae, img, mask, steps=2, seed=s).frames for s in (3, 3, 4))
