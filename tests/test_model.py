@@ -73,6 +73,7 @@ def test_st_to_t_switch_keeps_weights():
     v_st = model.generator(z, torch.full((2,), 0.5), plan, masked)
     model.set_generator_attention("T")
     assert model.config.generator.attention == "T" and model.generator.config.generator.attention == "T"
+    assert model.config.name == "tiny/T"  # a preset-style name follows the switch
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     v_t = model.generator(z, torch.full((2,), 0.5), plan, masked)

@@ -21,9 +21,12 @@ class MarDini(nn.Module):
         self.generator = Generator(config)
 
     def set_generator_attention(self, mode: str) -> None:
-        """Switch the generator between `/ST` and `/T` (training stage 2); weights are kept."""
+        """Switch the generator between `/ST` and `/T` (training stage 2); weights are kept.
+
+        A preset-style name follows the switch ("small/ST" becomes "small/T")."""
         self.generator.set_attention(mode)
-        self.relabel(generator_attention=mode)
+        name, old = self.config.name, "/" + self.config.generator.attention
+        self.relabel(generator_attention=mode, name=name[: -len(old)] + "/" + mode if name.endswith(old) else name)
 
     def relabel(self, **changes) -> None:
         """Change config fields that leave the weights' shapes alone (name, vae, latent scale/shift...)."""
