@@ -13,12 +13,12 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -100,14 +100,8 @@ def write_frames(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, 
         _write_png_folder(pixels, path)
     else:
         writer = _write_mp4 if suffix == ".mp4" else _write_gif
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-        os.close(fd)
-        try:
-            writer(pixels, Path(tmp), fps)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path, suffix) as tmp:
+            writer(pixels, tmp, fps)
     return path
 
 

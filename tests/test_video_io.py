@@ -107,3 +107,15 @@ def test_resize_and_crop_keeps_the_centre():
     frames[:, :, 20:60] = 1.0  # a bright centre square
     out = resize_and_crop(frames, 32, 32)
     assert out.shape == (1, 32, 32, 3) and out.min() > 0.99
+
+
+def test_written_videos_get_ordinary_permissions_and_leave_no_temporary_files(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out = write_frames(np.zeros((2, 16, 16, 3), np.float32), tmp_path / "clip.mp4")
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

@@ -2,7 +2,6 @@
 (all frames, clip over sample) and a GIF (clip beside sample, frame by frame)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from ..atomic import atomic_path
 from ..pipeline import decode_frames, plan, sample
 from ..video_io import write_frames
 
@@ -28,8 +28,6 @@ def write_preview(path: Path, model, vae, high: torch.Tensor, low: torch.Tensor,
     rows = torch.stack([decode_frames(vae, high[0].float(), model.config), decode_frames(vae, z[0].float(), model.config)])
     rows[1, ~masked[0].cpu()] *= 0.6  # dim the reference frames in the sample row
     image = (rearrange(rows, "r k c h w -> (r h) (k w) c").cpu().numpy() * 255).round().astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_frames(rearrange(rows, "r k c h w -> k h (r w) c").cpu().numpy(), path.with_suffix(".gif"), fps=4, overwrite=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    os.replace(tmp, path)
+    with atomic_path(path, ".png") as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
