@@ -5,8 +5,9 @@ blend is ((r - k) x_l + (k - l) x_r) / (r - l), the nearest given frame when onl
 and nothing (zero weights) when no frame is given. A given frame is its own blend. Two things use it:
 - the DM's optional anchor (`MarDiniConfig.anchor = "neighbours"`): masked latents are diffused as a
   residual from their blend, so a DM that predicts no residual returns a cross-fade (in latent space)
-  and training spends its capacity on what moves (residual diffusion around a conditioning estimate, as in ResShift or the
-  warped-frame residuals of diffusion frame interpolators); `"none"` is the paper's formulation;
+  and training spends its capacity on what moves (residual diffusion around a conditioning estimate,
+  as in ResShift or the warped-frame residuals of diffusion frame interpolators); `"none"` is the
+  paper's formulation;
 - detail restoration after decoding (`assemble.assemble_frames`).
 """
 from __future__ import annotations
@@ -17,21 +18,24 @@ from .config import MarDiniConfig
 
 
 def neighbour_weights(masked: torch.Tensor) -> torch.Tensor:
-    """masked (..., K) bool -> (..., K, K) float weights: row k blends the given frames for frame k."""
-    flat = masked.reshape(-1, masked.shape[-1]).cpu().tolist()
+    """masked (..., K) bool -> (..., K, K) float weights: row k blends the given frames for frame k.
+
+    Computed on the mask's device with scans, so training and sampling never sync it to the host.
+    """
     k = masked.shape[-1]
-    weights = torch.zeros(len(flat), k, k)
-    for b, row in enumerate(flat):
-        given = [j for j, m in enumerate(row) if not m]
-        for i in range(k):
-            left = [j for j in given if j <= i]
-            right = [j for j in given if j >= i]
-            if left and right and left[-1] != right[0]:
-                l, r = left[-1], right[0]
-                weights[b, i, l], weights[b, i, r] = (r - i) / (r - l), (i - l) / (r - l)
-            elif left or right:
-                weights[b, i, left[-1] if left else right[0]] = 1.0
-    return weights.reshape(*masked.shape, k).to(masked.device)
+    pos = torch.arange(k, device=masked.device)
+    given = ~masked
+    left = torch.where(given, pos, -1).cummax(-1).values  # nearest given frame at or before, -1 if none
+    right = torch.where(given, pos, k).flip(-1).cummin(-1).values.flip(-1)  # at or after, k if none
+    has_left, has_right = left >= 0, right < k
+    between = has_left & has_right & (left != right)
+    span = (right - left).clamp(min=1)
+    w_left = torch.where(between, (right - pos) / span, (has_left & (~has_right | (left == right))).float())
+    w_right = torch.where(between, (pos - left) / span, (~has_left & has_right).float())
+    weights = torch.zeros(*masked.shape, k, device=masked.device)
+    weights.scatter_add_(-1, left.clamp(min=0)[..., None], w_left[..., None])
+    weights.scatter_add_(-1, right.clamp(max=k - 1)[..., None], w_right[..., None])
+    return weights
 
 
 def neighbour_blend(frames: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
