@@ -116,10 +116,15 @@ def check_output(path: str | os.PathLike, overwrite: bool = False) -> None:
         _check_only_frames(path)
 
 
+FPS_RANGE = (0.01, 1000.0)  # a GIF frame lasts 1/100 s to 655 s; players handle no more either way
+
+
 def check_fps(fps: float) -> None:
-    """Raise InputError unless fps is a positive finite number (0 divided by zero in the GIF writer)."""
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-        raise InputError(f"frames per second must be a positive number, got {fps!r}")
+    """Raise InputError unless fps is a number in FPS_RANGE (0 divided by zero in the GIF writer, and
+    1e-9 overflowed its 16-bit frame delay)."""
+    low, high = FPS_RANGE
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and low <= fps <= high):
+        raise InputError(f"frames per second must be a number from {low:g} to {high:g}, got {fps!r}")
 
 
 def _check_only_frames(folder: Path) -> None:

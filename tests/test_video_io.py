@@ -119,3 +119,10 @@ def test_written_videos_get_ordinary_permissions_and_leave_no_temporary_files(tm
         os.umask(old)
     assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+@pytest.mark.parametrize("fps", [0, -1, float("nan"), float("inf"), 1e-9, 0.009, 1001])
+def test_frame_rates_outside_what_a_gif_can_hold_are_refused_before_writing(tmp_path, fps):
+    with pytest.raises(InputError, match="frames per second must be a number from 0.01 to 1000"):
+        write_frames(np.zeros((2, 16, 16, 3), np.float32), tmp_path / "clip.gif", fps=fps)
+    assert list(tmp_path.iterdir()) == []
