@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from mardini_core.checkpoint import save_checkpoint
 from mardini_core.config import preset
@@ -108,3 +109,34 @@ def split(data: bytes) -> tuple[dict, bytes]:
 def join(header: dict, body: bytes) -> bytes:
     raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + body
+
+
+@contextlib.contextmanager
+def tiny_through_loader_node(loader, models_dir: str | Path, name: str, seed: int):
+    """A live tiny model saved as <models_dir>/mardini/<name> and loaded by the Load MarDini Model node
+    class `loader` (fp32, one thread); the file is removed afterwards."""
+    path = Path(models_dir) / "mardini" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, live_tiny(seed=seed))
+    try:
+        with one_thread():
+            yield loader().load(path.name, "fp32", "auto", "gpu")[0]
+    finally:
+        path.unlink()
+
+
+def refused_files(folder: Path, good: Path, marker: Path, flip_at: int, extra: dict[str, bytes], prefix: str = "") -> dict[str, Path]:
+    """name -> a file every loader must refuse, written as <prefix><name>.safetensors in `folder`: an empty
+    file, half of `good`, `good` with one bit flipped at `flip_at`, a pickle that would touch `marker`,
+    the callers' `extra` forgeries, and a foreign safetensors file."""
+    data = good.read_bytes()
+    flipped = bytearray(data)
+    flipped[flip_at] ^= 0x10
+    files = {"empty": b"", "truncated": data[: len(data) // 2], "bitflip": bytes(flipped), "pickle": evil_pickle_bytes(marker), **extra}
+    out = {}
+    for name, content in files.items():
+        out[name] = folder / f"{prefix}{name}.safetensors"
+        out[name].write_bytes(content)
+    out["foreign"] = folder / f"{prefix}foreign.safetensors"
+    save_file({"weight": torch.zeros(4)}, out["foreign"])
+    return out

@@ -12,14 +12,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from safetensors.torch import save_file
 
 from comfy_fakes import load_pack
 from mardini_core.checkpoint import load_checkpoint
 from mardini_core.cli import main
 from mardini_core.errors import CheckpointError
 from support import (
-    evil_pickle_bytes, evil_torch_save, join, save_tiny_checkpoint, split, write_png,
+    evil_torch_save, join, refused_files, save_tiny_checkpoint, split, write_png,
 )
 
 PACK = load_pack()
@@ -111,26 +110,11 @@ def test_forged_header_metadata_is_refused(good, workdir, metadata, header_extra
 
 def bad_files(folder: Path, good_path: Path, marker: Path) -> dict[str, Path]:
     """name -> a file every loader must refuse."""
-    data = good_path.read_bytes()
-    header, body = split(data)
-    flipped = bytearray(data)
-    flipped[-100] ^= 0x10
+    header, body = split(good_path.read_bytes())
     forged = json.loads(header["__metadata__"]["config"])
     forged["generator"]["hidden"] = 128
     header["__metadata__"]["config"] = json.dumps(forged)
-    files = {
-        "empty": b"",
-        "truncated": data[: len(data) // 2],
-        "bitflip": bytes(flipped),
-        "pickle": evil_pickle_bytes(marker),
-        "forged": join(header, body),
-    }
-    out = {}
-    for name, content in files.items():
-        out[name] = folder / f"{name}.safetensors"
-        out[name].write_bytes(content)
-    out["foreign"] = folder / "foreign.safetensors"
-    save_file({"weight": torch.zeros(4)}, out["foreign"])
+    out = refused_files(folder, good_path, marker, -100, {"forged": join(header, body)})
     out["torch_pickle"] = evil_torch_save(folder / "torch_pickle.safetensors", marker)
     return out
 

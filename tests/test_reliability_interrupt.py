@@ -3,7 +3,6 @@ Cancel in the nodes) leaves the model as it was: the next run with the same seed
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,14 +12,13 @@ from comfy_fakes.fake_vae import FakeVAE
 from mardini_core import masks
 from mardini_core.errors import GenerationInterrupted
 from mardini_core.pipeline import generate
-from support import StandInVAE, live_tiny, one_thread
+from support import StandInVAE, live_tiny, one_thread, tiny_through_loader_node
 
 PACK = load_pack()
 N = PACK.NODE_CLASS_MAPPINGS
 import comfy.model_management  # noqa: E402  (the fakes, installed by load_pack)
 import comfy.utils  # noqa: E402
 import folder_paths  # noqa: E402
-from mardini_core.checkpoint import save_checkpoint  # noqa: E402
 
 STEPS = 4
 
@@ -77,12 +75,8 @@ def test_exception_from_the_step_callback_leaves_the_model_usable(setup, cancel_
 
 @pytest.fixture(scope="module")
 def node_model():
-    path = Path(folder_paths.models_dir) / "mardini" / "reliability-interrupt.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, live_tiny(seed=4))
-    with one_thread():
-        yield N["MarDiniModelLoader"]().load(path.name, "fp32", "auto", "gpu")[0]
-    path.unlink()
+    with tiny_through_loader_node(N["MarDiniModelLoader"], folder_paths.models_dir, "reliability-interrupt.safetensors", 4) as model:
+        yield model
 
 
 def node_clip(model, cancel_at=None):

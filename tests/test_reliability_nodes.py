@@ -2,7 +2,6 @@
 and Long Video raise only MarDiniError subclasses that name the problem, and never run the model on it."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,12 +11,11 @@ from hypothesis import strategies as st
 from comfy_fakes import load_pack
 from comfy_fakes.fake_vae import FakeVAE
 from mardini_core.errors import MarDiniError, MaskError
-from support import count_block_calls, live_tiny, one_thread
+from support import count_block_calls, tiny_through_loader_node
 
 PACK = load_pack()
 N = PACK.NODE_CLASS_MAPPINGS
 import folder_paths  # noqa: E402  (the fake, installed by load_pack)
-from mardini_core.checkpoint import save_checkpoint  # noqa: E402
 
 PRESET_NAMES = N["MarDiniFrameMask"].INPUT_TYPES()["required"]["preset"][0]
 MANY = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -26,13 +24,8 @@ SOME = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def loaded():
-    path = Path(folder_paths.models_dir) / "mardini" / "reliability-nodes.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, live_tiny(seed=6))
-    with one_thread():
-        model = N["MarDiniModelLoader"]().load(path.name, "fp32", "auto", "gpu")[0]
+    with tiny_through_loader_node(N["MarDiniModelLoader"], folder_paths.models_dir, "reliability-nodes.safetensors", 6) as model:
         yield model, count_block_calls(model.model)
-    path.unlink()
 
 
 @MANY

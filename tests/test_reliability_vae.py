@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from mardini_core.errors import CheckpointError
-from support import evil_pickle_bytes, evil_torch_save, join, split
+from support import evil_torch_save, join, refused_files, split
 
 
 vae = pytest.importorskip("mardini_core.vae")
@@ -26,11 +25,7 @@ def good_tae(workdir):
 
 
 def tae_bad_files(folder: Path, good_path: Path, marker: Path) -> dict[str, Path]:
-    data = good_path.read_bytes()
-    header, body = split(data)
-    flipped = bytearray(data)
-    flipped[-50] ^= 0x10
-    files = {"empty": b"", "truncated": data[: len(data) // 2], "bitflip": bytes(flipped), "pickle": evil_pickle_bytes(marker)}
+    header, body = split(good_path.read_bytes())
     forgeries = {
         "forged_width": {"width": 16},
         "forged_huge": {"width": 10**9},
@@ -38,19 +33,14 @@ def tae_bad_files(folder: Path, good_path: Path, marker: Path) -> dict[str, Path
         "forged_big": {"width": 1024, "blocks": 64},  # ~40 GB of weights if built before the shape check
         "forged_type": {"mid_gn": "yes"},
     }
+    extra = {}
     for name, changes in forgeries.items():
         forged = {**header, "__metadata__": dict(header["__metadata__"])}
         config = json.loads(forged["__metadata__"]["config"])
         config.update(changes)
         forged["__metadata__"]["config"] = json.dumps(config)
-        files[name] = join(forged, body)
-    out = {}
-    for name, content in files.items():
-        out[name] = folder / f"tae_{name}.safetensors"
-        out[name].write_bytes(content)
-    out["foreign"] = folder / "tae_foreign.safetensors"
-    save_file({"weight": torch.zeros(4)}, out["foreign"])
-    return out
+        extra[name] = join(forged, body)
+    return refused_files(folder, good_path, marker, -50, extra, prefix="tae_")
 
 
 TAE_BAD = ["empty", "truncated", "bitflip", "pickle", "forged_width", "forged_huge", "forged_negative", "forged_big",
