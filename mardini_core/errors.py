@@ -31,3 +31,15 @@ class BackendUnavailableError(MarDiniError, RuntimeError):
 
 class GenerationInterrupted(MarDiniError):
     """A generation was stopped between steps at the user's request."""
+
+
+class OutputError(MarDiniError):
+    """An output cannot or may not be written (it exists, the disk is full, the name is unsafe...)."""
+
+
+class TrainingError(MarDiniError):
+    """A training run cannot go on (its loss became NaN, its saved states are all damaged...)."""
+
+
+class MemoryBudgetError(InputError):
+    """A size or frame count the user chose would need more memory than this machine has."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mardini_core.checkpoint import load_checkpoint, read_config, save_checkpoint
+from mardini_core.checkpoint import INTEGRITY, LEGACY_INTEGRITY, integrity_digest, load_checkpoint, read_config, save_checkpoint
 from mardini_core.config import preset
 from mardini_core.errors import CheckpointError
 from mardini_core.model import MarDini
@@ -82,11 +82,15 @@ def test_foreign_safetensors_is_refused(tmp_path):
         load_checkpoint(path)
 
 
-def _rewrite_metadata(src, dst, **changes):
+def _rewrite_metadata(src, dst, resign=True, **changes):
+    """Change metadata entries; `resign`: recompute the integrity hash, as a forger would."""
     data = src.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + length])
     header["__metadata__"].update(changes)
+    if resign:
+        meta = header["__metadata__"]
+        meta[INTEGRITY] = integrity_digest(meta[LEGACY_INTEGRITY], meta)
     raw = json.dumps(header).encode()
     dst.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length :])
 
@@ -105,3 +109,58 @@ def test_forged_config_is_refused(saved, tmp_path):
     _rewrite_metadata(path, tmp_path / "garbage.safetensors", config="{not json")
     with pytest.raises(CheckpointError, match="invalid model config"):
         load_checkpoint(tmp_path / "garbage.safetensors")
+
+
+def test_metadata_flip_is_refused_and_legacy_files_still_load(saved, tmp_path):
+    """The hash covers the config: latent_scale 1.0 -> 9.0 (one bit) is refused; a file carrying only the
+    old tensor-only hash still loads when its metadata validates."""
+    model, path = saved
+    cfg = json.loads(read_config(path).to_json())
+    cfg["latent_scale"] = 9.0
+    _rewrite_metadata(path, tmp_path / "scaled.safetensors", resign=False, config=json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="integrity check"):
+        load_checkpoint(tmp_path / "scaled.safetensors")
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    del header["__metadata__"][INTEGRITY]
+    raw = json.dumps(header).encode()
+    (tmp_path / "legacy.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length :])
+    loaded = load_checkpoint(tmp_path / "legacy.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    del header["__metadata__"][LEGACY_INTEGRITY]
+    raw = json.dumps(header).encode()
+    (tmp_path / "nohash.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length :])
+    with pytest.raises(CheckpointError, match="no integrity hash"):
+        load_checkpoint(tmp_path / "nohash.safetensors")
+
+
+def test_nested_header_int_tensors_nan_weights_and_full_disk(saved, tmp_path, monkeypatch):
+    model, path = saved
+    deep = b"[" * 200_000 + b"]" * 200_000
+    (tmp_path / "deep.safetensors").write_bytes(struct.pack("<Q", len(deep)) + deep)
+    with pytest.raises(CheckpointError, match="deep.safetensors has a corrupt safetensors header"):
+        load_checkpoint(tmp_path / "deep.safetensors")
+    state = model.state_dict()
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    for label, value, match in (("int", state[name].to(torch.int32), "int32 where float32 belongs"),
+                                ("nan", torch.full_like(state[name], float("nan")), "NaN or infinite weights")):
+        tensors = {**state, name: value}
+        meta = {"format": "mardini", "format_version": "1", "config": model.config.to_json()}
+        from mardini_core.checkpoint import sign_metadata
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_path / f"{label}.safetensors", metadata=sign_metadata(tensors, meta))
+        with pytest.raises(CheckpointError, match=match):
+            load_checkpoint(tmp_path / f"{label}.safetensors")
+    from safetensors import SafetensorError
+    import mardini_core.checkpoint as ck
+    from mardini_core.errors import OutputError
+
+    def full(*_a, **_k):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on device\" })")
+
+    monkeypatch.setattr(ck, "save_file", full)
+    with pytest.raises(OutputError, match="free disk space") as info:
+        save_checkpoint(path, model)
+    assert len(str(info.value).splitlines()) == 1
+    assert load_checkpoint(path) is not None  # the previous file is intact
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left

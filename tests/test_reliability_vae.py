@@ -88,3 +88,46 @@ def test_cli_vae_refuses_with_one_line(good_tae, workdir, kind, capsys):
     assert main(argv) == 2 and not out.exists() and not marker.exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and f"tae_{kind}.safetensors" in err[0], err
+
+
+TAEF2_REAL = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "taef2"
+
+
+def _taef2_copy(folder: Path) -> Path:
+    from mardini_core.vae.loading import default_taef2_dir
+
+    source = default_taef2_dir()
+    if not (source / "taef2_encoder.pth").is_file():
+        pytest.skip(f"TAEF2 weights not found at {source}")
+    folder.mkdir(exist_ok=True)
+    for part in ("encoder", "decoder"):
+        (folder / f"taef2_{part}.pth").write_bytes((source / f"taef2_{part}.pth").read_bytes())
+    return folder
+
+
+def test_taef2_with_a_flipped_byte_is_refused(workdir):
+    folder = _taef2_copy(workdir / "taef2_flip")
+    vae.load_vae(folder)  # the published files load
+    path = folder / "taef2_decoder.pth"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="taef2_decoder.pth is not the published TAEF2 decoder"):
+        vae.load_vae(folder)
+
+
+def test_trusted_but_malicious_pth_never_relays_weights_only_advice(workdir, monkeypatch):
+    """Even a file the user told us to trust goes through weights_only=True, and the refusal does not
+    repeat PyTorch's advice to retry with weights_only=False."""
+    from mardini_core.vae.loading import TAEF2_SHA256_ENV, file_sha256
+
+    marker = workdir / "TRUSTED_UNPICKLED"
+    folder = workdir / "taef2_trusted_evil"
+    folder.mkdir(exist_ok=True)
+    paths = [evil_torch_save(folder / f"taef2_{part}.pth", marker) for part in ("encoder", "decoder")]
+    monkeypatch.setenv(TAEF2_SHA256_ENV, " ".join(file_sha256(p) for p in paths))
+    with pytest.raises(CheckpointError) as info:
+        vae.load_vae(folder)
+    text = str(info.value)
+    assert "weights_only" not in text and "never runs code" in text and len(text.splitlines()) == 1
+    assert not marker.exists()
