@@ -11,8 +11,10 @@ if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
 from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, register_model_folder  # noqa: E402
+from .nodes.examples import install_examples_into_comfy  # noqa: E402
 
 register_model_folder()
+install_examples_into_comfy()  # the templates' example images and video, never replacing a user's file
 
 WEB_DIRECTORY = "./js"
 

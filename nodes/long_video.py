@@ -73,13 +73,12 @@ class MarDiniLongVideo:
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
         report = comfy_bridge.step_reporter(len(schedule) * steps)
         window = [0]
-        net.planner.to(model.device)
+        model.load_all()  # the planner runs once per window: both networks stay loaded for the whole plan
         video = run_plan(
             schedule, net, adapter, pixels, seed=seed, steps=steps, guidance=guidance, eta=eta, restore_detail=restore_detail,
             on_window=lambda i, w: window.__setitem__(0, i),
             callback=lambda step, total_steps, x0: report(window[0] * steps + step),
         )
-        if model.offload_planner:
-            net.planner.to(torch.device("cpu"))
+        model.planner_done()
         out = video[:frames].movedim(1, -1).to(comfy_bridge.output_device())
         return (out, schedule.describe())

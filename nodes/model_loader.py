@@ -10,14 +10,16 @@ import torch
 from mardini_core.checkpoint import load_checkpoint
 from mardini_core.default_model import load_default
 from mardini_core.errors import CheckpointError
+from mardini_core.model.attention import resolve_backend
 
 from . import comfy_bridge
+from .mardini_vae import embedded_vae
 from .types import MARDINI_MODEL
 
 EMBEDDED_DEFAULT = "(embedded default)"
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTENTION = ("auto", "sdpa", "xformers")
-PLANNER_AFTER_RUN = ("gpu", "cpu")
+PLANNER_AFTER_RUN = ("gpu", "cpu", "auto")  # appended choices only: saved workflows store the value
 NO_WEIGHTS = (
     "The paper's authors released no MarDini weights: use this pack's embedded default model, or train your own "
     "(python -m mardini_core train ...) and put the .safetensors file in {folders}."
@@ -33,14 +35,38 @@ class LoadedMarDini:
     dtype: torch.dtype
     offload_planner: bool  # move the planner to the CPU once it ran, freeing GPU memory for the DM
     name: str
+    planner_patcher: object = None  # ComfyUI ModelPatchers: ComfyUI's memory manager loads and offloads the
+    generator_patcher: object = None  # two networks (None outside ComfyUI: the networks stay where they are)
+
+    def load_planner(self) -> None:
+        """Put the planner on the run device through ComfyUI's model management (frees other models' memory)."""
+        if self.planner_patcher is not None:
+            comfy_bridge.load_on_device(self.planner_patcher)
+
+    def load_generator(self) -> None:
+        if self.generator_patcher is not None:
+            comfy_bridge.load_on_device(self.generator_patcher)
+
+    def load_all(self) -> None:
+        patchers = [p for p in (self.planner_patcher, self.generator_patcher) if p is not None]
+        if patchers:
+            comfy_bridge.load_on_device(*patchers)
+
+    def planner_done(self) -> None:
+        """planner_after_run = cpu: give the planner's memory back at once (auto and gpu leave it to ComfyUI)."""
+        if self.offload_planner and self.planner_patcher is not None:
+            comfy_bridge.release(self.planner_patcher)
 
     @property
     def config(self):
         return self.model.config
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto = bf16 on GPUs that have it, fp16 on other GPUs, fp32 on the CPU."""
+def resolve_dtype(name: str, device: torch.device, comfy_default: bool = False) -> torch.dtype:
+    """auto = ComfyUI's choice for the device (comfy_default; honours --fp16-unet...), else bf16 on GPUs that
+    have it, fp16 on other GPUs, fp32 on the CPU."""
+    if name == "auto" and comfy_default:
+        return comfy_bridge.default_dtype(device, 0)
     if name == "auto":
         if device.type != "cuda":
             return torch.float32
@@ -62,36 +88,56 @@ def check_model_name(name: str) -> None:
 
 
 class MarDiniModelLoader:
-    DESCRIPTION = "Loads a MarDini model (planner + generator). " + NO_WEIGHTS.format(folders="ComfyUI/models/mardini")
+    DESCRIPTION = (
+        "Loads a MarDini model (planner + generator) and the autoencoder it was trained with, ready for MarDini VAE "
+        "Encode, the Frame Assembler and ComfyUI's VAE Decode: nothing to download. "
+        + NO_WEIGHTS.format(folders="ComfyUI/models/mardini")
+    )
     CATEGORY = "MarDini"
-    RETURN_TYPES = (MARDINI_MODEL,)
-    RETURN_NAMES = ("model",)
+    RETURN_TYPES = (MARDINI_MODEL, "VAE")  # outputs are appended only: saved links name the output slot
+    RETURN_NAMES = ("model", "vae")
+    OUTPUT_TOOLTIPS = (
+        "The MarDini model: connect it to VAE Encode, Planner, Sampler or Long Video.",
+        "The pack's own small autoencoder (mardini-tae, the FLUX.2 latent space): connect it wherever a VAE is asked "
+        "for. taef2 or the FLUX.2 VAE from Load VAE also work, a little sharper.",
+    )
     FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ([EMBEDDED_DEFAULT, *comfy_bridge.model_files()], {
-                    "tooltip": "A .safetensors checkpoint from models/mardini, or the small model embedded in this pack."}),
-                "dtype": (list(DTYPES), {"default": "auto", "tooltip": "auto: bf16 (or fp16) on GPU, fp32 on CPU."}),
-                "attention": (list(ATTENTION), {"default": "auto", "tooltip": "auto: xformers on CUDA when installed, else PyTorch SDPA."}),
-                "planner_after_run": (list(PLANNER_AFTER_RUN), {"default": "gpu", "tooltip":
-                    "Where the planner waits after it ran once: cpu frees GPU memory for the generator's steps."}),
+                "model": ([EMBEDDED_DEFAULT, *comfy_bridge.model_files()], {"tooltip":
+                    "Which MarDini model to use. '(embedded default)' is the small demo model that comes with this pack; "
+                    "models you train go in ComfyUI/models/mardini."}),
+                "dtype": (list(DTYPES), {"default": "auto", "tooltip":
+                    "Number precision. auto lets ComfyUI pick for your hardware (half precision on a GPU, full on a CPU)."}),
+                "attention": (list(ATTENTION), {"default": "auto", "tooltip":
+                    "Speed-up library for the model's attention. auto uses xformers when it is installed on an NVIDIA GPU."}),
+                "planner_after_run": (list(PLANNER_AFTER_RUN), {"default": "auto", "tooltip":
+                    "auto: ComfyUI moves the planner (the big half of the model) off the GPU when memory is needed. "
+                    "cpu: always right after it ran, leaving the most memory for the frames. gpu: keep it loaded."}),
             }
         }
 
     def load(self, model, dtype, attention, planner_after_run):
         device = comfy_bridge.compute_device()
-        torch_dtype = resolve_dtype(dtype, device)
+        parked = comfy_bridge.offload_device()
+        torch_dtype = resolve_dtype(dtype, device, comfy_default=True)
         if model == EMBEDDED_DEFAULT:
-            net = load_default(device, torch_dtype)
+            net = load_default(parked, torch_dtype)
         else:
             check_model_name(model)
             path = comfy_bridge.model_path(model)
             if path is None:
                 raise CheckpointError(f"{model!r} is not in {' or '.join(comfy_bridge.model_folders())}. " + _no_weights_message())
-            net = load_checkpoint(path, device=device, dtype=torch_dtype)
+            net = load_checkpoint(path, device=parked, dtype=torch_dtype)
         net.eval().requires_grad_(False)
-        net.set_attention_backend(attention)
-        return (LoadedMarDini(net, device, torch_dtype, planner_after_run == "cpu", model),)
+        resolve_backend(attention, device)  # checked against the device it runs on (the weights wait parked)
+        net.planner.attention_backend = net.generator.attention_backend = attention
+        loaded = LoadedMarDini(
+            net, device, torch_dtype, planner_after_run == "cpu", model,
+            planner_patcher=comfy_bridge.managed(net.planner, device, parked),
+            generator_patcher=comfy_bridge.managed(net.generator, device, parked),
+        )
+        return (loaded, embedded_vae())

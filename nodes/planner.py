@@ -1,8 +1,6 @@
 """MarDini Planner: runs the heavy MAR planner once for the clip (low resolution)."""
 from __future__ import annotations
 
-import torch
-
 from mardini_core.pipeline import arrange, plan
 
 from .checks import same_mask
@@ -23,8 +21,7 @@ class MarDiniPlanner:
     def plan(self, model, latents, mask):
         same_mask(latents.mask, mask, "encoded latents")
         mask.validate(model.config.max_frames)
-        model.model.planner.to(model.device)
+        model.load_planner()
         signal = plan(model.model, arrange(mask, latents.low), mask.to_tensor())
-        if model.offload_planner:
-            model.model.planner.to(torch.device("cpu"))
+        model.planner_done()
         return (Plan(signal=signal, mask=mask),)

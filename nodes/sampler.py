@@ -62,6 +62,7 @@ class MarDiniSampler:
     def sample(self, model, plan, latents, mask, steps, guidance, seed, eta):
         same_mask(plan.mask, mask, "plan")
         same_mask(latents.mask, mask, "encoded latents")
+        model.load_generator()
         report = comfy_bridge.step_reporter(steps)
         projection = fit_projection(latents.high, latents.preview_rgb) if comfy_bridge.previews_enabled() else None
         z = sample(

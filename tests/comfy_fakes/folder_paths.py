@@ -29,3 +29,10 @@ def get_full_path_or_raise(folder_name, filename):
     if path is None:
         raise FileNotFoundError(f"Model in folder '{folder_name}' with filename '{filename}' not found.")
     return path
+
+
+input_dir = os.environ.get("MARDINI_FAKE_INPUT_DIR") or tempfile.mkdtemp(prefix="mardini-fake-input-")
+
+
+def get_input_directory():
+    return input_dir
