@@ -1,4 +1,6 @@
-"""Neighbour blending: where a masked frame sits between the given frames it is generated from.
+"""Anchors: the guess a generated frame starts from, which the anchored DM corrects with a residual.
+
+Neighbour blending: where a masked frame sits between the given frames it is generated from.
 
 Each masked frame k has a nearest given frame on its left (l) and on its right (r); its neighbour
 blend is ((r - k) x_l + (k - l) x_r) / (r - l), the nearest given frame when only one side has one,
@@ -9,6 +11,11 @@ and nothing (zero weights) when no frame is given. A given frame is its own blen
   as in ResShift or the warped-frame residuals of diffusion frame interpolators); `"none"` is the
   paper's formulation;
 - detail restoration after decoding (`assemble.assemble_frames`).
+
+The flow anchor (`anchor = "flow"`, the embedded default) is better: each generated frame is the
+given frames warped to its time by optical flow, in pixel space (flow.py), and encoded; the DM sees
+those latents (generator.py) and diffuses the residual around them, and the decoded frame is put
+back around the anchor's pixels (assemble.py), so a zero residual returns the flow frame exactly.
 """
 from __future__ import annotations
 
@@ -44,11 +51,17 @@ def neighbour_blend(frames: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bkj,bj...->bk...", weights, frames)
 
 
-def diffusion_offset(latents: torch.Tensor, masked: torch.Tensor, config: MarDiniConfig) -> torch.Tensor:
-    """What the DM diffuses masked latents around: zero (the paper) or their neighbour blend.
+def diffusion_offset(latents: torch.Tensor, masked: torch.Tensor, config: MarDiniConfig, flow: torch.Tensor | None = None) -> torch.Tensor:
+    """What the DM diffuses masked latents around: zero (the paper), their neighbour blend, or the flow anchor.
 
-    latents (B, K, C, H, W) model-space with the given frames in place (masked content is ignored).
+    latents (B, K, C, H, W) model-space with the given frames in place (masked content is ignored);
+    flow: the latents of the flow anchor's pixels, same shape (read on masked frames; needed for "flow").
+    Given frames are their own offset, except with "none".
     """
     if config.anchor == "none":
         return torch.zeros_like(latents)
+    if config.anchor == "flow":
+        if flow is None or flow.shape != latents.shape:
+            raise ValueError(f"a flow-anchored model needs the flow anchor's latents of shape {tuple(latents.shape)}")
+        return torch.where(masked[:, :, None, None, None], flow.to(latents), latents)
     return neighbour_blend(latents, masked)

@@ -14,7 +14,7 @@ from .errors import ConfigError
 
 ATTENTION_MODES = ("ST", "T")  # generator frame-mixing attention: spatio-temporal or temporal
 ATTENTION_BACKENDS = ("auto", "sdpa", "xformers", "math")
-ANCHORS = ("none", "neighbours")  # what the DM diffuses masked latents around (see anchor.py)
+ANCHORS = ("none", "neighbours", "flow")  # what the DM diffuses masked latents around (see anchor.py)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class MarDiniConfig:
     latent_scale: float = 1.0  # model latent = (vae latent - latent_shift) * latent_scale
     latent_shift: float = 0.0
     vae: str = ""  # name of the autoencoder whose latents the model was trained on ("" = unknown)
-    anchor: str = "none"  # "none": masked latents diffused from noise (the paper); "neighbours": as a residual from the blend of the nearest given frames
+    anchor: str = "none"  # "none": masked latents diffused from noise (the paper); "neighbours" / "flow": as a residual from an anchor (anchor.py)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -163,6 +163,7 @@ PRESETS: dict[str, MarDiniConfig] = {
     "L/T": _paper("L/T", 16, 8192, "T", 17),
     **{f"tiny/{m}": _cpu("tiny", m, depth=2, planner=(64, 2), generator=(64, 2), mlp_ratio=2) for m in ATTENTION_MODES},
     **{f"small/{m}": _cpu("small", m, depth=4, planner=(256, 4), generator=(192, 3), mlp_ratio=3) for m in ATTENTION_MODES},
+    **{f"base/{m}": _cpu("base", m, depth=6, planner=(320, 5), generator=(320, 5), mlp_ratio=4) for m in ATTENTION_MODES},
 }
 
 

@@ -3,8 +3,14 @@
 The planner's signal is computed once by the caller and reused at every step (the paper's
 asymmetric design: heavy planner once per clip, light generator once per step); the generator's
 states of the reference frames are cached once too, so each step computes only the masked frames.
-Reference frames are re-inserted clean after every step, so they come back bit-exact. A model with
-`anchor = "neighbours"` diffuses masked frames as a residual from their neighbour blend (anchor.py).
+Reference frames are re-inserted clean after every step, so they come back bit-exact. An anchored
+model diffuses masked frames as a residual from their anchor (anchor.py).
+
+Fidelity f in [0, 1] trades the sample's variety for its expected value: the first step's clean
+prediction (at t = 1, the model's mean estimate of the residual given the references and the plan)
+is blended with the finished sample, f * mean + (1 - f) * sample. f = 0 is the paper's DDIM exactly;
+f = 1 stops after that first step (one generator call). A residual sampled with the wrong content
+costs more than it adds, so anchored models interpolate at high fidelity (`pipeline.default_fidelity`).
 """
 from __future__ import annotations
 
@@ -29,13 +35,15 @@ def ddim_times(steps: int) -> torch.Tensor:
     return torch.linspace(1.0, 0.0, steps + 1)
 
 
-def check_settings(steps: int = 25, guidance: float = 1.0, eta: float = 0.0) -> None:
+def check_settings(steps: int = 25, guidance: float = 1.0, eta: float = 0.0, fidelity: float = 0.0) -> None:
     """Raise InputError for sampler settings that cannot run (callers check before any model work)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         raise InputError(f"steps must be a positive integer up to {MAX_STEPS}, got {steps!r}; the paper uses 25")
-    for name, value in (("guidance", guidance), ("eta", eta)):
+    for name, value in (("guidance", guidance), ("eta", eta), ("fidelity", fidelity)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
             raise InputError(f"{name} must be >= 0 and finite, got {value!r}")
+    if fidelity > 1:
+        raise InputError(f"fidelity must lie in 0..1 (0 = the full sample, 1 = the model's mean estimate), got {fidelity!r}")
 
 
 def guidance_active(guidance: float) -> bool:
@@ -50,10 +58,11 @@ def _cfg_batch(model, z: torch.Tensor, plan: torch.Tensor | None, masked: torch.
     return torch.cat([z, z]), torch.cat([plan, model.generator.uncond_plan_like(plan)]), torch.cat([masked, masked])
 
 
-def guided_velocity(model, z_t, t, plan, masked, guidance: float, references=None) -> torch.Tensor:
+def guided_velocity(model, z_t, t, plan, masked, guidance: float, references=None, anchor=None) -> torch.Tensor:
     """v = v_uncond + g (v_cond - v_uncond), conditional and unconditional in one batched call."""
     z, p, m = _cfg_batch(model, z_t, plan, masked, guidance)
-    v = model.generator(z, t.repeat(z.shape[0] // t.shape[0]), p, m, references=references).float()
+    a = None if anchor is None else anchor.repeat(z.shape[0] // anchor.shape[0], 1, 1, 1, 1)
+    v = model.generator(z, t.repeat(z.shape[0] // t.shape[0]), p, m, references=references, anchor=a).float()
     if z.shape[0] == z_t.shape[0]:
         return v
     v_cond, v_uncond = v.chunk(2)
@@ -80,6 +89,8 @@ def ddim_sample(
     steps: int = 25,
     guidance: float = 1.0,
     eta: float = 0.0,
+    fidelity: float = 0.0,
+    flow: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -87,10 +98,11 @@ def ddim_sample(
     """Denoise the masked frames of `reference` (B, K, C, H, W) model-space latents -> same shape.
 
     `reference` holds the given frames (the content of masked frames is ignored); `masked` (B, K) is
-    True for frames to generate; `plan` is the planner's signal (None = unconditional). All noise is
-    drawn from `generator` on the CPU, so a seed gives the same result on every device.
+    True for frames to generate; `plan` is the planner's signal (None = unconditional); `flow`: the
+    flow anchor's latents, like `reference` (flow-anchored models only). All noise is drawn from
+    `generator` on the CPU, so a seed gives the same result on every device.
     """
-    check_settings(steps, guidance, eta)
+    check_settings(steps, guidance, eta, fidelity)
     times = ddim_times(steps)
     reference = reference.float()
     keep = masked[:, :, None, None, None]  # (B, K, 1, 1, 1): True where the sampler writes
@@ -98,20 +110,28 @@ def ddim_sample(
     def noise() -> torch.Tensor:
         return torch.randn(reference.shape, generator=generator).to(reference.device)
 
-    offset = diffusion_offset(reference, masked, model.config)  # masked frames are offset + the diffused y
+    offset = diffusion_offset(reference, masked, model.config, flow)  # masked frames are offset + the diffused y
 
     def clip(y: torch.Tensor) -> torch.Tensor:
         return torch.where(keep, offset + y, reference)
 
     y = noise()
     references = reference_cache(model, reference, plan, masked, guidance)
-    for i in range(steps):
+    run = 1 if fidelity >= 1 else steps
+    for i in range(run):
         if should_stop is not None and should_stop():
-            raise GenerationInterrupted(f"generation stopped at step {i} of {steps}")
+            raise GenerationInterrupted(f"generation stopped at step {i} of {run}")
         t_now, t_next = times[i], times[i + 1]
         t = torch.full((y.shape[0],), float(t_now), device=y.device)
-        v = guided_velocity(model, clip(y), t, plan, masked, guidance, references)
+        v = guided_velocity(model, clip(y), t, plan, masked, guidance, references, offset)
         y0, eps = predict_x0_eps(y, v, t)
+        if i == 0:
+            mean = y0  # the model's mean estimate of the residual (t = 1)
+        if run == 1:
+            y = y0
+            if callback is not None:
+                callback(1, 1, clip(y0))
+            break
         (a_now, s_now), (a_next, s_next) = alpha_sigma(t_now), alpha_sigma(t_next)
         # DDIM (Song et al. 2021) in (alpha, sigma) form; eta = 0 deterministic, eta = 1 DDPM-like.
         spread = eta * (s_next / s_now) * (1 - (a_now / a_next) ** 2).clamp(min=0).sqrt()
@@ -120,4 +140,4 @@ def ddim_sample(
             y = y + spread * noise()
         if callback is not None:
             callback(i + 1, steps, clip(y0))
-    return clip(y)
+    return clip(y if fidelity == 0 or run == 1 else fidelity * mean + (1 - fidelity) * y)

@@ -17,7 +17,7 @@ class OracleGenerator:
         self.offset = torch.zeros_like(target) if offset is None else offset  # what the anchor adds to masked frames
         self.batches, self.inputs = [], []
 
-    def __call__(self, z_t, t, plan, masked, references=None):
+    def __call__(self, z_t, t, plan, masked, references=None, anchor=None):
         self.batches.append(z_t.shape[0])
         self.inputs.append(z_t.clone())
         target = self.target.repeat(z_t.shape[0] // self.target.shape[0], 1, 1, 1, 1)

@@ -77,10 +77,11 @@ def low_view(high: torch.Tensor, factor: int) -> torch.Tensor:
 class VideoClips:
     """Clips of K frames from a folder (or list) of videos; unreadable files are warned about and skipped."""
 
-    def __init__(self, paths: Iterable[str | os.PathLike] | str | os.PathLike, config: ClipConfig, seed: int = 0):
+    def __init__(self, paths: Iterable[str | os.PathLike] | str | os.PathLike, config: ClipConfig, seed: int = 0, exclude: frozenset[str] = frozenset()):
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         self.config, self.seed = config, seed
         segments, self.skipped = find_segments(paths)
+        segments = [s for s in segments if s.path.name not in exclude]  # file names held out
         self.clips = _clip_refs(segments, config)
         if not self.clips:
             raise InputError(

@@ -5,7 +5,8 @@ block also knows which frames are given); spatial self-attention within each fra
 Identity Attention, temporal (`/T`) or spatio-temporal (`/ST`) — the same weights either way, so a
 stage-1 `/ST` model continues as `/T`; per-frame cross-attention to that frame's planning signal;
 MLP. A learnable unconditional planning token Z_uncond stands in for the plan (classifier-free
-guidance). Output: v-prediction.
+guidance). Output: v-prediction. A flow-anchored model (`anchor = "flow"`) also reads the anchor's
+latents, concatenated to its input channels, so it sees clean what it corrects (anchor.py).
 """
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ class Generator(FrameTransformer):
         self.config = config
         self.attention = cfg.attention
         out_dim = config.latent_channels * cfg.patch**2
-        self.embed = nn.Linear(out_dim, cfg.hidden)
+        self.sees_anchor = config.anchor == "flow"
+        self.embed = nn.Linear(out_dim * (2 if self.sees_anchor else 1), cfg.hidden)
         self.time = TimestepEmbedder(cfg.hidden)
         self.uncond_plan = nn.Parameter(torch.randn(config.planner.hidden) * 0.02)  # Z_uncond
         self.blocks = nn.ModuleList(GeneratorBlock(cfg, config.planner.hidden) for _ in range(cfg.depth))
@@ -111,9 +113,11 @@ class Generator(FrameTransformer):
             raise InputError(f"planning signal of shape {tuple(plan.shape)} does not fit {b} clips of {k} frames")
         return plan.to(dtype)
 
-    def _blocks(self, z, t_frames, plan, frames, groups, references):
+    def _blocks(self, z, anchor, t_frames, plan, frames, groups, references):
         """Embed the given frames (indices `frames` of the clip), run every block -> (x, c, rows)."""
         cfg = self.config.generator
+        if self.sees_anchor:
+            z = torch.cat([z, anchor.to(z.dtype)], dim=2)  # (B, Kf, 2C, H, W)
         tokens = self.embed(patchify(z.to(self.embed.weight.dtype), cfg.patch))  # (B, Kf, Y, X, D)
         rows, cols = tokens.shape[2:4]
         c = self.time(t_frames)  # (B, Kf, D)
@@ -123,22 +127,25 @@ class Generator(FrameTransformer):
         x = self.run_blocks(x, c, plan, rope, groups, mixing, self.backend_for(x.device), references)
         return x, c, rows
 
-    def forward(self, z_t, t, plan, masked, references: ReferenceKV | None = None):
+    def forward(self, z_t, t, plan, masked, references: ReferenceKV | None = None, anchor: torch.Tensor | None = None):
         """z_t (B, K, C, H, W), t (B,), plan (B, K, M, Dp) or None, masked (B, K) -> v (B, K, C, H, W).
 
-        With `references` from `reference_cache`, only the masked frames are computed (the v of
-        reference frames is then returned as zeros; samplers never use it).
+        `anchor` (B, K, C, H, W): the anchor's latents with the given frames in place (anchor.py);
+        read by flow-anchored models only. With `references` from `reference_cache`, only the masked
+        frames are computed (the v of reference frames is then returned as zeros; samplers never use it).
         """
         plan = self._check(z_t, t, plan, masked)
+        if self.sees_anchor and (anchor is None or anchor.shape != z_t.shape):
+            raise InputError(f"this flow-anchored generator needs the anchor's latents of shape {tuple(z_t.shape)}")
         b, k = masked.shape
         if references is None:
             frames = torch.arange(k, device=z_t.device)
             t_frames = torch.where(masked, t[:, None].float(), torch.zeros((), device=t.device))  # refs at t = 0
-            x, c, rows = self._blocks(z_t, t_frames, plan, frames, FrameGroups(masked), None)
+            x, c, rows = self._blocks(z_t, anchor, t_frames, plan, frames, FrameGroups(masked), None)
             return self._output(x, c, rows)
         frames = references.masked_frames
         t_frames = t[:, None].float().expand(b, len(frames))
-        x, c, rows = self._blocks(z_t[:, frames], t_frames, plan[:, frames], frames, None, references.replay())
+        x, c, rows = self._blocks(z_t[:, frames], None if anchor is None else anchor[:, frames], t_frames, plan[:, frames], frames, None, references.replay())
         out = torch.zeros(z_t.shape, dtype=x.dtype, device=x.device)
         out[:, frames] = self._output(x, c, rows)
         return out
@@ -166,5 +173,6 @@ class Generator(FrameTransformer):
             return None
         cache = ReferenceKV(masked[0].nonzero().flatten())
         t0 = torch.zeros(masked.shape[0], len(ref_frames), device=reference.device)
-        self._blocks(reference[:, ref_frames], t0, plan[:, ref_frames], ref_frames, None, cache)
+        given = reference[:, ref_frames]
+        self._blocks(given, given, t0, plan[:, ref_frames], ref_frames, None, cache)  # a given frame is its own anchor
         return cache

@@ -26,7 +26,7 @@ LAYOUTS = ("random", "interpolation", "prefix")
 class ModelSection:
     preset: str = "tiny/ST"  # used when the run does not start from --init
     attention: str = "ST"  # generator attention in this stage; a /ST --init is switched to /T here
-    anchor: str = ""  # what the DM diffuses masked latents around: "none" (the paper) or "neighbours"; "" keeps the --init model's (or the preset's)
+    anchor: str = ""  # what the DM diffuses masked latents around: "none" (the paper), "neighbours" or "flow"; "" keeps the --init model's (or the preset's)
     gradient_checkpointing: bool = False
     backend: str = "auto"
 
@@ -40,7 +40,11 @@ class DataSection:
     width: int = 64
     crop: str = "random"
     vae: str = "taef2"
-    cache_latents: bool = True  # encode each clip once into <run>/latents (fixes random crops per clip)
+    cache_latents: bool = True  # loader "latents": encode each clip once into <run>/latents (fixes random crops per clip)
+    loader: str = "latents"  # "latents": clips encoded once; "frames": every video decoded once into memory, fresh clips encoded every step (data/frames.py; needed for "flow")
+    stride_max: int = 0  # loader "frames": strides drawn from stride..stride_max (0 = stride only)
+    synthetic: float = 0.0  # loader "frames": fraction of clips replaced by synthetic motion over their frames (data/synthetic.py)
+    held_out: bool = False  # leave out the project's held-out files (data/split.py)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class TrainSection:
     losses: tuple[str, ...] = ("diffusion",)
     networks: tuple[str, ...] = NETWORKS
     uncond_prob: float = 0.1  # eq. 3: Z_cond replaced by Z_uncond 1 time in 10
+    regression: float = 0.0  # fraction of clips trained at t = 1, where the v target is minus the residual: a regression that the first sampling step (fidelity) reads
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,14 @@ def _validate(cfg: StageConfig) -> None:
         lo, hi = getattr(cfg.masks, name)
         if not 0 <= lo <= hi <= 1:
             raise bad(f"masks.{name} must be [low, high] with 0 <= low <= high <= 1, got {[lo, hi]}")
+    if cfg.data.loader not in ("latents", "frames"):
+        raise bad(f"data.loader must be 'latents' or 'frames', got {cfg.data.loader!r}")
+    if cfg.model.anchor == "flow" and cfg.data.loader != "frames":
+        raise bad("a flow-anchored model trains from pixels: set [data] loader = \"frames\"")
+    if not (0 <= cfg.data.synthetic <= 1 and 0 <= cfg.train.regression <= 1):
+        raise bad("data.synthetic and train.regression must lie in [0, 1]")
+    if cfg.data.stride_max and cfg.data.stride_max < cfg.data.stride:
+        raise bad(f"data.stride_max ({cfg.data.stride_max}) must be 0 or at least data.stride ({cfg.data.stride})")
     if cfg.data.frames < 2:
         raise bad("data.frames must be >= 2 (a clip needs a kept and a masked frame)")
     if cfg.optim.precision not in ("auto", "bf16", "fp32"):

@@ -52,20 +52,22 @@ def diffusion_loss(
     t: torch.Tensor,
     eps: torch.Tensor,
     drop_plan: torch.Tensor,
+    flow: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eq. 3 (z_low given: the planner plans, clips with drop_plan get Z_uncond) or eq. 1 (z_low None: Z_uncond).
 
-    z_high (B, K, C, H, W) clean model-space latents; t (B,) in [0, 1]; eps like z_high; drop_plan (B,) bool.
+    z_high (B, K, C, H, W) clean model-space latents; t (B,) in [0, 1]; eps like z_high; drop_plan (B,) bool;
+    flow: the flow anchor's latents like z_high (flow-anchored models).
     """
     plan = None
     if z_low is not None:
         plan = model.planner(z_low, masked)
         plan = torch.where(drop_plan[:, None, None, None], model.generator.uncond_plan_like(plan), plan)
     frame_mask = masked[:, :, None, None, None]
-    offset = diffusion_offset(z_high, masked, model.config)  # zero, or the neighbour blend (anchor.py)
+    offset = diffusion_offset(z_high, masked, model.config, flow)  # zero, the neighbour blend or the flow anchor (anchor.py)
     residual = z_high - offset
     z_t = torch.where(frame_mask, offset + add_noise(residual, eps, t), z_high)  # references stay clean
-    v = model.generator(z_t, t, plan, masked)
+    v = model.generator(z_t, t, plan, masked, anchor=offset)
     return masked_mse(v, v_target(residual, eps, t), masked)
 
 
@@ -77,12 +79,12 @@ class TrainModules(nn.Module):
         super().__init__()
         self.model, self.head, self.losses = model, head, losses
 
-    def forward(self, z_high, z_low, masked, t, eps, drop_plan) -> dict[str, torch.Tensor]:
+    def forward(self, z_high, z_low, masked, t, eps, drop_plan, flow=None) -> dict[str, torch.Tensor]:
         out = {}
         if "reconstruction" in self.losses:
             out["reconstruction"] = reconstruction_loss(self.model, self.head, z_low, masked)
         if "diffusion" in self.losses:
-            out["diffusion"] = diffusion_loss(self.model, z_high, z_low, masked, t, eps, drop_plan)
+            out["diffusion"] = diffusion_loss(self.model, z_high, z_low, masked, t, eps, drop_plan, flow)
         if "diffusion_uncond" in self.losses:
-            out["diffusion_uncond"] = diffusion_loss(self.model, z_high, None, masked, t, eps, drop_plan)
+            out["diffusion_uncond"] = diffusion_loss(self.model, z_high, None, masked, t, eps, drop_plan, flow)
         return out

@@ -8,20 +8,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import MarDiniConfig, preset
 from ..data import ClipConfig, LatentClips, VideoClips, VideoReadError
-from ..errors import ConfigError, InputError
+from ..data.frames import FrameBank
+from ..data.split import HELD_OUT_FILES
+from ..data.synthetic import synthetic_clip
+from ..flow import flow_frames
+from ..errors import ConfigError, InputError, TrainingError
 from ..model import MarDini
-from ..pipeline import size_multiple, to_model_space
+from ..outputs import check_run_folder
+from ..pipeline import encode_scaled, size_multiple, to_model_space
 from ..vae import load_vae
 from .config import StageConfig
 from .distributed import Dist, average_gradients, close, init_distributed, shard, whole
@@ -30,7 +38,7 @@ from .masking import sample_masks
 from .optim import EMA, cosine_lr
 from .preview import write_preview
 from .progress import ProgressLine, RunLog
-from .state import gather_model, latest_state, load_state, read_meta, save_state
+from .state import gather_model, latest_state, load_state, read_meta, save_state, state_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +49,7 @@ class RunOptions:
     device: str = "auto"
     cache_dir: str | None = None  # latent cache shared between runs (default <out>/latents)
     sharding: str = "fsdp"  # several processes: FSDP2 shards, or "replicate" (gradient all-reduce)
+    overwrite: bool = False  # replace a run already in `out` (its states go now, its model when the new one is saved)
 
 
 @lru_cache(maxsize=4)
@@ -77,11 +86,22 @@ class Trainer:
         self.cfg, self.opts = cfg, opts
         self.d: Dist = init_distributed(opts.device, opts.sharding)
         self.bf16 = cfg.optim.precision == "bf16" or (cfg.optim.precision == "auto" and self.d.device.type == "cuda")
-        self.out = Path(opts.out)
+        self.out = check_run_folder(opts.out, opts.resume, opts.overwrite)  # a finished model or log is never replaced unasked
         (self.out / "checkpoints").mkdir(parents=True, exist_ok=True)
         self.resume_from = latest_state(self.out / "checkpoints") if opts.resume else None
-        if self.resume_from is None and any((self.out / "checkpoints").glob("state-*.safetensors")):
-            raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose a new --out")
+        states = state_files(self.out / "checkpoints")
+        if opts.resume and self.resume_from is None and states:
+            raise TrainingError(
+                f"every training state in {self.out / 'checkpoints'} is damaged ({len(states)} file(s), warnings above); "
+                "nothing can be resumed: pass --overwrite to start the run again, or choose a new --out"
+            )
+        if self.resume_from is None and states:
+            if not opts.overwrite:
+                raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it, --overwrite to replace it, or choose a new --out")
+            if self.d.main:
+                for old in states:
+                    old.unlink(missing_ok=True)
+            self.d.barrier()
         self.vae = load_vae(cfg.data.vae, device=self.d.device)
         torch.manual_seed(cfg.seed)
         if self.resume_from is not None:
@@ -106,27 +126,61 @@ class Trainer:
         self.step = load_state(self.resume_from, self.modules, self.optimizer, self.ema) if self.resume_from else 0
         self.bad_clips: set[int] = set()
         self.data = self._dataset()
+        self._flow_pool = ThreadPoolExecutor(max_workers=max(1, min(16, (os.cpu_count() or 2) - 1)))  # OpenCV releases the GIL
 
-    def _dataset(self) -> LatentClips:
+    def _dataset(self) -> LatentClips | FrameBank:
         c = self.cfg.data
         multiple = size_multiple(self.config, self.vae.downscale)
         if c.height % multiple or c.width % multiple:
             raise ConfigError(f"[data] height and width must be multiples of {multiple} for this model (VAE, planner and patch sizes)")
+        if self.config.anchor == "flow" and c.loader != "frames":
+            raise ConfigError("a flow-anchored model trains from pixels: set [data] loader = \"frames\"")
+        if c.loader == "frames":
+            return FrameBank(c.paths, side=int(1.15 * max(c.height, c.width * 9 / 16)), frames=c.frames, held_out=c.held_out)
         clip = ClipConfig(c.frames, c.stride, c.height, c.width, c.crop, planner_downscale=self.config.planner_downscale)
-        clips = VideoClips(c.paths, clip, seed=self.cfg.seed)
+        clips = VideoClips(c.paths, clip, seed=self.cfg.seed, exclude=HELD_OUT_FILES if c.held_out else frozenset())
         latents = LatentClips(clips, self.vae, (self.opts.cache_dir or self.out / "latents") if c.cache_latents else None)
         if c.cache_latents:
             latents.fill(self.d.rank, self.d.world)
             self.d.barrier()
         return latents
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model-space latents of this rank's clips at `step`: high (B, K, C, H, W), low (B, K, C, h, w)."""
+    def batch(self, step: int) -> tuple[torch.Tensor | None, ...]:
+        """This rank's inputs at `step`: high (B, K, C, H, W) and low (B, K, C, h, w) model-space latents,
+        then `draws` (masked, t, eps, drop_plan), then the flow anchor's latents (None unless "flow")."""
+        if self.cfg.data.loader == "frames":
+            return self._frames_batch(step)
         cached = self.cfg.data.cache_latents
         order = data_order(step, self.d.rank, self.cfg.optim.batch, self.d.world, len(self.data), self.cfg.seed)
         pairs = [self._load(i, 0 if cached else epoch) for i, epoch in order]
         high, low = (to_model_space(torch.stack(x), self.config).to(self.d.device) for x in zip(*pairs))
-        return high, low
+        return high, low, *self.draws(step, high.shape), None
+
+    def _frames_batch(self, step: int) -> tuple[torch.Tensor | None, ...]:
+        """Fresh clips from the frame bank (and synthetic motion), encoded now; flow anchors from their pixels."""
+        c, b = self.cfg.data, self.cfg.optim.batch
+        gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 1013 + self.d.rank)
+        clips = []
+        for _ in range(b):
+            clip = self.data.clip(c.height, c.width, (c.stride, c.stride_max or c.stride), gen)
+            if c.synthetic and float(torch.rand((), generator=gen)) < c.synthetic:
+                other = self.data.clip(c.height, c.width, (1, 1), gen)
+                clip = synthetic_clip(clip[len(clip) // 2], other[0], c.frames, gen)
+            clips.append(clip)
+        pixels = torch.from_numpy(np.stack(clips)).permute(0, 1, 4, 2, 3).float() / 255  # (B, K, 3, H, W)
+        k, down = c.frames, self.vae.downscale
+        shape = (b, k, self.config.latent_channels, c.height // down, c.width // down)
+        masked, t, eps, drop = self.draws(step, shape)
+        encode = lambda x, f: encode_scaled(self.vae.encode, x.flatten(0, 1).to(self.d.device), self.config, down, f).unflatten(0, (b, k))
+        with torch.no_grad():
+            high, low = encode(pixels, 1), encode(pixels, self.config.planner_downscale)
+            flow = None
+            if self.config.anchor == "flow":
+                given = (~masked).cpu().tolist()
+                numpy_clips = pixels.permute(0, 1, 3, 4, 2).numpy()
+                anchors = list(self._flow_pool.map(lambda i: flow_frames(numpy_clips[i], given[i]), range(b)))
+                flow = encode(torch.from_numpy(np.stack(anchors)).permute(0, 1, 4, 2, 3), 1)
+        return high, low, masked, t, eps, drop, flow
 
     def _load(self, index: int, variant: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A clip's latents; a clip that fails to decode mid-run is reported and replaced by the next one."""
@@ -147,15 +201,17 @@ class Trainer:
         t = torch.rand(b, generator=gen)
         eps = torch.randn(shape, generator=gen)
         drop = torch.rand(b, generator=gen) < self.cfg.train.uncond_prob
+        if self.cfg.train.regression:
+            t = torch.where(torch.rand(b, generator=gen) < self.cfg.train.regression, 1.0, t)
         return tuple(x.to(self.d.device) for x in (masked, t, eps, drop))
 
-    def train_step(self, step: int, high: torch.Tensor, low: torch.Tensor) -> dict[str, float]:
-        """One optimisation step on this rank's batch of `step` (from `batch(step)`)."""
+    def train_step(self, step: int, *inputs: torch.Tensor | None) -> dict[str, float]:
+        """One optimisation step on this rank's inputs of `step` (from `batch(step)`)."""
         lr = cosine_lr(step, self.cfg.steps, self.cfg.optim.lr, self.cfg.optim.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            losses = self.modules(high, low, *self.draws(step, high.shape))
+            losses = self.modules(*inputs)
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -189,6 +245,11 @@ class Trainer:
             if self.step + 1 < cfg.steps:
                 upcoming = prefetch.submit(self.batch, self.step + 1)
             record = self.train_step(self.step, *batch)
+            if not (math.isfinite(record["loss"]) and math.isfinite(record["grad_norm"])):
+                prefetch.shutdown(cancel_futures=True)
+                if bar:
+                    bar.close()
+                raise self._diverged(record)
             window_time += time.perf_counter() - tic
             window_steps += 1
             self.step += 1
@@ -206,8 +267,19 @@ class Trainer:
             bar.close()
         return self.finish()
 
+    def _diverged(self, record: dict) -> TrainingError:
+        """The one-line stop of a run whose loss or gradient became NaN or infinite (nothing of it is saved)."""
+        last = latest_state(self.out / "checkpoints")
+        kept = f"the last good state is {last} (continue from it with --resume)" if last else "no state was saved yet"
+        return TrainingError(
+            f"training stopped at step {self.step + 1}: the loss became {record['loss']} (gradient norm {record['grad_norm']}); "
+            f"nothing of this step was saved and {kept}; lower [optim] lr or check the data first"
+        )
+
     def preview(self) -> None:
         """A few DDIM steps on the first clip with a mask of the stage, saved as a PNG strip (truth over sample)."""
+        if self.cfg.data.loader == "frames":
+            return  # previews read the latent cache; a frames run is judged by `eval`
         high, low = (to_model_space(x[None], self.config).to(self.d.device) for x in self.data.load(0))
         masked = sample_masks(self.cfg.masks, 1, high.shape[1], self.step / self.cfg.steps, torch.Generator().manual_seed(self.cfg.seed))
         model = self.modules.model
