@@ -43,3 +43,7 @@ class TrainingError(MarDiniError):
 
 class MemoryBudgetError(InputError):
     """A size or frame count the user chose would need more memory than this machine has."""
+
+
+class ExistingRunError(OutputError, ConfigError):
+    """A training --out folder already holds a run (an OutputError; also the ConfigError it always was)."""

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, samples, model.safetensors)")
     parser.add_argument("--init", help="start from this MarDini checkpoint (the previous stage's model.safetensors)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run already in --out (its model.safetensors, log and checkpoints); without it such a folder is refused")
     parser.add_argument("--data", nargs="+", help="video files or folders, replacing the config's [data] paths")
     parser.add_argument("--steps", type=int, help="replace the config's step count")
     parser.add_argument("--cache-dir", help="latent cache folder, shareable between runs and stages (default <out>/latents)")
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=tuple(args.data)))
     if args.steps:
         cfg = dataclasses.replace(cfg, steps=args.steps)
-    opts = RunOptions(args.out, args.init, args.resume, args.device, args.cache_dir, args.sharding)
+    opts = RunOptions(args.out, args.init, args.resume, args.device, args.cache_dir, args.sharding, overwrite=args.overwrite)
     trainer = Trainer(cfg, opts)
     main = trainer.d.main
     path = trainer.run()

@@ -12,6 +12,7 @@ import json
 
 import torch
 
+from ..outputs import check_new_file
 from ..vae import load_mardini_tae, load_taef2, save_mardini_tae
 from ..vae.distill import DistillConfig, crop_bank, distil
 from ..vae.quality import Crossed, evaluation_frames, psnr_table
@@ -21,6 +22,7 @@ from .vae_psnr import print_table
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+", help="video files or folders to take training frames from")
     parser.add_argument("--out", required=True, help="output .safetensors path")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--teacher", default=None, help="TAEF2 weights folder (default: $MARDINI_TAEF2_DIR or ../shared/weights/taef2)")
     parser.add_argument("--init", help="continue training this mardini-tae .safetensors (its width and blocks are kept)")
     parser.add_argument("--exclude", action="append", default=[], help="file name held out of training (repeatable)")
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not args.out.endswith(".safetensors"):
         args.out += ".safetensors"
+    check_new_file(args.out, args.overwrite)  # before any training: a refusal costs nothing
     cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)})
     teacher = load_taef2(args.teacher)
     start = load_mardini_tae(args.init) if args.init else None

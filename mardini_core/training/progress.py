@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
+
+from ..atomic import atomic_path
 
 
 class RunLog:
@@ -13,8 +16,17 @@ class RunLog:
     def __init__(self, path: Path, resume_step: int):
         self.path = path
         if path.exists():
-            kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept))
+            kept, torn = [], 0
+            for line in path.read_text(errors="replace").splitlines():
+                record = _parse(line)
+                if record is None:
+                    torn += bool(line.strip())
+                elif record.get("step", 0) <= resume_step:
+                    kept.append(line)
+            if torn:  # a run killed mid-write leaves a torn last line: drop it, keep the rest
+                warnings.warn(f"dropped {torn} unreadable line(s) of {path} (a run killed while writing it)", stacklevel=2)
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
@@ -42,3 +54,14 @@ class ProgressLine:
     def close(self) -> None:
         if self.tty:
             print(file=self.stream)
+
+
+def _parse(line: str) -> dict | None:
+    """One log record, or None for a torn or foreign line (not a JSON object with an integer step)."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or isinstance(record.get("step", 0), bool) or not isinstance(record.get("step", 0), int):
+        return None
+    return record

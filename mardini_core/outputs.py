@@ -1,0 +1,88 @@
+"""What every command that writes checks first: where it may write, and what it may replace.
+
+- `safe_name`: the one sanitiser for names that come from files (a clip manifest's `name`, say)
+  before they become file names: one path component, no `..`, no separators, no control or
+  reserved characters, never empty, never a hidden file. Nothing named by a file lands outside
+  the chosen output.
+- `check_new_file` / `check_run_folder`: the one output guard. An existing output is replaced only
+  with `--overwrite`; a training run folder that holds a finished model, a log or checkpoints is
+  continued only with `--resume` or replaced only with `--overwrite`. Callers run it before any
+  long work, so a refusal costs nothing.
+- `disk_full`: whether a failed write is explained by a full disk (so it is not blamed on a codec).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+from .errors import ExistingRunError, OutputError
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+_RESERVED = re.compile(r"(con|prn|aux|nul|com\d|lpt\d)(\..*)?", re.IGNORECASE)  # Windows device names
+MAX_NAME = 100  # characters; file systems allow 255 bytes, and a suffix is still to come
+RUN_FILES = ("model.safetensors", "log.jsonl")
+LOW_DISK = 64 * 1024 * 1024  # bytes free below which a failed write is put down to a full disk
+
+
+def safe_name(name: object, fallback: str = "clip") -> str:
+    """`name` as one harmless file-name component (same input, same output; distinct inputs that
+    would collapse to one name keep apart by a short hash of the original)."""
+    text = unicodedata.normalize("NFC", str(name))
+    clean = _UNSAFE.sub("_", text).strip(" .")
+    clean = re.sub(r"_+", "_", clean)
+    if not clean or _RESERVED.fullmatch(clean):
+        clean = f"{fallback}_{clean}" if clean else fallback
+    if clean != text or len(clean) > MAX_NAME:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        clean = f"{clean[: MAX_NAME - 9]}_{digest}"
+    return clean
+
+
+def inside(folder: str | os.PathLike, name: object, suffix: str = "", fallback: str = "clip") -> Path:
+    """`folder/<safe_name(name)><suffix>`, asserted to lie directly inside `folder`."""
+    folder = Path(folder)
+    path = folder / (safe_name(name, fallback) + suffix)
+    if path.parent != folder or path.name in ("", ".", ".."):  # cannot happen with safe_name; kept as the invariant
+        raise OutputError(f"refusing to write {path}: the name {name!r} does not stay inside {folder}")
+    return path
+
+
+def check_new_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse to replace an existing file without --overwrite, and a folder where a file is to go."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name for the output")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists; choose another output name or pass --overwrite")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputError(f"{path.parent} is a file, not a folder; choose another output path")
+    return path
+
+
+def check_run_folder(folder: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> Path:
+    """A training run's --out: new or empty, or continued (--resume), or replaced (--overwrite)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file; give a folder name for the run (--out)")
+    if resume or overwrite or not folder.is_dir():
+        return folder
+    held = [name for name in RUN_FILES if (folder / name).exists()]
+    held += ["checkpoints"] if any((folder / "checkpoints").glob("state-*.safetensors")) else []
+    if held:
+        raise ExistingRunError(
+            f"{folder} already holds a run ({', '.join(held)}); pass --resume to continue it, --overwrite to "
+            "replace it, or choose a new --out"
+        )
+    return folder
+
+
+def disk_full(folder: str | os.PathLike, below: int = LOW_DISK) -> bool:
+    """True when the file system holding `folder` has less than `below` bytes free."""
+    try:
+        return shutil.disk_usage(Path(folder)).free < below
+    except OSError:
+        return False
