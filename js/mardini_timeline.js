@@ -71,13 +71,15 @@ function followControls(node, view) {
   render(node, view);
 }
 
-// pattern typed by hand: it becomes a custom pattern and sets the frame count.
+// pattern typed by hand: it becomes a custom pattern and sets the frame count. An invalid one becomes
+// custom too (the caption says what is wrong and the server refuses it): never replaced by the preset's.
 function followPattern(node, view) {
   const c = controls(node);
-  const frames = parsePattern(c.pattern);
-  if (frames && frames.length > 0 && syncedPattern(c) !== c.pattern.replace(/\s+/g, "")) {
+  const typed = String(c.pattern).replace(/\s+/g, "");
+  if (typed.length > 0 && syncedPattern(c) !== typed) {
     setWidget(node, "preset", CUSTOM);
-    setWidget(node, "frames", frames.length);
+    const frames = parsePattern(typed);
+    if (frames && frames.length > 0) setWidget(node, "frames", frames.length);
   }
   render(node, view);
 }

@@ -6,6 +6,7 @@ from .long_video import MarDiniLongVideo
 from .model_loader import MarDiniModelLoader
 from .planner import MarDiniPlanner
 from .sampler import MarDiniSampler
+from .smoother import MarDiniSmootherVideo
 from .vae_encode import MarDiniVAEEncode
 
 NODE_CLASS_MAPPINGS = {
@@ -16,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "MarDiniSampler": MarDiniSampler,
     "MarDiniFrameAssembler": MarDiniFrameAssembler,
     "MarDiniLongVideo": MarDiniLongVideo,
+    "MarDiniSmootherVideo": MarDiniSmootherVideo,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -26,6 +28,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MarDiniSampler": "MarDini Sampler",
     "MarDiniFrameAssembler": "MarDini Frame Assembler",
     "MarDiniLongVideo": "MarDini Long Video",
+    "MarDiniSmootherVideo": "MarDini Smoother / Slower Video",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "register_model_folder"]

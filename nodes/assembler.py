@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from mardini_core.assemble import assemble_frames
 from mardini_core.errors import InputError
+from mardini_core.fit import fit_to
 
+from . import comfy_bridge
 from .checks import images_for_mask
+from .fitting import FIT
 from .sampler import RESTORE_DETAIL
 from .types import MARDINI_MASK
 
@@ -23,18 +26,21 @@ class MarDiniFrameAssembler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "vae": ("VAE",),
-                "latent": ("LATENT",),
-                "images": ("IMAGE", {"tooltip": "The same given images that went into MarDini VAE Encode."}),
-                "mask": (MARDINI_MASK,),
+                "vae": ("VAE", {"tooltip": "The same VAE as in MarDini VAE Encode."}),
+                "latent": ("LATENT", {"tooltip": "The clip from MarDini Sampler."}),
+                "images": ("IMAGE", {"tooltip": "The same pictures that went into MarDini VAE Encode: they are put back "
+                                                "unchanged in their frames."}),
+                "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),
             },
-            "optional": {"restore_detail": RESTORE_DETAIL},
+            "optional": {"restore_detail": RESTORE_DETAIL, "fit": FIT},
         }
 
-    def assemble(self, vae, latent, images, mask, restore_detail=True):
+    def assemble(self, vae, latent, images, mask, restore_detail=True, fit="crop"):
         given = images_for_mask(images, mask)
-        frames = vae.decode(latent["samples"])
+        frames = decode_with_progress(vae, latent["samples"])
         frames = frames.reshape(-1, *frames.shape[-3:])[..., :3].float().clone()
+        if fit != "off" and frames.shape[1:3] != given.shape[1:3] and frames.shape[0] == mask.frames:
+            given = fit_to(given.movedim(-1, 1), tuple(frames.shape[1:3]), fit).movedim(1, -1)  # as VAE Encode fitted them
         if frames.shape[0] != mask.frames:
             raise InputError(
                 f"the LATENT holds {frames.shape[0]} frames but mask {mask.pattern} has {mask.frames}; "
@@ -46,3 +52,15 @@ class MarDiniFrameAssembler:
                 f"{frames.shape[2]}x{frames.shape[1]}; connect the same images that were encoded"
             )
         return (assemble_frames(frames, given, mask, restore_detail),)
+
+
+def decode_with_progress(vae, samples):
+    """ComfyUI's VAE decode one frame at a time, advancing the node's progress bar (and honouring Cancel)."""
+    import torch
+
+    report = comfy_bridge.step_reporter(samples.shape[0])
+    parts = []
+    for i in range(samples.shape[0]):
+        parts.append(vae.decode(samples[i : i + 1]))
+        report(i + 1)
+    return torch.cat(parts)

@@ -39,6 +39,12 @@ def build_mask(frames: int, preset: str, given_frames: int, pattern: str) -> mas
             )
     else:
         mask = masks.for_task(task, frames, images=given_frames, position=position or "first")
+        typed = "".join(str(pattern).split())
+        if typed and typed.lower() != mask.pattern:  # never silently replace what the user typed
+            raise MaskError(
+                f"the pattern {typed!r} is not the {preset!r} preset's ({mask.pattern}); set preset to 'custom' to use "
+                "your pattern (x = your picture, . = a new frame), or clear the pattern to use the preset's"
+            )
     return mask.validate()
 
 
@@ -56,14 +62,19 @@ class MarDiniFrameMask:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "frames": ("INT", {"default": 9, "min": 2, "max": MAX_FRAMES, "step": 1,
-                                   "tooltip": "Frames in the clip (at most the model's window)."}),
+                "frames": ("INT", {"default": 9, "min": 2, "max": MAX_FRAMES, "step": 1, "tooltip":
+                    "Frames in the clip, your pictures included. One clip holds at most the model's window: 9 frames "
+                    "for the embedded default. For longer videos use MarDini Long Video."}),
                 "preset": (list(PRESETS), {"default": "image-to-video (first)", "tooltip":
-                    "The task; 'custom' uses the pattern as typed or clicked on the timeline."}),
+                    "What to make. image-to-video: one picture starts (or sits in, or ends) the clip. interpolation: "
+                    "frames between your pictures. loop: one picture at both ends. expansion: your frames continue. "
+                    "custom: the pattern as typed or clicked on the timeline."}),
                 "given_frames": ("INT", {"default": 2, "min": 1, "max": MAX_FRAMES, "step": 1, "tooltip":
-                    "Input images for 'interpolation' (spread evenly, at least 2) and 'expansion' (the first frames)."}),
+                    "How many pictures you give, for 'interpolation' (spread evenly, at least 2) and 'expansion' "
+                    "(the first frames)."}),
                 "pattern": ("STRING", {"default": "x........", "multiline": False, "tooltip":
-                    "x = given, . = generated; used as typed when preset is 'custom', else kept equal to the preset."}),
+                    "One character per frame: x = your picture, . = a new frame. Click the timeline to change it "
+                    "(the preset becomes 'custom')."}),
             }
         }
 

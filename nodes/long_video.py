@@ -9,10 +9,12 @@ import torch
 
 from mardini_core.errors import InputError
 from mardini_core.hierarchical import plan_windows, run_plan
-from mardini_core.pipeline import images_from_hwc
+from mardini_core.fit import fit_images
+from mardini_core.pipeline import images_from_hwc, size_multiple
 
 from . import comfy_bridge
 from .comfy_vae import ComfyVAE
+from .fitting import FIT
 from .sampler import RESTORE_DETAIL, sampling_inputs
 from .types import MARDINI_MODEL
 
@@ -46,31 +48,34 @@ class MarDiniLongVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MARDINI_MODEL,),
-                "vae": ("VAE",),
-                "images": ("IMAGE", {"tooltip": "The given frames, in time order."}),
+                "model": (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."}),
+                "vae": ("VAE", {"tooltip": "The vae output of Load MarDini Model (or taef2 / the FLUX.2 VAE from Load VAE)."}),
+                "images": ("IMAGE", {"tooltip": "Your pictures, in time order. Width and height: multiples of 32 for "
+                                                "the embedded default (see 'fit')."}),
                 "mode": (list(MODES), {"default": "slow motion", "tooltip":
-                    "slow motion: images spread over the video; expansion: images first; loop: closes on the first image."}),
-                "frames": ("INT", {"default": 128, "min": 2, "max": 4096, "tooltip": "Frames in the output video."}),
+                    "slow motion: your pictures spread evenly over the video, everything between is made. expansion: "
+                    "your pictures are the first frames and the video goes on. loop: the video returns to the first picture."}),
+                "frames": ("INT", {"default": 128, "min": 2, "max": 4096, "tooltip":
+                    "Frames in the finished video. Time grows with it: about one model run per 8 new frames."}),
                 "overlap": ("INT", {"default": 0, "min": 0, "max": 1024, "tooltip":
-                    "Known frames each expansion window continues from; 0 = a quarter of the model's window."}),
+                    "expansion: how many finished frames each next piece looks back at; 0 = automatic."}),
                 **sampling_inputs(guidance_default=1.0),
             },
-            "optional": {"restore_detail": RESTORE_DETAIL},
+            "optional": {"restore_detail": RESTORE_DETAIL, "fit": FIT},
         }
 
-    def generate(self, model, vae, images, mode, frames, overlap, steps, guidance, seed, eta, restore_detail=True):
+    def generate(self, model, vae, images, mode, frames, overlap, steps, guidance, seed, eta, restore_detail=True, fit="crop"):
         net, config = model.model, model.config
         if images.dim() != 4 or images.shape[0] == 0:
             raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
-        pixels = images_from_hwc(images[..., :3])
-        positions = input_positions(mode, pixels.shape[0], frames)
-        if mode == "loop":
-            pixels = torch.cat([pixels, pixels[:1]])
+        positions = input_positions(mode, images.shape[0], frames)
         total = positions[-1] + 1 if mode == "loop" else frames
         schedule = plan_windows(total, positions, config.max_frames, overlap or None)
         print(f"[MarDini] long video plan:\n{schedule.describe()}")
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
+        pixels = fit_images(images_from_hwc(images[..., :3]), size_multiple(config, adapter.downscale), fit)
+        if mode == "loop":
+            pixels = torch.cat([pixels, pixels[:1]])
         report = comfy_bridge.step_reporter(len(schedule) * steps)
         window = [0]
         model.load_all()  # the planner runs once per window: both networks stay loaded for the whole plan

@@ -16,7 +16,11 @@ class MarDiniPlanner:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": (MARDINI_MODEL,), "latents": (MARDINI_LATENTS,), "mask": (MARDINI_MASK,)}}
+        return {"required": {
+            "model": (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."}),
+            "latents": (MARDINI_LATENTS, {"tooltip": "From MarDini VAE Encode: your pictures, ready for the model."}),
+            "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),
+        }}
 
     def plan(self, model, latents, mask):
         same_mask(latents.mask, mask, "encoded latents")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from mardini_core.pipeline import arrange, from_model_space, sample
+from mardini_core.pipeline import arrange, default_guidance, from_model_space, sample
 
 from . import comfy_bridge
 from .checks import same_mask
@@ -21,18 +21,35 @@ def frame_noise_mask(mask, latent: torch.Tensor) -> torch.Tensor:
 
 
 RESTORE_DETAIL = ("BOOLEAN", {"default": True, "tooltip":
-    "Add the detail the VAE drops from the given images back to the generated frames (exact in static regions)."})
+    "Keeps the new frames as crisp as your pictures: fine detail the model's compression loses is taken from your "
+    "pictures (exact where nothing moves). Turn off to see the model's own output."})
+
+
+GUIDANCE_FOLLOWS_MASK = ("BOOLEAN", {"default": True, "label_on": "auto: off between two given frames",
+    "label_off": "always as set", "tooltip":
+    "auto: guidance is used when your pictures give only one end of the clip (e.g. image-to-video, 2.5), and turned "
+    "off when both ends are given (interpolation, loop), as in the paper. Switch to 'always' to use the value as set."})
+
+
+def effective_guidance(guidance: float, mask, follows_mask: bool = True) -> float:
+    """The guidance used: off (1.0) for masks with both ends given when it follows the mask, else as set."""
+    return 1.0 if follows_mask and default_guidance(mask) == 1.0 else guidance
 
 
 def sampling_inputs(guidance_default: float = 2.5) -> dict:
     """steps, guidance, seed, eta: shared with MarDini Long Video, in this order."""
     return {
-        "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip": "DDIM steps (the paper uses 25)."}),
-        "guidance": ("FLOAT", {"default": guidance_default, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01,
-                               "tooltip": "Classifier-free guidance on the plan: 2.5 for image-to-video, 1 (off) for interpolation."}),
-        "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True}),
-        "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                          "tooltip": "0 = deterministic DDIM, 1 = DDPM-like fresh noise at every step."}),
+        "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip":
+            "How many refinement passes each new frame gets. More is cleaner and slower: 25 is the paper's choice, "
+            "8 to 12 is a quick draft on a CPU."}),
+        "guidance": ("FLOAT", {"default": guidance_default, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01, "tooltip":
+            "How strongly the new frames follow the model's plan of the motion. 1 = off. 2.5 suits a clip made from one "
+            "picture; with pictures at both ends it is best off."}),
+        "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True, "tooltip":
+            "The random start of the new frames: change it for a different take of the same shot."}),
+        "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+            "Randomness added on the way: 0 = the same result for the same seed and a steady look, up to 1 = more varied "
+            "detail."}),
     }
 
 
@@ -51,17 +68,19 @@ class MarDiniSampler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MARDINI_MODEL,),
-                "plan": (MARDINI_PLAN,),
-                "latents": (MARDINI_LATENTS,),
-                "mask": (MARDINI_MASK,),
+                "model": (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."}),
+                "plan": (MARDINI_PLAN, {"tooltip": "From MarDini Planner."}),
+                "latents": (MARDINI_LATENTS, {"tooltip": "From MarDini VAE Encode."}),
+                "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),
                 **sampling_inputs(),
-            }
+            },
+            "optional": {"guidance_follows_mask": GUIDANCE_FOLLOWS_MASK},
         }
 
-    def sample(self, model, plan, latents, mask, steps, guidance, seed, eta):
+    def sample(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True):
         same_mask(plan.mask, mask, "plan")
         same_mask(latents.mask, mask, "encoded latents")
+        guidance = effective_guidance(guidance, mask, guidance_follows_mask)
         model.load_generator()
         report = comfy_bridge.step_reporter(steps)
         projection = fit_projection(latents.high, latents.preview_rgb) if comfy_bridge.previews_enabled() else None

@@ -1,9 +1,11 @@
 """MarDini VAE Encode: the given images -> high- and low-resolution model-space latents."""
 from __future__ import annotations
 
-from mardini_core.pipeline import encode_frames, images_from_hwc
+from mardini_core.fit import fit_images
+from mardini_core.pipeline import encode_frames, images_from_hwc, size_multiple
 
 from .checks import images_for_mask
+from .fitting import FIT
 from .comfy_vae import ComfyVAE
 from .preview import rgb_at_latent_size
 from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_MODEL, EncodedFrames
@@ -23,19 +25,23 @@ class MarDiniVAEEncode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MARDINI_MODEL,),
-                "vae": ("VAE", {"tooltip": "The VAE the model was trained with (e.g. taef2 for the embedded default)."}),
-                "images": ("IMAGE", {"tooltip": "The given frames, in mask order; sides a multiple of the model's size step."}),
-                "mask": (MARDINI_MASK,),
-            }
+                "model": (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."}),
+                "vae": ("VAE", {"tooltip": "The vae output of Load MarDini Model (nothing to download); taef2 or the "
+                                           "FLUX.2 VAE from Load VAE work too."}),
+                "images": ("IMAGE", {"tooltip": "Your pictures for the frames marked x in the mask, left to right (a loop "
+                                                "takes one). Width and height: multiples of 32 for the embedded default "
+                                                "(see 'fit' to adjust them for you)."}),
+                "mask": (MARDINI_MASK, {"tooltip": "From MarDini Frame Mask: which frames are yours and which are made."}),
+            },
+            "optional": {"fit": FIT},
         }
 
-    def encode(self, model, vae, images, mask):
+    def encode(self, model, vae, images, mask, fit="crop"):
         config = model.config
         mask.validate(config.max_frames)
         rgb = images_for_mask(images, mask)
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
-        pixels = images_from_hwc(rgb)
+        pixels = fit_images(images_from_hwc(rgb), size_multiple(config, adapter.downscale), fit)
         high, low = encode_frames(adapter.encode, pixels, config, adapter.downscale)
         preview_rgb = rgb_at_latent_size(pixels, tuple(high.shape[-2:]))
         return (EncodedFrames(high=high.cpu(), low=low.cpu(), mask=mask, packed=adapter.packed, preview_rgb=preview_rgb),)

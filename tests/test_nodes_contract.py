@@ -16,6 +16,7 @@ SAMPLING = [
     ("eta", "FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01}),
 ]
 RESTORE_DETAIL = ("restore_detail", "BOOLEAN", {"default": True})
+FIT = ("fit", ["crop", "resize", "off"], {"default": "crop"})
 MASK_PRESETS = ["image-to-video (first)", "image-to-video (middle)", "image-to-video (last)",
                 "interpolation", "loop", "expansion", "custom"]
 
@@ -26,9 +27,10 @@ CONTRACT = {
             ("model", ["(embedded default)"], {}),  # first entry fixed; checkpoint files follow
             ("dtype", ["auto", "bf16", "fp16", "fp32"], {"default": "auto"}),
             ("attention", ["auto", "sdpa", "xformers"], {"default": "auto"}),
-            ("planner_after_run", ["gpu", "cpu"], {"default": "gpu"}),
+            # "auto" appended (saved workflows keep "gpu"/"cpu"); the default is ComfyUI's memory manager's choice
+            ("planner_after_run", ["gpu", "cpu", "auto"], {"default": "auto"}),
         ],
-        "returns": [("MARDINI_MODEL", "model")],
+        "returns": [("MARDINI_MODEL", "model"), ("VAE", "vae")],
     },
     "MarDiniFrameMask": {
         "display": "MarDini Frame Mask",
@@ -43,6 +45,7 @@ CONTRACT = {
     "MarDiniVAEEncode": {
         "display": "MarDini VAE Encode",
         "inputs": [("model", "MARDINI_MODEL", {}), ("vae", "VAE", {}), ("images", "IMAGE", {}), ("mask", "MARDINI_MASK", {})],
+        "optional": [FIT],
         "returns": [("MARDINI_LATENTS", "latents")],
     },
     "MarDiniPlanner": {
@@ -54,12 +57,14 @@ CONTRACT = {
         "display": "MarDini Sampler",
         "inputs": [("model", "MARDINI_MODEL", {}), ("plan", "MARDINI_PLAN", {}), ("latents", "MARDINI_LATENTS", {}),
                    ("mask", "MARDINI_MASK", {}), *SAMPLING],
+        "optional": [("guidance_follows_mask", "BOOLEAN", {"default": True, "label_on": "auto: off between two given frames",
+                                                          "label_off": "always as set"})],
         "returns": [("LATENT", "latent")],
     },
     "MarDiniFrameAssembler": {
         "display": "MarDini Frame Assembler",
         "inputs": [("vae", "VAE", {}), ("latent", "LATENT", {}), ("images", "IMAGE", {}), ("mask", "MARDINI_MASK", {})],
-        "optional": [RESTORE_DETAIL],
+        "optional": [RESTORE_DETAIL, FIT],
         "returns": [("IMAGE", "frames")],
     },
     "MarDiniLongVideo": {
@@ -71,8 +76,19 @@ CONTRACT = {
             ("overlap", "INT", {"default": 0, "min": 0, "max": 1024}),
             SAMPLING[0], ("guidance", "FLOAT", {**SAMPLING[1][2], "default": 1.0}), SAMPLING[2], SAMPLING[3],
         ],
-        "optional": [RESTORE_DETAIL],
+        "optional": [RESTORE_DETAIL, FIT],
         "returns": [("IMAGE", "frames"), ("STRING", "plan")],
+    },
+    "MarDiniSmootherVideo": {
+        "display": "MarDini Smoother / Slower Video",
+        "inputs": [
+            ("model", "MARDINI_MODEL", {}), ("vae", "VAE", {}), ("video", "IMAGE", {}),
+            ("multiplier", ["x2", "x4", "x8"], {"default": "x2"}),
+            ("fps", "FLOAT", {"default": 24.0, "min": 0.01, "max": 1000.0, "step": 0.01}),
+            SAMPLING[0], SAMPLING[2],
+        ],
+        "optional": [RESTORE_DETAIL, FIT],
+        "returns": [("IMAGE", "frames"), ("FLOAT", "fps"), ("STRING", "plan")],
     },
 }
 
@@ -107,13 +123,15 @@ def test_node_contract(node_id):
     assert cls.DESCRIPTION
 
 
+JARGON = ("DM ", "generator", "v-prediction", "noise_mask", "DDIM", "classifier-free", "latent")
+
+
 @pytest.mark.parametrize("node_id", list(CONTRACT))
-def test_every_widget_has_a_tooltip_or_is_a_link(node_id):
+def test_every_input_has_a_tooltip_in_an_artists_words(node_id):
     spec = PACK.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
     for name, entry in {**spec["required"], **spec.get("optional", {})}.items():
-        is_widget = isinstance(entry[0], list) or entry[0] in ("INT", "FLOAT", "STRING", "BOOLEAN")
-        if is_widget and name != "seed":
-            assert "tooltip" in entry[1], f"{node_id}.{name} has no tooltip"
+        assert len(entry) > 1 and entry[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+        assert not [w for w in JARGON if w in entry[1]["tooltip"]], f"{node_id}.{name}: {entry[1]['tooltip']}"
 
 
 def test_defaults_fit_their_ranges():

@@ -77,8 +77,10 @@ def test_missing_embedded_default_explains(monkeypatch, tmp_path):
     ("custom", 1, "x..x....x"),
 ])
 def test_frame_mask_presets(preset_name, given, pattern):
-    mask, text = N["MarDiniFrameMask"]().build(9, preset_name, given, pattern if preset_name == "custom" else "ignored")
+    mask, text = N["MarDiniFrameMask"]().build(9, preset_name, given, pattern)
     assert text == mask.pattern == pattern
+    if preset_name != "custom":  # an empty pattern stands for the preset's
+        assert N["MarDiniFrameMask"]().build(9, preset_name, given, "")[1] == pattern
     assert mask.sources == ((0, 0) if preset_name == "loop" else tuple(range(mask.images_needed)))
 
 
@@ -87,6 +89,9 @@ def test_frame_mask_presets(preset_name, given, pattern):
     ((9, "custom", 1, "x..?....."), "invalid characters"),
     ((9, "custom", 1, "xxxxxxxxx"), "no frame to generate"),
     ((9, "expansion", 9, ""), "expansion needs between 1 and 8"),
+    # a typed pattern is never silently replaced by the preset's, valid or not
+    ((9, "interpolation", 2, "x..y....x"), "is not the 'interpolation' preset's"),
+    ((9, "interpolation", 2, "x...x...x"), "set preset to 'custom'"),
 ])
 def test_frame_mask_errors(args, match):
     with pytest.raises(MaskError, match=match):
@@ -104,7 +109,8 @@ def test_clip_end_to_end(model, packed):
     assert latent["samples"].shape == native
     assert latent["noise_mask"].shape == (9, 1, *native[-2:])
     assert latent["noise_mask"][:, 0, 0, 0].tolist() == [0, 1, 1, 1, 1, 1, 1, 1, 0]
-    assert [u[:2] for u in comfy.utils.UPDATES] == [(1, 3), (2, 3), (3, 3)]
+    # the sampler's 3 steps, then the Frame Assembler's decode, frame by frame
+    assert [u[:2] for u in comfy.utils.UPDATES] == [(1, 3), (2, 3), (3, 3)] + [(i, 9) for i in range(1, 10)]
     assert frames.shape == (9, 64, 96, 3) and torch.isfinite(frames).all()
     assert torch.equal(frames[0], images[0]) and torch.equal(frames[8], images[1]), "given frames pasted back exactly"
 
@@ -139,7 +145,19 @@ def test_encode_errors_name_the_fix(model):
     with pytest.raises(InputError, match="16-channel latents but this MarDini model expects 32"):
         enc.encode(model, FakeVAE(16), torch.rand(2, 64, 64, 3), mask)
     with pytest.raises(InputError, match="multiple of 32"):
-        enc.encode(model, FakeVAE(32), torch.rand(2, 48, 64, 3), mask)
+        enc.encode(model, FakeVAE(32), torch.rand(2, 48, 64, 3), mask, fit="off")
+
+
+def test_images_of_any_size_are_fitted_by_default(model):
+    """fit = crop (the default) trims 48x72 to 32x64, centred; resize scales to the nearest valid size, 64x64."""
+    enc, mask = N["MarDiniVAEEncode"](), mask_of(9, "interpolation")
+    images = torch.rand(2, 48, 72, 3)
+    assert enc.encode(model, FakeVAE(32), images, mask)[0].high.shape == (2, 32, 4, 8)
+    assert enc.encode(model, FakeVAE(32), images, mask, fit="resize")[0].high.shape == (2, 32, 8, 8)
+    latent = N["MarDiniSampler"]().sample(model, N["MarDiniPlanner"]().plan(model, enc.encode(model, FakeVAE(32), images, mask)[0], mask)[0],
+                                          enc.encode(model, FakeVAE(32), images, mask)[0], mask, 1, 1.0, 0, 0.0)[0]
+    frames = N["MarDiniFrameAssembler"]().assemble(FakeVAE(32), latent, images, mask)[0]
+    assert frames.shape == (9, 32, 64, 3) and torch.equal(frames[0], images[0, 8:40, 4:68]), "given frames cropped the same way"
 
 
 def test_nodes_refuse_mixed_masks(model):
