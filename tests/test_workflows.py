@@ -15,7 +15,9 @@ from comfy_fakes import REPO, load_pack
 PACK = load_pack()
 CORE = json.loads((Path(__file__).with_name("comfyui_core_nodes.json")).read_text())
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
-TASKS = {"image_to_video", "interpolation", "loop", "expansion", "slow_motion", "novel_view"}
+TASKS = {"image to video", "interpolation", "loop", "video expansion", "slow motion from keyframes", "novel view",
+         "smoother or slower video"}
+FRONTEND_ONLY = {"Note", "MarkdownNote"}  # drawn by the frontend, never sent to the server
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 AUTOGROW = "COMFY_AUTOGROW_V3"  # a growing list of inputs "<name>.<prefix>0", "<name>.<prefix>1", ...
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
@@ -72,7 +74,9 @@ def check_autogrow(node, name, template):
 
 
 def test_one_workflow_per_task():
-    assert {p.stem.removeprefix("mardini_") for p in WORKFLOWS} == TASKS
+    assert {p.stem.removeprefix("MarDini ") for p in WORKFLOWS} == TASKS
+    for path in WORKFLOWS:
+        assert path.with_suffix(".jpg").is_file(), f"{path.name} has no thumbnail for the template browser"
 
 
 def test_core_list_is_from_a_real_comfyui():
@@ -89,8 +93,13 @@ def test_workflow_is_valid(path):
     links = {link[0]: link for link in graph["links"]}
     assert len(links) == len(graph["links"]) and graph["last_link_id"] >= max(links)
 
+    notes = [n for n in graph["nodes"] if n["type"] in FRONTEND_ONLY]
+    assert len(notes) == 1 and "GPU" in notes[0]["widgets_values"][0], "every template explains itself in one note"
     for node in graph["nodes"]:
         node_type = node["type"]
+        if node_type in FRONTEND_ONLY:
+            assert not node["inputs"] and not node["outputs"]
+            continue
         assert node_type in PACK.NODE_CLASS_MAPPINGS or node_type in CORE["core_node_types"], node_type
         spec = spec_of(node_type)
         declared = {i["name"]: i for i in node["inputs"]}
@@ -100,8 +109,10 @@ def test_workflow_is_valid(path):
             if kind == AUTOGROW:
                 check_autogrow(node, name, options["template"])
                 continue
-            is_link = kind not in WIDGET_TYPES or name in declared and "widget" in declared[name]
-            if kind == "*" or is_link:
+            if kind in WIDGET_TYPES and name in declared and "widget" in declared[name]:
+                # a widget fed by a link: the frontend still saves a value for it, in its place
+                assert declared[name]["type"] == kind and declared[name]["link"] is not None, f"{node_type}.{name}"
+            if kind == "*" or kind not in WIDGET_TYPES:
                 assert name in declared, f"{node_type}.{name} is missing from the node's inputs"
                 assert declared[name]["type"] == kind, f"{node_type}.{name}: {declared[name]['type']} != {kind}"
                 assert declared[name]["link"] is not None, f"{node_type}.{name} is not connected"

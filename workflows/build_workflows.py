@@ -1,7 +1,10 @@
 """Writes the example workflows (ComfyUI UI format) in this folder: python workflows/build_workflows.py
 
-One graph per task of the paper. Only MarDini nodes and ComfyUI core nodes; images are read from
-ComfyUI's input folder under the names below (put your own there, or pick others in LoadImage).
+One graph per task of the paper, plus the "smoother / slower video" job. Only MarDini nodes and
+ComfyUI core nodes; the example images and video come with the pack (assets/) and are copied into
+ComfyUI's input folder when the pack loads (nodes/examples.py), under the names used here. The model
+and its autoencoder are the embedded default's: a template runs as opened, with nothing to download.
+Defaults finish on a 2-core CPU in a few minutes; each template's note says what to raise on a GPU.
 tests/test_workflows.py checks every file against the node specs of a real ComfyUI.
 """
 from __future__ import annotations
@@ -13,7 +16,11 @@ import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SIZE = 256  # pixels; a multiple of every preset's size step
+NOTE_SIZE = [420, 300]
+
+
+SIZES = {"LoadImage": 330, "LoadVideo": 330, "MarDiniSampler": 420, "MarDiniSmootherVideo": 300, "MarDiniLongVideo": 330,
+         "SaveAnimatedWEBP": 380, "MarDiniFrameMask": 230, "PreviewAny": 200}
 
 
 class Graph:
@@ -24,7 +31,7 @@ class Graph:
 
     def node(self, type_, col, row, inputs=(), outputs=(), widgets=(), title=None):
         node = {
-            "id": len(self.nodes) + 1, "type": type_, "pos": [40 + 330 * col, 40 + 230 * row], "size": [300, 330 if type_ == "LoadImage" else 150],
+            "id": len(self.nodes) + 1, "type": type_, "pos": [40 + 340 * col, 40 + 250 * row], "size": [310, SIZES.get(type_, 150)],
             "flags": {}, "order": len(self.nodes), "mode": 0,
             "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
             "outputs": [{"name": n, "type": t, "slot_index": i, "links": []} for i, (n, t) in enumerate(outputs)],
@@ -33,6 +40,13 @@ class Graph:
         if title:
             node["title"] = title
         self.nodes.append(node)
+        return node
+
+    def note(self, text, col=0, row=0):
+        """A Note on the canvas (a frontend node: it is never sent to the server)."""
+        node = self.node("Note", col, row, widgets=[text], title="About this template")
+        node["size"] = list(NOTE_SIZE)
+        node["color"], node["bgcolor"] = "#432", "#653"
         return node
 
     def link(self, src, out, dst, inp):
@@ -44,17 +58,17 @@ class Graph:
         src["outputs"][out_slot]["links"].append(link_id)
         dst["inputs"][in_slot]["link"] = link_id
 
-    def save(self, name, note, pattern):
+    def save(self, name, pattern):
         for n in self.nodes:
             for o in n["outputs"]:
                 o["links"] = o["links"] or None
         graph = {
             "last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
             "links": self.links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [60, 60]}, "mardini_note": note}, "version": 0.4,
+            "extra": {"ds": {"scale": 0.7, "offset": [40, 40]}}, "version": 0.4,
         }
         (HERE / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
-        thumbnail(HERE / f"{name}.jpg", name.removeprefix("mardini_").replace("_", " "), pattern)
+        thumbnail(HERE / f"{name}.jpg", name.removeprefix("MarDini "), pattern)
 
 
 def thumbnail(path, title, pattern, width=480, height=270):
@@ -74,116 +88,187 @@ def thumbnail(path, title, pattern, width=480, height=270):
 
 
 def load_images(g, names):
-    """LoadImage for each name, batched in order (BatchImagesNode), then resized: -> the IMAGE node."""
-    loads = [g.node("LoadImage", 0, 1.6 * i, outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")], widgets=[n, "image"])
+    """LoadImage for each name, batched in order (BatchImagesNode): -> the IMAGE node."""
+    loads = [g.node("LoadImage", 0, 1.4 + 1.4 * i, outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")], widgets=[n, "image"])
              for i, n in enumerate(names)]
     if len(loads) == 1:
-        return resize(g, loads[0], 0)
+        return loads[0]
     # an autogrowing input list: one slot per image plus the empty slot the UI always offers
-    batch = g.node("BatchImagesNode", 1, 0, inputs=[(f"images.image{i}", "IMAGE") for i in range(len(loads) + 1)],
+    batch = g.node("BatchImagesNode", 1, 1.4, inputs=[(f"images.image{i}", "IMAGE") for i in range(len(loads) + 1)],
                    outputs=[("IMAGE", "IMAGE")])
     for i, (slot, load) in enumerate(zip(batch["inputs"], loads + [None])):
         slot["label"] = f"image{i}"
         if load:
             g.link(load, "IMAGE", batch, slot["name"])
-    return resize(g, batch, 1)
+    return batch
 
 
-def resize(g, image_node, row):
-    scale = g.node("ImageScale", 1, row, inputs=[("image", "IMAGE")], outputs=[("IMAGE", "IMAGE")],
-                   widgets=["area", SIZE, SIZE, "center"])
-    g.link(image_node, "IMAGE", scale, "image")
-    return scale
+def load_video(g, name="mardini_video.mp4"):
+    """LoadVideo -> GetVideoComponents: -> the components node (images, audio, fps, bit_depth)."""
+    video = g.node("LoadVideo", 0, 1.4, outputs=[("VIDEO", "VIDEO")], widgets=[name, "image"])
+    parts = g.node("GetVideoComponents", 1, 1.4, inputs=[("video", "VIDEO")],
+                   outputs=[("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"), ("bit_depth", "INT")])
+    g.link(video, "VIDEO", parts, "video")
+    return parts
 
 
-def model_and_vae(g, col=2):
-    model = g.node("MarDiniModelLoader", col, 0, outputs=[("model", "MARDINI_MODEL")],
-                   widgets=["(embedded default)", "auto", "auto", "gpu"])
-    vae = g.node("VAELoader", col, 1, outputs=[("VAE", "VAE")], widgets=["taef2"], title="VAE the model was trained with")
-    return model, vae
+def load_model(g, col=1, row=0):
+    """The embedded default model and its own autoencoder (the loader's vae output): nothing to download."""
+    return g.node("MarDiniModelLoader", col, row, outputs=[("model", "MARDINI_MODEL"), ("vae", "VAE")],
+                  widgets=["(embedded default)", "auto", "auto", "auto"])
 
 
-def save_webp(g, image_node, out, prefix, col, row=0, fps=8.0):
-    save = g.node("SaveAnimatedWEBP", col, row, inputs=[("images", "IMAGE")], outputs=[("images", "IMAGE")],
+def save_webp(g, image_node, out, prefix, col, row=0, fps=8.0, fps_from=None):
+    inputs = [("images", "IMAGE")] + ([("fps", "FLOAT")] if fps_from else [])
+    save = g.node("SaveAnimatedWEBP", col, row, inputs=inputs, outputs=[("images", "IMAGE")],
                   widgets=[f"MarDini/{prefix}", fps, False, 90, "default"])
+    if fps_from:
+        save["inputs"][1]["widget"] = {"name": "fps"}
+        g.link(fps_from[0], fps_from[1], save, "fps")
     g.link(image_node, out, save, "images")
 
 
-def clip_workflow(name, note, images, preset, pattern, given=2, guidance=1.0, image_node=None):
+def clip_workflow(name, note, images, preset, pattern, given=2, guidance=2.5, steps=25, image_node=None, fps=8.0):
     """The one-window chain: mask, encode, plan once, sample, assemble, save."""
     g = Graph() if image_node is None else image_node[0]
+    g.note(note)
     pixels = load_images(g, images) if image_node is None else image_node[1]
-    model, vae = model_and_vae(g)
-    mask = g.node("MarDiniFrameMask", 2, 2, outputs=[("mask", "MARDINI_MASK"), ("pattern", "STRING")],
+    model = load_model(g)
+    mask = g.node("MarDiniFrameMask", 2, 0, outputs=[("mask", "MARDINI_MASK"), ("pattern", "STRING")],
                   widgets=[len(pattern), preset, given, pattern])
-    enc = g.node("MarDiniVAEEncode", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE"),
-                                                  ("mask", "MARDINI_MASK")], outputs=[("latents", "MARDINI_LATENTS")])
-    planner = g.node("MarDiniPlanner", 3, 1, inputs=[("model", "MARDINI_MODEL"), ("latents", "MARDINI_LATENTS"),
-                                                    ("mask", "MARDINI_MASK")], outputs=[("plan", "MARDINI_PLAN")])
-    sampler = g.node("MarDiniSampler", 4, 0, inputs=[("model", "MARDINI_MODEL"), ("plan", "MARDINI_PLAN"),
+    enc = g.node("MarDiniVAEEncode", 2, 1.2, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE"),
+                                                    ("mask", "MARDINI_MASK")], outputs=[("latents", "MARDINI_LATENTS")],
+                 widgets=["crop"])
+    planner = g.node("MarDiniPlanner", 2, 2.2, inputs=[("model", "MARDINI_MODEL"), ("latents", "MARDINI_LATENTS"),
+                                                      ("mask", "MARDINI_MASK")], outputs=[("plan", "MARDINI_PLAN")])
+    sampler = g.node("MarDiniSampler", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("plan", "MARDINI_PLAN"),
                                                     ("latents", "MARDINI_LATENTS"), ("mask", "MARDINI_MASK")],
-                     outputs=[("latent", "LATENT")], widgets=[25, guidance, 0, "fixed", 0.0])
-    assemble = g.node("MarDiniFrameAssembler", 4, 2, inputs=[("vae", "VAE"), ("latent", "LATENT"), ("images", "IMAGE"),
+                     outputs=[("latent", "LATENT")], widgets=[steps, guidance, 0, "fixed", 0.0, True])
+    assemble = g.node("MarDiniFrameAssembler", 3, 2, inputs=[("vae", "VAE"), ("latent", "LATENT"), ("images", "IMAGE"),
                                                             ("mask", "MARDINI_MASK")], outputs=[("frames", "IMAGE")],
-                      widgets=[True])
+                      widgets=[True, "crop"])
     for dst in (enc, planner, sampler):
         g.link(model, "model", dst, "model")
     for dst in (enc, planner, sampler, assemble):
         g.link(mask, "mask", dst, "mask")
-    g.link(vae, "VAE", enc, "vae")
-    g.link(vae, "VAE", assemble, "vae")
+    g.link(model, "vae", enc, "vae")
+    g.link(model, "vae", assemble, "vae")
     g.link(pixels, "IMAGE", enc, "images")
     g.link(pixels, "IMAGE", assemble, "images")
     g.link(enc, "latents", planner, "latents")
     g.link(enc, "latents", sampler, "latents")
     g.link(planner, "plan", sampler, "plan")
     g.link(sampler, "latent", assemble, "latent")
-    save_webp(g, assemble, "frames", name.removeprefix("mardini_"), col=5)
-    g.save(name, note, pattern)
+    save_webp(g, assemble, "frames", name.removeprefix("MarDini ").replace(" ", "_"), col=4, fps=fps)
+    g.save(name, pattern)
+
+
+GPU = "On a GPU: raise {what}."
+CPU_TIME = "On a 2-core CPU it took {time} in ComfyUI 0.33 (first run, model loading included)."
+
+
+def note(what, inputs, gpu, time):
+    return "\n\n".join([what, inputs, GPU.format(what=gpu), CPU_TIME.format(time=time)])
+
+
+EXAMPLE_IMAGES = ("The example pictures are frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0; they were copied "
+                  "into ComfyUI's input folder when the pack loaded. Pick your own in Load Image (any size: 'fit' "
+                  "crops them to multiples of 32).")
+TIMES = {  # measured with ../shared/tools (comfy_ui_check.js --run), see the README
+    "image to video": "about 1 minute",
+    "interpolation": "about 1 minute",
+    "loop": "about 1 minute",
+    "expansion": "about 1 minute",
+    "slow motion": "about 2 minutes",
+    "novel view": "about 1 minute",
+    "smoother": "about 2 minutes",
+}
 
 
 def expansion_workflow():
     g = Graph()
-    video = g.node("LoadVideo", 0, 0, outputs=[("VIDEO", "VIDEO")], widgets=["mardini_video.mp4", "image"])
-    parts = g.node("GetVideoComponents", 0, 1, inputs=[("video", "VIDEO")],
-                   outputs=[("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"), ("bit_depth", "INT")])
-    first = g.node("ImageFromBatch", 0, 2, inputs=[("image", "IMAGE")], outputs=[("IMAGE", "IMAGE")], widgets=[0, 3])
-    g.link(video, "VIDEO", parts, "video")
+    parts = load_video(g)
+    first = g.node("ImageFromBatch", 1, 2.6, inputs=[("image", "IMAGE")], outputs=[("IMAGE", "IMAGE")], widgets=[0, 3])
     g.link(parts, "images", first, "image")
-    clip_workflow("mardini_expansion", "Video expansion: the first 3 frames of a video continue for 6 more.",
-                  None, "expansion", "xxx......", given=3, guidance=2.5, image_node=(g, resize(g, first, 3)))
+    clip_workflow("MarDini video expansion", note(
+        "Video expansion: the first 3 frames of a video, and 6 more frames that continue it (9 in all, the embedded "
+        "model's window). For longer continuations use MarDini Long Video, mode expansion.",
+        "The example video is 17 frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0, copied into ComfyUI's "
+        "input folder when the pack loaded; pick your own in Load Video.",
+        "steps to 25-50", TIMES["expansion"]),
+        None, "expansion", "xxx......", given=3, steps=25, image_node=(g, first), fps=12.5)
 
 
 def slow_motion_workflow():
     g = Graph()
-    pixels = load_images(g, [f"mardini_keyframe_{i}.png" for i in range(1, 5)])
-    model, vae = model_and_vae(g)
+    g.note(note(
+        "Slow motion from keyframes (paper, Fig. 10): 4 pictures spread over 25 frames, everything between made by the "
+        "model in several runs of its 9-frame window (the plan is shown in the text box).",
+        EXAMPLE_IMAGES,
+        "frames to 128 (the paper's 4 -> 128) and steps to 25", TIMES["slow motion"]))
+    pixels = load_images(g, [f"mardini_keyframe_{i}.jpg" for i in range(1, 5)])
+    model = load_model(g, col=2)
     long_video = g.node("MarDiniLongVideo", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE")],
                         outputs=[("frames", "IMAGE"), ("plan", "STRING")],
-                        widgets=["slow motion", 128, 0, 25, 1.0, 0, "fixed", 0.0, True])
+                        widgets=["slow motion", 25, 0, 12, 1.0, 0, "fixed", 0.0, True, "crop"])
     g.link(model, "model", long_video, "model")
-    g.link(vae, "VAE", long_video, "vae")
+    g.link(model, "vae", long_video, "vae")
     g.link(pixels, "IMAGE", long_video, "images")
-    show = g.node("PreviewAny", 4, 2, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of windows")
+    show = g.node("PreviewAny", 4, 1.6, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of model runs")
     g.link(long_video, "plan", show, "source")
-    save_webp(g, long_video, "frames", "slow_motion", col=4, fps=24.0)
-    keys = {round(i * 127 / 3) for i in range(4)}
-    g.save("mardini_slow_motion", "Hierarchical generation (paper, Fig. 10): 4 images -> 128-frame slow motion.",
-           "".join("x" if i in keys else "." for i in range(128)))
+    save_webp(g, long_video, "frames", "slow_motion", col=4, fps=12.0)
+    keys = {round(i * 24 / 3) for i in range(4)}
+    g.save("MarDini slow motion from keyframes", "".join("x" if i in keys else "." for i in range(25)))
+
+
+def smoother_workflow():
+    g = Graph()
+    g.note(note(
+        "Smoother or slower video: a new frame between every two frames of the video (x2; x4 and x8 make 3 and 7), "
+        "the video's own frames kept exactly. Saved at twice the fps: the same duration, smoother. For slow motion "
+        "instead, disconnect the fps link into Save and type the video's own fps.",
+        "The example video is 17 frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0 (12.5 fps), copied into "
+        "ComfyUI's input folder when the pack loaded; pick your own in Load Video.",
+        "steps to 25 and the multiplier as you like", TIMES["smoother"]))
+    parts = load_video(g)
+    model = load_model(g, col=1, row=0)
+    smooth = g.node("MarDiniSmootherVideo", 2, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("video", "IMAGE"),
+                                                         ("fps", "FLOAT")],
+                    outputs=[("frames", "IMAGE"), ("fps", "FLOAT"), ("plan", "STRING")],
+                    widgets=["x2", 12.5, 12, 0, "fixed", True, "crop"])
+    smooth["inputs"][3]["widget"] = {"name": "fps"}
+    g.link(model, "model", smooth, "model")
+    g.link(model, "vae", smooth, "vae")
+    g.link(parts, "images", smooth, "video")
+    g.link(parts, "fps", smooth, "fps")
+    show = g.node("PreviewAny", 3, 1.6, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of model runs")
+    g.link(smooth, "plan", show, "source")
+    save_webp(g, smooth, "frames", "smoother", col=3, fps=25.0, fps_from=(smooth, "fps"))
+    g.save("MarDini smoother or slower video", "x." * 16 + "x")
 
 
 def main():
-    clip_workflow("mardini_image_to_video", "Image-to-video: one image as the first frame, 8 frames generated (guidance 2.5).",
-                  ["mardini_first_frame.png"], "image-to-video (first)", "x........", guidance=2.5)
-    clip_workflow("mardini_interpolation", "Interpolation: first and last frame given, 7 frames between (no guidance).",
-                  ["mardini_first_frame.png", "mardini_last_frame.png"], "interpolation", "x.......x")
-    clip_workflow("mardini_loop", "Loop: one image as first and last frame, the motion between generated.",
-                  ["mardini_first_frame.png"], "loop", "x.......x")
+    clip_workflow("MarDini image to video", note(
+        "Image to video: one picture as the first frame, 8 more frames made from it (guidance 2.5, the paper's "
+        "setting for one given end).", EXAMPLE_IMAGES, "steps to 25-50", TIMES["image to video"]),
+        ["mardini_first_frame.png"], "image-to-video (first)", "x........")
+    clip_workflow("MarDini interpolation", note(
+        "Interpolation: a first and a last picture, the 7 frames between made by the model (guidance turns itself "
+        "off between two given frames). For many in-betweens use MarDini Smoother / Slower Video or Long Video.",
+        EXAMPLE_IMAGES, "steps to 25-50", TIMES["interpolation"]),
+        ["mardini_first_frame.png", "mardini_last_frame.png"], "interpolation", "x.......x")
+    clip_workflow("MarDini loop", note(
+        "Loop: one picture as first and last frame, the motion between made by the model, so the clip repeats "
+        "seamlessly.", EXAMPLE_IMAGES, "steps to 25-50", TIMES["loop"]),
+        ["mardini_first_frame.png"], "loop", "x.......x")
     expansion_workflow()
     slow_motion_workflow()
-    clip_workflow("mardini_novel_view", "Zero-shot novel-view synthesis (paper, Fig. 8): two views of an object as first "
-                  "and last frame, the views between generated.", ["mardini_view_a.png", "mardini_view_b.png"],
-                  "interpolation", "x.......x")
+    clip_workflow("MarDini novel view", note(
+        "Novel-view synthesis (paper, Fig. 8): two photos of an object from two angles as first and last frame, the "
+        "views between made by the model (zero-shot). The example pictures stand in for two views: replace them with "
+        "your own photos.", EXAMPLE_IMAGES, "steps to 25-50", TIMES["novel view"]),
+        ["mardini_view_a.jpg", "mardini_view_b.jpg"], "interpolation", "x.......x")
+    smoother_workflow()
 
 
 if __name__ == "__main__":
