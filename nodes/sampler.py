@@ -25,8 +25,7 @@ RESTORE_DETAIL = ("BOOLEAN", {"default": True, "tooltip":
     "pictures (exact where nothing moves). Turn off to see the model's own output."})
 
 
-GUIDANCE_FOLLOWS_MASK = ("BOOLEAN", {"default": True, "label_on": "auto: off between two given frames",
-    "label_off": "always as set", "tooltip":
+GUIDANCE_FOLLOWS_MASK = ("BOOLEAN", {"default": True, "label_on": "auto", "label_off": "always", "tooltip":
     "auto: guidance is used when your pictures give only one end of the clip (e.g. image-to-video, 2.5), and turned "
     "off when both ends are given (interpolation, loop), as in the paper. Switch to 'always' to use the value as set."})
 

@@ -57,8 +57,7 @@ CONTRACT = {
         "display": "MarDini Sampler",
         "inputs": [("model", "MARDINI_MODEL", {}), ("plan", "MARDINI_PLAN", {}), ("latents", "MARDINI_LATENTS", {}),
                    ("mask", "MARDINI_MASK", {}), *SAMPLING],
-        "optional": [("guidance_follows_mask", "BOOLEAN", {"default": True, "label_on": "auto: off between two given frames",
-                                                          "label_off": "always as set"})],
+        "optional": [("guidance_follows_mask", "BOOLEAN", {"default": True, "label_on": "auto", "label_off": "always"})],
         "returns": [("LATENT", "latent")],
     },
     "MarDiniFrameAssembler": {

@@ -1,9 +1,11 @@
 """Every example workflow is a valid ComfyUI graph that uses only our nodes and ComfyUI core nodes.
 
 Core node types and the specs of those the workflows use come from a real ComfyUI's /object_info
-(tests/comfyui_core_nodes.json says which); ours come from the pack. Checked: node types exist, links
-join an existing output to an existing input of the same type (both ends agree), every link input is
-connected, every widget value fits its input (type, range, choices), and the mask nodes build.
+(tests/comfyui_core_nodes.json says which; recorded with ../shared/tools/comfy_harness.sh in a fresh
+ComfyUI 0.33 with only this pack); ours come from the pack. Checked: node types exist, links join an
+existing output to an existing input of the same type (both ends agree), every link input is
+connected, every widget value fits its input (type, range, choices), every file a template loads is
+an example the pack ships (and copies into ComfyUI's input folder), and the mask nodes build.
 """
 import json
 from pathlib import Path
@@ -23,6 +25,7 @@ AUTOGROW = "COMFY_AUTOGROW_V3"  # a growing list of inputs "<name>.<prefix>0", "
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 # combos listing files of the user's install (input folder, models): any name may be saved
 FILE_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file"), ("VAELoader", "vae_name"), ("MarDiniModelLoader", "model")}
+INPUT_FILE_COMBOS = {("LoadImage", "image"), ("LoadVideo", "file")}
 
 
 def spec_of(node_type):
@@ -50,7 +53,13 @@ def check_widget(node_type, name, kind, options, value):
     where = f"{node_type}.{name}={value!r}"
     if kind == "COMBO":
         assert isinstance(value, str), where
-        if (node_type, name) not in FILE_COMBOS:
+        if (node_type, name) in INPUT_FILE_COMBOS:
+            # a file of ComfyUI's input folder: one of the examples the pack copies there, listed by the real ComfyUI
+            assert value in PACK.nodes.examples.EXAMPLES and value in options["options"], where
+            assert (PACK.nodes.examples.ASSETS / PACK.nodes.examples.EXAMPLES[value]).is_file(), where
+        elif (node_type, name) == ("MarDiniModelLoader", "model"):
+            assert value == "(embedded default)", f"{where}: a template must run with nothing downloaded"
+        elif (node_type, name) not in FILE_COMBOS:
             assert value in options["options"], where
     elif kind == "INT":
         assert isinstance(value, int) and not isinstance(value, bool), where

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-NOTE_SIZE = [420, 300]
+NOTE_SIZE = [310, 330]
 
 
 SIZES = {"LoadImage": 330, "LoadVideo": 330, "MarDiniSampler": 420, "MarDiniSmootherVideo": 300, "MarDiniLongVideo": 330,
@@ -65,7 +65,7 @@ class Graph:
         graph = {
             "last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
             "links": self.links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.7, "offset": [40, 40]}}, "version": 0.4,
+            "extra": {"ds": {"scale": 0.7, "offset": [80, 90]}}, "version": 0.4,
         }
         (HERE / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
         thumbnail(HERE / f"{name}.jpg", name.removeprefix("MarDini "), pattern)
