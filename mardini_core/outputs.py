@@ -33,7 +33,6 @@ def safe_name(name: object, fallback: str = "clip") -> str:
     would collapse to one name keep apart by a short hash of the original)."""
     text = unicodedata.normalize("NFC", str(name))
     clean = _UNSAFE.sub("_", text).strip(" .")
-    clean = re.sub(r"_+", "_", clean)
     if not clean or _RESERVED.fullmatch(clean):
         clean = f"{fallback}_{clean}" if clean else fallback
     if clean != text or len(clean) > MAX_NAME:

@@ -1,9 +1,13 @@
 """Reading images and videos as float RGB arrays, writing clips as .mp4, .gif or a folder of PNGs.
 
 Arrays are (N, H, W, 3) float32 RGB in [0, 1] (ComfyUI's IMAGE layout). OpenCV does the codecs; the
-GIF writer is our own (palette + LZW), since OpenCV builds before 4.11 cannot write GIF and PIL is
-not a dependency. Outputs are written to a temporary name and renamed, and an existing output is
-replaced only with `overwrite=True`.
+GIF writer is our own (palette + LZW), since OpenCV builds before 4.11 cannot write GIF. Pillow reads
+an image's header first: its size is checked against the pixel limit and the memory available before
+anything is decoded (memory.py), and its EXIF orientation is applied as `ImageOps.exif_transpose`
+would (phone photos come out upright). Videos are decoded frame by frame into one preallocated
+array, after an estimate of its size. Outputs are written to a temporary name (a PNG folder: a
+temporary folder) and renamed, so a failure never leaves a half output nor removes the old one; an
+existing output is replaced only with `overwrite=True`.
 """
 from __future__ import annotations
 
@@ -15,31 +19,116 @@ import shutil
 import struct
 from pathlib import Path
 
+import tempfile
+import warnings
+
 import cv2
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import InputError
+from .errors import InputError, OutputError
+from .memory import check_fits
+from .outputs import disk_full
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 PNG_FRAME = re.compile(r"frame_\d{5,}\.png")
 MP4_CODECS = ("avc1", "mp4v")  # H.264 where the OpenCV build has an encoder (plays in browsers), else MPEG-4
+MAX_PIXELS = 1 << 30  # OpenCV's own decoding limit (CV_IO_MAX_IMAGE_PIXELS); Pillow's bomb check may refuse earlier
+GIF_MAX_SIDE = 65535  # a GIF stores its width and height in 16 bits
+# EXIF orientation -> the NumPy view ImageOps.exif_transpose gives (rows, columns, channels)
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+_PILLOW_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La", "RGBa"}  # 8 bits a channel
+
+
+def image_header(path: Path) -> tuple[int, int, int, bool] | None:
+    """(width, height, EXIF orientation 1..8, whether Pillow decodes it) from the file's header, without
+    decoding it; None when Pillow does not know the format (OpenCV may still read it). Pillow decodes
+    8-bit images other than PNG (OpenCV's TIFF reader applies a file's orientation by itself, so two
+    readers would disagree); PNG and 16-bit or float images go to OpenCV, which keeps their depth."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:  # Pillow is a dependency; without it images are read unchecked and unrotated
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                pillow = im.format != "PNG" and im.mode in _PILLOW_MODES
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1))
+                except Exception:  # a damaged EXIF block: the pixels are still fine
+                    orientation = 1
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path.name} is too large to read safely ({exc}); resize it below {MAX_PIXELS // 10**6} megapixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    return width, height, orientation if orientation in _ORIENT else 1, pillow
+
+
+def _read_with_pillow(path: Path) -> np.ndarray | None:
+    from PIL import Image, ImageOps
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im = ImageOps.exif_transpose(im)
+                if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+                    im = im.convert("RGBA")  # drop alpha as OpenCV's path does: the colour under it, not blended
+                return np.asarray(im.convert("RGB"), np.float32) / 255
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """One image file -> (H, W, 3) float32 RGB in [0, 1] (alpha dropped, grey expanded, 16-bit kept)."""
+    """One image file -> (H, W, 3) float32 RGB in [0, 1] (alpha dropped, grey expanded, 16-bit kept, EXIF
+    orientation applied). Its size is checked from the header before decoding."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image {path} does not exist; check the path")
+    header = image_header(path)
+    if header is not None:
+        width, height = header[:2]
+        if width * height > MAX_PIXELS:
+            raise InputError(f"{path.name} claims {width}x{height} pixels, more than the {MAX_PIXELS // 10**6} megapixels an image may have; resize it")
+        check_fits(width * height * (3 * 4 + 8), f"reading {path.name} ({width}x{height})", "resize the image first")
+    if header is not None and header[3]:
+        rgb = _read_with_pillow(path)
+        if rgb is None:
+            raise InputError(f"cannot read {path} as an image (damaged or truncated); use PNG or JPG")
+        return rgb
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise InputError(f"cannot read {path} as an image; use PNG or JPG")
-    return _to_rgb_float(image)
+    rgb = _to_rgb_float(image)
+    if header is not None and header[2] != 1:
+        rgb = np.ascontiguousarray(_ORIENT[header[2]](rgb))
+    return rgb
 
 
-def read_images(paths) -> np.ndarray:
-    """Several image files of one size -> (N, H, W, 3)."""
-    images = [read_image(p) for p in paths]
+def read_images(paths, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Several image files -> (N, H, W, 3): of one size, or each resized and centre-cropped to `size`
+    (width, height) when given, so --size applies before the sizes are compared."""
+    paths = list(paths)
+    if size is not None:
+        check_fits(len(paths) * size[0] * size[1] * 3 * 4 * 2, f"{len(paths)} image(s) at {size[0]}x{size[1]}", "pass a smaller --size")
+    images = []
+    for p in paths:
+        image = read_image(p)
+        if size is not None and image.shape[1::-1] != tuple(size):
+            image = resize_and_crop(image[None], *size)[0]
+        images.append(image)
     sizes = {im.shape[:2] for im in images}
     if len(sizes) > 1:
         listed = ", ".join(f"{Path(p).name} {im.shape[1]}x{im.shape[0]}" for p, im in zip(paths, images))
@@ -48,24 +137,48 @@ def read_images(paths) -> np.ndarray:
 
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """A video file -> ((N, H, W, 3) frames, frames per second); at most `max_frames` from the start."""
+    """A video file -> ((N, H, W, 3) frames, frames per second); at most `max_frames` from the start.
+
+    The frame count and size from the container are checked against the memory available first; frames
+    are then decoded one at a time into one preallocated float32 array (never a list of all frames
+    beside their stacked copy)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video {path} does not exist; check the path")
     capture = cv2.VideoCapture(str(path))
-    frames = []
     try:
-        while max_frames is None or len(frames) < max_frames:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        expected = min(count, max_frames) if max_frames is not None and count > 0 else (count or max_frames or 0)
+        if expected > 0 and width > 0 and height > 0:
+            check_fits(expected * width * height * 3 * 4, f"{path.name}: {expected} frames of {width}x{height}",
+                       "read fewer frames (--video-frames N) or use a shorter or smaller video")
+        frames: np.ndarray | None = None
+        n = 0
+        while max_frames is None or n < max_frames:
             ok, frame = capture.read()
             if not ok:
                 break
-            frames.append(_to_rgb_float(frame))
+            rgb = _to_rgb_float(frame)
+            if frames is None or n == len(frames) or frames.shape[1:] != rgb.shape:
+                if frames is not None and frames.shape[1:] != rgb.shape:
+                    raise InputError(f"{path.name} changes its frame size at frame {n}; re-encode it at one size")
+                grow = expected - n if expected > n else max(8, n)  # the container's count, else doubling
+                grow = min(grow, max_frames - n) if max_frames is not None else grow
+                check_fits((n + grow) * rgb.nbytes, f"{path.name}: {n + grow} frames of {rgb.shape[1]}x{rgb.shape[0]}",
+                           "read fewer frames (--video-frames N) or use a shorter or smaller video")
+                bigger = np.empty((n + grow, *rgb.shape), np.float32)
+                if frames is not None:
+                    bigger[:n] = frames[:n]
+                frames = bigger
+            frames[n] = rgb
+            n += 1
         fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
     finally:
         capture.release()
-    if not frames:
+    if frames is None or n == 0:
         raise InputError(f"cannot read any frame from {path}; use a video OpenCV can decode (e.g. .mp4 with H.264 or MPEG-4)")
-    return np.stack(frames), fps
+    return frames[:n], fps
 
 
 def _to_rgb_float(image: np.ndarray) -> np.ndarray:
@@ -93,6 +206,7 @@ def write_frames(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, 
         raise InputError(f"frames to write must have shape (frames, height, width, 3), got {frames.shape}")
     check_output(path, overwrite)
     check_fps(fps)
+    check_frame_size(path, frames.shape[2], frames.shape[1])
     suffix = path.suffix.lower()
     pixels = (np.asarray(frames, dtype=np.float32).clip(0, 1) * 255 + 0.5).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,10 +224,21 @@ def check_output(path: str | os.PathLike, overwrite: bool = False) -> None:
     path = Path(path)
     if path.suffix.lower() not in (".mp4", ".gif", ""):
         raise InputError(f"cannot write {path.name}: use an .mp4 or .gif file name, or a folder name for PNG frames")
+    if path.suffix and path.is_dir():
+        raise InputError(f"{path} is a folder; give a new .mp4 or .gif file name, or a folder name (no suffix) for PNG frames")
     if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
         raise InputError(f"{path} already exists; choose another output name or pass --overwrite")
     if path.is_dir() and path.suffix == "":
         _check_only_frames(path)
+
+
+def check_frame_size(path: str | os.PathLike, width: int, height: int) -> None:
+    """Raise InputError for frames the output format cannot hold (callers check before long work)."""
+    if Path(path).suffix.lower() == ".gif" and max(width, height) > GIF_MAX_SIDE:
+        raise InputError(
+            f"a GIF is at most {GIF_MAX_SIDE} pixels a side, the frames are {width}x{height}; "
+            "write an .mp4 or a folder of PNG frames, or pass a smaller --size"
+        )
 
 
 FPS_RANGE = (0.01, 1000.0)  # a GIF frame lasts 1/100 s to 655 s; players handle no more either way
@@ -138,15 +263,40 @@ def _check_only_frames(folder: Path) -> None:
 
 
 def _write_png_folder(pixels: np.ndarray, folder: Path) -> None:
+    """Write the frames into a temporary folder beside `folder`, then swap it in: a failure part-way
+    leaves the old frames (or nothing) under the name, never a mix or an empty folder."""
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; give a folder name for PNG frames, or an .mp4/.gif name")
     if folder.is_dir():
-        _check_only_frames(folder)
-        shutil.rmtree(folder)  # only reached with overwrite=True or an empty folder, holding only our frames
-    folder.mkdir(parents=True)
-    for i, frame in enumerate(pixels):
-        if not cv2.imwrite(str(folder / f"frame_{i:05d}.png"), frame[:, :, ::-1]):
-            raise InputError(f"could not write PNG frames into {folder}; check the folder's permissions")
+        _check_only_frames(folder)  # only reached with overwrite=True or an empty folder, holding only our frames
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        for i, frame in enumerate(pixels):
+            if not cv2.imwrite(str(staging / f"frame_{i:05d}.png"), frame[:, :, ::-1]):
+                if disk_full(folder.parent):
+                    raise OutputError(f"the disk holding {folder.parent} is full; free space or write the frames elsewhere")
+                raise OutputError(f"could not write PNG frames into {folder.parent}; check the folder's permissions and free space")
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's folders are private; the output is an ordinary folder
+        old = None
+        if folder.is_dir():
+            old = folder.with_name(f".{folder.name}.{os.getpid()}.{os.urandom(4).hex()}.old")
+            os.replace(folder, old)
+        try:
+            os.replace(staging, folder)
+        except OSError:
+            if old is not None:
+                os.replace(old, folder)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -174,6 +324,7 @@ def _write_mp4(pixels: np.ndarray, path: Path, fps: float) -> None:
         if writer.isOpened():
             break
     else:
+        _raise_if_disk_full(path)
         raise InputError("this OpenCV build cannot write .mp4 (no avc1 or mp4v encoder); write a .gif or a folder of PNGs")
     for frame in pixels:
         writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
@@ -184,7 +335,14 @@ def _write_mp4(pixels: np.ndarray, path: Path, fps: float) -> None:
         count += 1
     capture.release()
     if count != n:
+        _raise_if_disk_full(path)
         raise InputError(f"the written .mp4 re-opens with {count} of {n} frames; write a .gif or a folder of PNGs instead")
+
+
+def _raise_if_disk_full(path: Path) -> None:
+    """A writer that fails on a full disk must say so, not blame the codec."""
+    if disk_full(path.parent):
+        raise OutputError(f"the disk holding {path.parent} is full; free space or write the output elsewhere (nothing was written)")
 
 
 # --- GIF: a fixed 6x7x6 colour cube with ordered dithering, LZW-compressed, looping forever ---

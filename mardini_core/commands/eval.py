@@ -31,6 +31,7 @@ from ..evaluation.inception import load_inception
 from ..evaluation.model_methods import mardini_methods
 from ..evaluation.protocol import I2V_BASELINES, INTERPOLATION_BASELINES, TASKS, ClipResult, evaluate_clip, mean_scores
 from ..evaluation.sheet import save_sheet
+from ..outputs import inside
 from ..pipeline import size_multiple
 from .generate import load_model, resolve_device, resolve_vae
 
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         if bank is not None:
             bank.add_clip(truth, outputs)
         if args.out:
-            save_sheet(Path(args.out) / f"{source.name}.png", sheet_rows(truth, outputs))
+            save_sheet(inside(args.out, source.name, ".png"), sheet_rows(truth, outputs))  # a manifest's name never leaves --out
     if not results:
         raise InputError(f"no clip could be evaluated ({len(skipped)} skipped, see the warnings); give videos of at least {args.frames} frames")
     report = build_report(args, vae_name, results, skipped, bank)

@@ -30,9 +30,11 @@ from ..errors import InputError, MarDiniError
 from ..hierarchical import Window, plan_windows, run_plan
 from ..pipeline import default_guidance, images_from_hwc, size_multiple
 from ..vae import load_vae
-from ..video_io import check_fps, check_output, read_images, read_video, resize_and_crop, write_frames
+from ..memory import check_fits, generation_bytes
+from ..video_io import check_fps, check_frame_size, check_output, read_images, read_video, resize_and_crop, write_frames
 
 MAX_SIDE = 8192  # pixels; --size 320000x320000 failed inside OpenCV asking for 1.2 TB
+MAX_GUIDANCE = 100.0  # far past any useful value (the paper uses 2.5); larger ones overflow the sampler to NaN
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -96,8 +98,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if len(schedule) > 1:
         print(plan_text, file=sys.stderr)
+    if args.guidance is not None and args.guidance > MAX_GUIDANCE:
+        raise InputError(f"--guidance {args.guidance:g} is far too strong (at most {MAX_GUIDANCE:g}; the paper uses 2.5): the sampler would overflow")
     vae = resolve_vae(args.vae or config.vae, device)
-    images = images_from_hwc(fit_size(inputs, size_multiple(config, vae.downscale), args.size))[list(mask.sources)]
+    multiple = size_multiple(config, vae.downscale)
+    check_budget(args.out, mask.frames, config.max_frames, vae, device, *target_size(*inputs.shape[1:3], multiple, args.size))
+    images = images_from_hwc(fit_size(inputs, multiple, args.size))[list(mask.sources)]
     guidance = default_guidance(mask) if args.guidance is None else args.guidance
     progress = TextProgress(len(schedule))
     frames = run_plan(
@@ -113,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_inputs(args: argparse.Namespace) -> np.ndarray:
-    if args.images:
-        return read_images(args.images)
+    if args.images:  # --size applies to each image before their sizes are compared
+        return read_images(args.images, size=parse_size(args.size) if args.size else None)
     if args.video_frames is not None and args.video_frames < 1:
         raise InputError(f"--video-frames must be at least 1, got {args.video_frames}")
     frames, _ = read_video(args.video, max_frames=1 if args.task in ("i2v", "loop") else args.video_frames)
@@ -143,24 +149,46 @@ def build_mask(args: argparse.Namespace, inputs: int, window: int) -> masks.Fram
     return mask.validate()
 
 
+def parse_size(size: str) -> tuple[int, int]:
+    """--size WxH -> (width, height), each from 1 to MAX_SIDE."""
+    try:
+        tw, th = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size {size!r} must look like 512x512 (width x height)") from None
+    if tw <= 0 or th <= 0:
+        raise InputError(f"--size {size} must be positive on both sides")
+    if max(tw, th) > MAX_SIDE:
+        raise InputError(f"--size {size} is too large; at most {MAX_SIDE} pixels a side")
+    return tw, th
+
+
+def target_size(h: int, w: int, multiple: int, size: str | None) -> tuple[int, int]:
+    """(width, height) the inputs are brought to: --size, or the largest the model takes within them."""
+    if size:
+        tw, th = parse_size(size)
+        if tw % multiple or th % multiple:
+            raise InputError(f"--size {size} must be a multiple of {multiple} on both sides for this model")
+        return tw, th
+    tw, th = w // multiple * multiple, h // multiple * multiple
+    if tw == 0 or th == 0:
+        raise InputError(f"input size {w}x{h} is smaller than the model's minimum {multiple}x{multiple}; pass --size")
+    return tw, th
+
+
+def check_budget(out: str, frames: int, window: int, vae, device, width: int, height: int) -> None:
+    """Before any resizing or model call: the output format holds the size, and the memory estimate fits."""
+    check_frame_size(out, width, height)
+    vae_width = getattr(getattr(vae, "config", None), "width", 64)
+    check_fits(generation_bytes(frames, min(frames, window), height, width, vae_width), f"generating {frames} frames of {width}x{height}",
+               "pass a smaller --size WxH (or fewer --frames)", device)
+
+
 def fit_size(inputs: np.ndarray, multiple: int, size: str | None) -> np.ndarray:
     """Resize and centre-crop to --size, or to the largest size the model takes within the inputs."""
     h, w = inputs.shape[1:3]
-    if size:
-        try:
-            tw, th = (int(v) for v in size.lower().split("x"))
-        except ValueError:
-            raise InputError(f"--size {size!r} must look like 512x512 (width x height)") from None
-        if tw % multiple or th % multiple or tw <= 0 or th <= 0:
-            raise InputError(f"--size {size} must be a multiple of {multiple} on both sides for this model")
-        if max(tw, th) > MAX_SIDE:
-            raise InputError(f"--size {size} is too large; at most {MAX_SIDE} pixels a side")
-    else:
-        tw, th = w // multiple * multiple, h // multiple * multiple
-        if tw == 0 or th == 0:
-            raise InputError(f"input size {w}x{h} is smaller than the model's minimum {multiple}x{multiple}; pass --size")
-        if (tw, th) != (w, h):
-            print(f"note: inputs of {w}x{h} are resized and centre-cropped to {tw}x{th} (a multiple of {multiple})", file=sys.stderr)
+    tw, th = target_size(h, w, multiple, size)
+    if not size and (tw, th) != (w, h):
+        print(f"note: inputs of {w}x{h} are resized and centre-cropped to {tw}x{th} (a multiple of {multiple})", file=sys.stderr)
     return inputs if (tw, th) == (w, h) else resize_and_crop(inputs, tw, th)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
+from ..outputs import safe_name
 from .video import VIDEO_SUFFIXES, VideoReadError, probe
 
 MANIFEST = "manifest.json"
@@ -43,10 +44,11 @@ def _manifest_segments(folder: Path) -> list[Wanted]:
     try:
         entries = json.loads((folder / MANIFEST).read_text())
         return [
-            (folder / e["file"], int(e.get("start_frame", 0)), int(e["num_frames"]) if "num_frames" in e else None, str(e.get("name", "")))
+            (folder / e["file"], int(e.get("start_frame", 0)), int(e["num_frames"]) if "num_frames" in e else None,
+             safe_name(e["name"]) if e.get("name") not in (None, "") else "")  # names become file names (eval's sheets)
             for e in entries
         ]
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise InputError(f"{folder / MANIFEST} is malformed ({exc}); fix it or delete it to use whole files") from exc
 
 

@@ -1,0 +1,265 @@
+"""Hostile or careless inputs, generated: image formats and EXIF orientations, headers claiming huge
+sizes, sizes and frame counts past the memory at hand, videos read under a memory budget, images with
+NaN, wrong channels or 0..255 values at the nodes. Each ends in correct output or one clear line."""
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mardini_core.errors import InputError, MarDiniError, MaskError, MemoryBudgetError, OutputError
+from mardini_core.memory import LIMIT_ENV, USABLE, check_fits, generation_bytes
+from mardini_core.video_io import GIF_MAX_SIDE, read_image, read_images, read_video, write_frames
+
+Image = pytest.importorskip("PIL.Image")
+ImageOps = pytest.importorskip("PIL.ImageOps")
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture(autouse=True)
+def _budget_from_the_limit_alone(monkeypatch):
+    """The memory budget is $MARDINI_MEMORY_LIMIT alone here, not what the shared machine has free."""
+    monkeypatch.setattr("mardini_core.memory._host_available", lambda: 1 << 50)
+
+
+def one_line(exc: BaseException) -> None:
+    assert isinstance(exc, MarDiniError), f"{type(exc).__name__}: {exc}"
+    assert len(str(exc).splitlines()) == 1 and str(exc), str(exc)
+
+
+# --- formats and EXIF orientation -------------------------------------------------------------------
+
+LOSSLESS = {"png": "PNG", "tiff": "TIFF", "webp": "WEBP"}
+
+
+@FUZZ
+@given(w=st.integers(1, 12), h=st.integers(1, 12), orientation=st.integers(1, 8), fmt=st.sampled_from(["png", "tiff", "webp", "jpg"]),
+       mode=st.sampled_from(["RGB", "RGBA", "L"]), seed=st.integers(0, 2**16))
+def test_images_come_out_upright_in_any_format(workdir, w, h, orientation, fmt, mode, seed):
+    """What Pillow's ImageOps.exif_transpose shows is what read_image returns (lossless formats exactly)."""
+    rng = np.random.default_rng(seed)
+    pixels = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    if fmt == "jpg" and mode == "RGBA":
+        image = image.convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = workdir / f"oriented.{fmt}"
+    kwargs = {"lossless": True} if fmt == "webp" else {"quality": 95} if fmt == "jpg" else {}
+    image.save(path, LOSSLESS.get(fmt, "JPEG"), exif=exif.tobytes(), **kwargs)
+    with Image.open(path) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), np.float32) / 255
+    got = read_image(path)
+    assert got.shape == expected.shape, (orientation, got.shape, expected.shape)
+    if fmt == "jpg":  # two JPEG decoders may differ by a level or two
+        assert np.abs(got - expected).mean() < 0.03
+    else:
+        np.testing.assert_allclose(got, expected, atol=1 / 255 + 1e-6)
+
+
+# --- headers claiming huge sizes -------------------------------------------------------------------
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels, with a few bytes of image data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+@FUZZ
+@given(width=st.integers(1, 200_000), height=st.integers(1, 200_000), limit_mb=st.integers(1, 512))
+def test_image_headers_claiming_any_size(workdir, monkeypatch, width, height, limit_mb):
+    """No allocation follows a header's claim unchecked: past the pixel limit or the memory budget the
+    image is refused from its header; otherwise decoding the (truncated) data fails with one line."""
+    monkeypatch.setenv(LIMIT_ENV, f"{limit_mb}M")
+    path = workdir / "claims.png"
+    path.write_bytes(png_claiming(width, height))
+    try:
+        image = read_image(path)
+    except MarDiniError as exc:
+        one_line(exc)
+        if width * height * 20 > USABLE * limit_mb * 2**20:
+            assert any(w in str(exc) for w in ("needs about", "megapixels", "too large")), str(exc)
+        return
+    assert image.shape == (height, width, 3) and width * height <= 16 // 3  # only a claim the data can fill decodes
+
+
+def test_100000_pixel_header_is_one_line(workdir):
+    path = workdir / "huge.png"
+    path.write_bytes(png_claiming(100_000, 100_000))
+    with pytest.raises(InputError, match="claims 100000x100000 pixels|too large to read safely"):
+        read_image(path)
+
+
+# --- sizes and frame counts against the memory budget -------------------------------------------------
+
+@FUZZ
+@given(frames=st.integers(1, 4096), window=st.integers(2, 17), side=st.tuples(st.integers(1, 256), st.integers(1, 256)),
+       limit_mb=st.integers(1, 64 * 1024))
+def test_generation_budget_is_checked_before_allocating(monkeypatch, frames, window, side, limit_mb):
+    from mardini_core.commands.generate import check_budget
+    from support import StandInVAE
+
+    monkeypatch.setenv(LIMIT_ENV, f"{limit_mb}M")
+    width, height = side[0] * 32, side[1] * 32
+    need = generation_bytes(frames, min(frames, window), height, width, 64)
+    try:
+        check_budget("out.mp4", frames, window, StandInVAE(), torch.device("cpu"), width, height)
+    except MemoryBudgetError as exc:
+        one_line(exc)
+        assert need > USABLE * limit_mb * 2**20 and "--size" in str(exc)
+    else:
+        assert need <= USABLE * limit_mb * 2**20
+
+
+def test_size_8192_and_auto_sized_big_images_refused_before_work(workdir, monkeypatch, capsys):
+    from mardini_core.cli import main
+    from support import save_tiny_checkpoint, write_png
+
+    import mardini_core.commands.generate as generate_cmd
+    from support import StandInVAE
+
+    model = save_tiny_checkpoint(workdir / "tiny_budget.safetensors")
+    monkeypatch.setattr(generate_cmd, "resolve_vae", lambda name, device: StandInVAE())
+    monkeypatch.setenv(LIMIT_ENV, "600M")
+    small, big = write_png(workdir / "s.png", 32, 32), write_png(workdir / "big.png", 640, 640)
+    for image, extra in ((small, ["--size", "8192x8192"]), (big, [])):
+        out = workdir / "budget.mp4"
+        rc = main(["generate", "--model", str(model), "--images", str(image), "--out", str(out), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and not out.exists() and err[-1].startswith("error: ") and "needs about" in err[-1], err
+
+
+def test_size_applies_before_the_images_are_compared(workdir):
+    from support import write_png
+
+    a, b = write_png(workdir / "a64.png", 64, 48), write_png(workdir / "b32.png", 32, 32)
+    with pytest.raises(InputError, match="differ in size"):
+        read_images([a, b])
+    assert read_images([a, b], size=(32, 32)).shape == (2, 32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def clip(workdir):
+    frames = np.random.default_rng(3).random((6, 24, 32, 3)).astype(np.float32)
+    return write_frames(frames, workdir / "budget_clip.mp4"), read_video(workdir / "budget_clip.mp4")[0]
+
+
+@FUZZ
+@given(limit_kb=st.integers(1, 200), max_frames=st.one_of(st.none(), st.integers(1, 10)))
+def test_video_reads_within_the_budget_or_say_how_to(clip, monkeypatch, limit_kb, max_frames):
+    path, whole = clip
+    monkeypatch.setenv(LIMIT_ENV, f"{limit_kb}K")
+    try:
+        frames, _ = read_video(path, max_frames)
+    except MemoryBudgetError as exc:
+        one_line(exc)
+        assert "--video-frames" in str(exc)
+        assert min(len(whole), max_frames or len(whole)) * whole[0].nbytes > USABLE * limit_kb * 1024 * 0.5
+    else:
+        np.testing.assert_array_equal(frames, whole[: max_frames or len(whole)])
+
+
+def test_check_fits_message():
+    with pytest.raises(MemoryBudgetError, match=r"x needs about 1024\.0 TB .* do less"):
+        check_fits(2**50, "x", "do less")
+
+
+# --- output formats -----------------------------------------------------------------------------
+
+def test_gif_wider_than_65535_is_refused_before_any_work(workdir, monkeypatch):
+    import mardini_core.video_io as vio
+
+    monkeypatch.setattr(vio, "quantize", lambda *_: pytest.fail("the frames were quantized before the size check"))
+    frames = np.zeros((1, 1, GIF_MAX_SIDE + 1, 3), np.float32)
+    with pytest.raises(InputError, match="at most 65535 pixels a side"):
+        write_frames(frames, workdir / "wide.gif")
+    assert not (workdir / "wide.gif").exists()
+
+
+def test_full_disk_while_writing_mp4_is_not_a_codec_problem(workdir, monkeypatch):
+    import mardini_core.video_io as vio
+    from collections import namedtuple
+
+    class Broken:
+        def __init__(self, *a):
+            pass
+
+        def isOpened(self):
+            return False
+
+    monkeypatch.setattr(vio.cv2, "VideoWriter", Broken)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr("mardini_core.outputs.shutil.disk_usage", lambda _p: usage(10**9, 10**9, 1000))
+    with pytest.raises(OutputError, match="disk holding .* is full"):
+        write_frames(np.zeros((2, 16, 16, 3), np.float32), workdir / "full.mp4")
+    assert not (workdir / "full.mp4").exists()
+
+
+# --- node input checks ----------------------------------------------------------------------------
+
+def node_checks():
+    """The pack's nodes/checks.py, imported the way ComfyUI imports the pack."""
+    import importlib
+
+    from comfy_fakes import load_pack
+
+    return importlib.import_module(load_pack().__name__ + ".nodes.checks")
+
+
+@FUZZ
+@given(data=st.data())
+def test_node_images_are_rgb_finite_and_0_to_1_or_refused(data):
+    """images_for_mask (MarDini VAE Encode and Frame Assembler): any channel count, NaN, any value range."""
+    from mardini_core import masks
+
+    checks = node_checks()
+
+    mask = masks.for_task("interpolate", 5, images=2)
+    channels = data.draw(st.integers(1, 5), label="channels")
+    scale = data.draw(st.sampled_from([1.0, 1.02, 255.0, -1.0, 2.0]), label="scale")
+    images = torch.rand(2, 4, 4, channels) * scale
+    if data.draw(st.booleans(), label="nan"):
+        images[data.draw(st.integers(0, 1)), 0, 0, 0] = data.draw(st.sampled_from([float("nan"), float("inf")]))
+    try:
+        rgb = checks.images_for_mask(images, mask)
+    except MarDiniError as exc:
+        one_line(exc)
+        return
+    assert rgb.shape == (2, 4, 4, 3) and torch.isfinite(rgb).all() and rgb.min() >= 0 and rgb.max() <= 1
+    assert channels in (3, 4) and scale in (1.0, 1.02)
+
+
+@FUZZ
+@given(pattern=st.text("x.", min_size=2, max_size=9), other=st.text("x.", min_size=2, max_size=9))
+def test_assembler_refuses_a_latent_of_another_clip(pattern, other):
+    from mardini_core.masks import from_pattern
+
+    checks = node_checks()
+
+    def mask_of(p):
+        try:
+            return from_pattern(p).validate()
+        except MarDiniError:
+            return None
+
+    ours, theirs = mask_of(pattern), mask_of(other)
+    if ours is None or theirs is None:
+        return
+    noise = torch.tensor([0.0 if g else 1.0 for g in theirs.given])[:, None, None, None].expand(-1, 1, 2, 2)
+    try:
+        checks.latent_matches_mask({"samples": torch.zeros(len(theirs.given), 4, 2, 2), "noise_mask": noise}, ours)
+    except MaskError as exc:
+        one_line(exc)
+        assert ours.given != theirs.given
+    else:
+        assert ours.given == theirs.given or len(ours.given) != len(theirs.given)
