@@ -11,8 +11,10 @@ dtypes, shapes, bytes) AND every other metadata entry, so a flipped bit in the c
 `latent_scale` of 1.0 read as 9.0) is refused like one in the weights. Files written before this hash
 existed carry only `content_sha256` (tensors alone); they still load, but only after their metadata
 has parsed and validated (config, shapes, dtypes, finite weights): re-save them with
-`save_checkpoint(path, load_checkpoint(path))` to give them the full hash. A hash is not a signature:
-a forger can recompute it, so what a file claims is still checked against what it holds.
+`save_checkpoint(path, load_checkpoint(path))` to give them the full hash. (So a file whose
+`integrity_sha256` was removed reads as such an older file: a single flipped bit cannot both remove
+it and change the config.) A hash is not a signature: a forger can recompute it, so what a file
+claims is still checked against what it holds.
 """
 from __future__ import annotations
 
@@ -194,7 +196,11 @@ def load_checkpoint(
 
 def check_tensors(name: str, tensors: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> None:
     """Raise CheckpointError for a tensor of the wrong kind (an integer one where a float one belongs)
-    or float weights holding NaN or infinity (a diverged training run)."""
+    or float weights holding NaN or infinity (a diverged training run), or float weights of several
+    dtypes (a file MarDini never writes: the networks would fail at their first step)."""
+    floats = {str(t.dtype).replace("torch.", "") for t in tensors.values() if t.is_floating_point()}
+    if len(floats) > 1:
+        raise CheckpointError(f"{name} holds weights of several dtypes ({', '.join(sorted(floats))}); the file was altered or written by another program")
     for key, ref in reference.items():
         t = tensors.get(key)
         if t is None:  # missing tensors are the shape check's to report
