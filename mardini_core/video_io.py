@@ -70,7 +70,12 @@ def image_header(path: Path) -> tuple[int, int, int, bool] | None:
                 except Exception:  # a damaged EXIF block: the pixels are still fine
                     orientation = 1
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{path.name} is too large to read safely ({exc}); resize it below {MAX_PIXELS // 10**6} megapixels") from None
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) // 10**6
+        raise InputError(
+            f"{path.name} claims {int(claimed.group(1)) // 10**6 if claimed else 'too many'} megapixels, more than the "
+            f"{limit} an image may have to be read safely; resize it"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
     return width, height, orientation if orientation in _ORIENT else 1, pillow

@@ -88,7 +88,7 @@ def test_image_headers_claiming_any_size(workdir, monkeypatch, width, height, li
     except MarDiniError as exc:
         one_line(exc)
         if width * height * 20 > USABLE * limit_mb * 2**20:
-            assert any(w in str(exc) for w in ("needs about", "megapixels", "too large")), str(exc)
+            assert any(w in str(exc) for w in ("needs about", "megapixels")), str(exc)
         return
     assert image.shape == (height, width, 3) and width * height <= 16 // 3  # only a claim the data can fill decodes
 
@@ -96,7 +96,7 @@ def test_image_headers_claiming_any_size(workdir, monkeypatch, width, height, li
 def test_100000_pixel_header_is_one_line(workdir):
     path = workdir / "huge.png"
     path.write_bytes(png_claiming(100_000, 100_000))
-    with pytest.raises(InputError, match="claims 100000x100000 pixels|too large to read safely"):
+    with pytest.raises(InputError, match="claims (100000x100000 pixels|10000 megapixels)"):
         read_image(path)
 
 
