@@ -38,8 +38,9 @@ class ComfyVAE:
             self.packed = True
         else:
             raise InputError(
-                f"the VAE makes {native}-channel latents but this MarDini model expects {channels}; "
-                f"load the VAE the model was trained with ({vae_hint or 'see the model config'}) in the VAE loader"
+                f"the VAE makes {native}-channel latents but this MarDini model expects {channels}; connect the vae "
+                "output of Load MarDini Model" + (", or taef2 / the FLUX.2 VAE from Load VAE" if channels == 32 else
+                                                  f" or, in Load VAE, the VAE this model was trained with ({vae_hint or 'see the model config'})")
             )
         self.vae = vae
         self.latent_channels = channels
