@@ -67,10 +67,17 @@ def check_run_folder(folder: str | os.PathLike, resume: bool = False, overwrite:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file; give a folder name for the run (--out)")
-    if resume or overwrite or not folder.is_dir():
+    if overwrite or not folder.is_dir():
         return folder
-    held = [name for name in RUN_FILES if (folder / name).exists()]
-    held += ["checkpoints"] if any((folder / "checkpoints").glob("state-*.safetensors")) else []
+    states = any((folder / "checkpoints").glob("state-*.safetensors"))
+    if resume:
+        if (folder / RUN_FILES[0]).exists() and not states:
+            raise ExistingRunError(
+                f"{folder} holds a finished {RUN_FILES[0]} and no checkpoint to resume from; pass --overwrite to "
+                "train again, or choose a new --out"
+            )
+        return folder
+    held = [name for name in RUN_FILES if (folder / name).exists()] + (["checkpoints"] if states else [])
     if held:
         raise ExistingRunError(
             f"{folder} already holds a run ({', '.join(held)}); pass --resume to continue it, --overwrite to "

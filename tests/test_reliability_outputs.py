@@ -161,13 +161,15 @@ def test_run_folders_are_continued_or_replaced_only_when_asked(tmp_path_factory,
             (folder / rel).write_bytes(b"x")
     before = snapshot(root)
     finished = bool(held & {"model.safetensors", "log.jsonl", "checkpoints/state-00000002.safetensors"})
+    nothing_to_resume = "model.safetensors" in held and "checkpoints/state-00000002.safetensors" not in held
+    refuse = not overwrite and (nothing_to_resume if resume else finished)
     try:
         check_run_folder(folder, resume, overwrite)
     except OutputError as exc:
-        assert as_file or (finished and not resume and not overwrite)
+        assert as_file or refuse
         assert isinstance(exc, ExistingRunError) == (not as_file) and len(str(exc).splitlines()) == 1
     else:
-        assert not as_file and (not finished or resume or overwrite)
+        assert not as_file and not refuse
     assert snapshot(root) == before  # the guard itself never changes anything
 
 
