@@ -54,6 +54,7 @@ class MarDiniConfig:
     latent_shift: float = 0.0
     vae: str = ""  # name of the autoencoder whose latents the model was trained on ("" = unknown)
     anchor: str = "none"  # "none": masked latents diffused from noise (the paper); "neighbours" / "flow": as a residual from an anchor (anchor.py)
+    mean_scale: float = 1.0  # anchored models: the share of its mean residual estimate the sampler keeps (sampler.py), calibrated on training clips
 
     def __post_init__(self) -> None:
         validate(self)
@@ -106,6 +107,8 @@ def validate(cfg: MarDiniConfig) -> None:
         raise ConfigError(f"generator.attention must be one of {ATTENTION_MODES}, got {cfg.generator.attention!r}")
     if cfg.anchor not in ANCHORS:
         raise ConfigError(f"config.anchor must be one of {ANCHORS}, got {cfg.anchor!r}")
+    if not (_number(cfg.mean_scale) and 0 <= cfg.mean_scale <= 1 and (cfg.mean_scale == 1 or cfg.anchor != "none")):
+        raise ConfigError(f"mean_scale must lie in 0..1, and be 1 for a model without an anchor, got {cfg.mean_scale!r}")
     if not (_number(cfg.latent_scale) and cfg.latent_scale > 0 and math.isfinite(cfg.latent_scale)):
         raise ConfigError(f"latent_scale must be a positive finite number, got {cfg.latent_scale!r}")
     if not (_number(cfg.latent_shift) and math.isfinite(cfg.latent_shift)):

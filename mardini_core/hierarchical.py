@@ -22,8 +22,7 @@ import torch
 
 from .errors import InputError, MaskError
 from .masks import FrameMask
-from .assemble import assemble_frames
-from .pipeline import check_vae, decode_window, encode_frames, encode_scaled, generate_latents
+from .pipeline import check_vae, encode_frames, encode_scaled, flow_anchor, generate_latents, window_frames
 
 
 @dataclass(frozen=True)
@@ -181,9 +180,10 @@ def run_plan(
             on_window(i, w)
         z_high = torch.stack([highs[p] for p in w.given])
         z_low = torch.stack([lows[p] for p in w.given])
-        latents = generate_latents(model, w.mask, z_high, z_low, seed=seed + i, **sampling)  # (K, C, H, W)
-        decoded = decode_window(vae, latents, w.mask, config, restore_detail)
-        window = assemble_frames(decoded, torch.stack([frames[p] for p in w.given]), w.mask, restore_detail)
+        given = torch.stack([frames[p] for p in w.given])
+        anchor = flow_anchor(vae, given, z_high, w.mask, config)
+        latents = generate_latents(model, w.mask, z_high, z_low, flow=None if anchor is None else anchor.latents, seed=seed + i, **sampling)
+        window = window_frames(vae, latents, given, w.mask, config, anchor, restore_detail)  # (K, 3, H, W)
         new = [n for n, p in enumerate(w.frames) if p not in frames]
         new_low = encode_scaled(vae.encode, window[new], config, vae.downscale, config.planner_downscale)
         for m, n in enumerate(new):

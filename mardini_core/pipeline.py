@@ -16,11 +16,16 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .assemble import assemble_frames
+import numpy as np
+
+from .assemble import assemble_frames, neighbour_anchor
 from .config import MarDiniConfig
 from .errors import InputError
+from .flow import flow_frames
 from .masks import FrameMask
 from .sampler import StepCallback, check_settings, ddim_sample
+
+OPEN_FIDELITY = 0.0  # anchored models where the clip is not closed on both sides (image-to-video, expansion): measured, see default_fidelity
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # images (N, 3, H, W) in [0, 1] -> raw latents (N, C, h, w)
 
@@ -32,6 +37,7 @@ class Generation:
     frames: torch.Tensor  # (K, 3, H, W) float in [0, 1]
     latents: torch.Tensor  # (K, C, H/d, W/d) model-space
     mask: FrameMask
+    anchor: "FlowAnchor | None" = None  # the flow anchor the residual was sampled around (flow-anchored models)
 
 
 def size_multiple(config: MarDiniConfig, downscale: int = 8) -> int:
@@ -115,6 +121,41 @@ def default_guidance(mask: FrameMask) -> float:
     return 1.0 if mask.given[0] and mask.given[-1] else 2.5
 
 
+def default_fidelity(mask: FrameMask, config: MarDiniConfig) -> float:
+    """The sampler's fidelity (sampler.py) a model uses unless told otherwise.
+
+    0 (the paper's DDIM) for models without an anchor. An anchored model between given frames
+    returns its mean residual (1): a sampled residual with the wrong content costs more than it adds
+    there. Where the clip is open (image-to-video, expansion) the anchor is a frozen frame and only
+    sampling makes it move, so OPEN_FIDELITY applies.
+    """
+    if config.anchor == "none":
+        return 0.0
+    return 1.0 if mask.given[0] and mask.given[-1] else OPEN_FIDELITY
+
+
+@dataclass(frozen=True)
+class FlowAnchor:
+    """The flow anchor of a window (flow-anchored models): pixels and their latents, given frames in place."""
+
+    pixels: torch.Tensor  # (K, 3, H, W) in [0, 1]
+    latents: torch.Tensor  # (K, C, H/d, W/d) model-space
+
+
+def flow_anchor(vae, images: torch.Tensor, high: torch.Tensor, mask: FrameMask, config: MarDiniConfig) -> FlowAnchor | None:
+    """images (S, 3, H, W) and their latents `high` (S, C, h, w), one per mask source -> the window's
+    flow anchor (flow.py), its generated frames encoded; None unless the model is flow-anchored."""
+    if config.anchor != "flow":
+        return None
+    clip = arrange(mask, images.float().cpu())[0]  # (K, 3, H, W)
+    pixels = torch.from_numpy(flow_frames(np.ascontiguousarray(clip.permute(0, 2, 3, 1).numpy()), list(mask.given))).permute(0, 3, 1, 2)
+    latents = arrange(mask, high)[0].clone()
+    generated = list(mask.generated_indices)
+    if generated:
+        latents[generated] = encode_scaled(vae.encode, pixels[generated], config, vae.downscale, 1).to(latents)
+    return FlowAnchor(pixels=pixels, latents=latents)
+
+
 def network_device(network) -> torch.device:
     """Where a network's weights live (the planner may be moved off the GPU once it has run)."""
     return next(network.parameters()).device
@@ -136,22 +177,26 @@ def sample(
     steps: int = 25,
     guidance: float = 1.0,
     eta: float = 0.0,
+    fidelity: float = 0.0,
+    flow: torch.Tensor | None = None,
     seed: int = 0,
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
-    """The DM's DDIM steps for a planned clip. high (B, K, C, H, W) model-space -> same shape."""
+    """The DM's DDIM steps for a planned clip. high (B, K, C, H, W) model-space -> same shape.
+
+    flow: the flow anchor's latents like `high` (flow-anchored models)."""
     device = network_device(model.generator)
     return ddim_sample(
         model, high.to(device), masked.to(device), None if signal is None else signal.to(device),
-        steps=steps, guidance=guidance, eta=eta, generator=torch.Generator().manual_seed(seed),
-        callback=callback, should_stop=should_stop,
+        steps=steps, guidance=guidance, eta=eta, fidelity=fidelity, flow=None if flow is None else flow.to(device),
+        generator=torch.Generator().manual_seed(seed), callback=callback, should_stop=should_stop,
     )
 
 
-def check_sampling(steps: int = 25, guidance: float = 1.0, eta: float = 0.0, seed: int = 0, **_hooks) -> None:
+def check_sampling(steps: int = 25, guidance: float = 1.0, eta: float = 0.0, seed: int = 0, fidelity: float | None = None, **_hooks) -> None:
     """Raise InputError for sampling settings that cannot run, before any encoding or model call."""
-    check_settings(steps, guidance, eta)
+    check_settings(steps, guidance, eta, 0.0 if fidelity is None else fidelity)
     if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**64:
         raise InputError(f"seed must be an integer from -2**63 to 2**64 - 1, got {seed!r}")
 
@@ -175,21 +220,30 @@ def check_given_latents(high: torch.Tensor, low: torch.Tensor, config: MarDiniCo
         raise InputError("the given latents contain NaN or infinite values; check the VAE or the upstream node")
 
 
-def generate_latents(model, mask: FrameMask, high: torch.Tensor, low: torch.Tensor, **sampling) -> torch.Tensor:
-    """Plan once and sample one window from the given frames' latents (S, C, ...) -> (K, C, H, W)."""
-    mask.validate(model.config.max_frames)
-    check_sampling(**sampling)
-    check_given_latents(high, low, model.config)
+def generate_latents(model, mask: FrameMask, high: torch.Tensor, low: torch.Tensor, *, flow: torch.Tensor | None = None,
+                     fidelity: float | None = None, **sampling) -> torch.Tensor:
+    """Plan once and sample one window from the given frames' latents (S, C, ...) -> (K, C, H, W).
+
+    flow: the window's flow anchor latents (K, C, H, W) (`flow_anchor`; flow-anchored models);
+    fidelity: None = the model's default for the mask (`default_fidelity`).
+    """
+    config = model.config
+    mask.validate(config.max_frames)
+    check_sampling(fidelity=fidelity, **sampling)
+    check_given_latents(high, low, config)
+    if config.anchor == "flow" and (flow is None or flow.shape != (mask.frames, *high.shape[1:])):
+        raise InputError("this flow-anchored model needs the window's flow anchor (pipeline.flow_anchor) beside the given latents")
     masked = mask.to_tensor()
     signal = plan(model, arrange(mask, low), masked)
-    return sample(model, arrange(mask, high), masked, signal, **sampling)[0]
+    fidelity = default_fidelity(mask, config) if fidelity is None else fidelity
+    return sample(model, arrange(mask, high), masked, signal, fidelity=fidelity, flow=None if flow is None else flow[None], **sampling)[0]
 
 
 def generate(model, vae, images: torch.Tensor, mask: FrameMask, *, restore_detail: bool = True, **sampling) -> Generation:
     """A whole window: images (S, 3, H, W) in [0, 1], one per mask source -> the clip of mask.frames.
 
-    `restore_detail`: add back the detail the VAE drops from the given frames (assemble.py).
-    `sampling`: steps, guidance, eta, seed, callback, should_stop (see `sample`).
+    `restore_detail`: put generated frames back around their anchor in pixel space (assemble.py).
+    `sampling`: steps, guidance, eta, fidelity, seed, callback, should_stop (see `sample`).
     """
     config = model.config
     check_vae(vae, config)
@@ -198,19 +252,30 @@ def generate(model, vae, images: torch.Tensor, mask: FrameMask, *, restore_detai
     if images.shape[0] != mask.images_needed:
         raise InputError(f"mask {mask.pattern} takes {mask.images_needed} input images, got {images.shape[0]}")
     high, low = encode_frames(vae.encode, images, config, vae.downscale)
-    latents = generate_latents(model, mask, high, low, **sampling)
-    frames = decode_window(vae, latents, mask, config, restore_detail)
-    return Generation(frames=assemble_frames(frames, images.float().cpu(), mask, restore_detail), latents=latents.cpu(), mask=mask)
+    anchor = flow_anchor(vae, images, high, mask, config)
+    latents = generate_latents(model, mask, high, low, flow=None if anchor is None else anchor.latents, **sampling)
+    frames = window_frames(vae, latents, images, mask, config, anchor, restore_detail)
+    return Generation(frames=frames, latents=latents.cpu(), mask=mask, anchor=anchor)
 
 
-def decode_window(vae, latents: torch.Tensor, mask: FrameMask, config: MarDiniConfig, restore_detail: bool) -> torch.Tensor:
-    """Model-space latents (K, C, h, w) -> pixels (K, 3, H, W) on the CPU: the generated frames, and the
-    given ones too when their detail is to be restored (otherwise they stay zero: the inputs replace them)."""
-    decoded = list(range(mask.frames)) if restore_detail else list(mask.generated_indices)
-    pixels = decode_frames(vae, latents[decoded], config).cpu()
-    frames = pixels.new_zeros(mask.frames, *pixels.shape[1:])
-    frames[decoded] = pixels
-    return frames
+def window_frames(vae, latents: torch.Tensor, images: torch.Tensor, mask: FrameMask, config: MarDiniConfig,
+                  anchor: FlowAnchor | None, restore_detail: bool) -> torch.Tensor:
+    """Model-space latents (K, C, h, w) and the given images (S, 3, H, W) -> the window's pixels (K, 3, H, W)
+    on the CPU: given frames exact, generated ones decoded and put back around their anchor (assemble.py)."""
+    images = images.float().cpu()
+    generated = list(mask.generated_indices)
+    decode = generated + (list(mask.given_indices) if restore_detail and anchor is None else [])
+    pixels = decode_frames(vae, latents[decode], config).cpu()
+    decoded = pixels.new_zeros(mask.frames, *pixels.shape[1:])
+    decoded[decode] = pixels
+    if not restore_detail:
+        return assemble_frames(decoded, images, mask)
+    if anchor is None:
+        return assemble_frames(decoded, images, mask, neighbour_anchor(decoded, images, mask))
+    reconstruction = torch.zeros_like(decoded)
+    if generated:
+        reconstruction[generated] = decode_frames(vae, anchor.latents[generated], config).cpu()
+    return assemble_frames(decoded, images, mask, (anchor.pixels, reconstruction))
 
 
 def images_from_hwc(images) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """MarDini Frame Assembler: decode the clip, paste the given images back pixel for pixel, restore their detail."""
 from __future__ import annotations
 
-from mardini_core.assemble import assemble_frames
+from mardini_core.assemble import assemble_frames, neighbour_anchor
 from mardini_core.errors import InputError
 from mardini_core.fit import fit_to
 
@@ -51,7 +51,22 @@ class MarDiniFrameAssembler:
                 f"the given images are {given.shape[2]}x{given.shape[1]} but the decoded frames are "
                 f"{frames.shape[2]}x{frames.shape[1]}; connect the same images that were encoded"
             )
-        return (assemble_frames(frames, given, mask, restore_detail),)
+        return (assemble_frames(frames, given, mask, self.anchor(vae, latent, frames, given, mask, restore_detail)),)
+
+    @staticmethod
+    def anchor(vae, latent, frames, given, mask, restore_detail):
+        """(A, R(A)) to put generated frames back around (assemble.py): the flow anchor the Sampler passed
+        along in the LATENT, else the neighbour blend of the given images; None when restoration is off."""
+        if not restore_detail:
+            return None
+        if "mardini_flow_pixels" not in latent:
+            return neighbour_anchor(frames, given, mask)
+        pixels = latent["mardini_flow_pixels"].float().cpu()
+        if pixels.shape != frames.shape:
+            raise InputError(f"the LATENT's flow anchor is {tuple(pixels.shape)} but the decoded frames are {tuple(frames.shape)}; "
+                             "connect the latent of the MarDini Sampler that made these frames")
+        reconstruction = vae.decode(latent["mardini_flow_latents"])
+        return pixels, reconstruction.reshape(-1, *reconstruction.shape[-3:])[..., :3].float().cpu()
 
 
 def decode_with_progress(vae, samples):

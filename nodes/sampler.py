@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from mardini_core.pipeline import arrange, default_guidance, from_model_space, sample
+from mardini_core.pipeline import arrange, default_fidelity, default_guidance, from_model_space, sample
 
 from . import comfy_bridge
 from .checks import same_mask
@@ -52,6 +52,25 @@ def sampling_inputs(guidance_default: float = 2.5) -> dict:
     }
 
 
+FIDELITY = ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.05, "round": 0.01, "tooltip":
+    "How far the new frames may wander from the model's best guess. 1 = its best single guess (closest to your "
+    "pictures, one pass: fast), 0 = a free take (more movement and variety). -1 = the model's own choice for this mask."})
+
+
+def fidelity_for(model, mask, fidelity: float) -> float:
+    """The widget's value, or the model's default for the mask when it is -1 (auto)."""
+    return default_fidelity(mask, model.config) if fidelity < 0 else fidelity
+
+
+def flow_outputs(latents, config) -> dict:
+    """LATENT entries that let MarDini Frame Assembler put generated frames back around the flow anchor."""
+    if latents.flow is None:
+        return {}
+    raw = from_model_space(latents.flow.latents, config)
+    return {"mardini_flow_latents": (pack(raw) if latents.packed else raw).to(comfy_bridge.output_device()),
+            "mardini_flow_pixels": latents.flow.pixels.movedim(1, -1)}
+
+
 class MarDiniSampler:
     DESCRIPTION = (
         "Generates the clip's masked frames with the DM generator (DDIM, v-prediction). Output: a LATENT "
@@ -73,10 +92,10 @@ class MarDiniSampler:
                 "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),
                 **sampling_inputs(),
             },
-            "optional": {"guidance_follows_mask": GUIDANCE_FOLLOWS_MASK},
+            "optional": {"guidance_follows_mask": GUIDANCE_FOLLOWS_MASK, "fidelity": FIDELITY},
         }
 
-    def sample(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True):
+    def sample(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True, fidelity=-1.0):
         same_mask(plan.mask, mask, "plan")
         same_mask(latents.mask, mask, "encoded latents")
         guidance = effective_guidance(guidance, mask, guidance_follows_mask)
@@ -85,10 +104,11 @@ class MarDiniSampler:
         projection = fit_projection(latents.high, latents.preview_rgb) if comfy_bridge.previews_enabled() else None
         z = sample(
             model.model, arrange(mask, latents.high), mask.to_tensor(), plan.signal,
-            steps=steps, guidance=guidance, eta=eta, seed=seed,
+            steps=steps, guidance=guidance, eta=eta, seed=seed, fidelity=fidelity_for(model, mask, fidelity),
+            flow=None if latents.flow is None else latents.flow.latents[None],
             callback=lambda step, total, x0: report(step, None if projection is None else strip(x0[0], projection)),
         )[0]
         config = model.config
         raw = from_model_space(z, config)
         samples = (pack(raw) if latents.packed else raw).to(comfy_bridge.output_device())
-        return ({"samples": samples, "noise_mask": frame_noise_mask(mask, samples)},)
+        return ({"samples": samples, "noise_mask": frame_noise_mask(mask, samples), **flow_outputs(latents, config)},)

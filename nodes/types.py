@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from mardini_core.masks import FrameMask
+from mardini_core.pipeline import FlowAnchor
 
 MARDINI_MODEL = "MARDINI_MODEL"
 MARDINI_MASK = "MARDINI_MASK"
@@ -30,6 +31,7 @@ class EncodedFrames:
     mask: FrameMask
     packed: bool  # the VAE packs 2x2 latent patches into channels (see nodes/comfy_vae.py)
     preview_rgb: torch.Tensor  # (S, 3, H, W) the given images at latent size, for the live preview
+    flow: FlowAnchor | None = None  # the clip's flow anchor (flow-anchored models; pipeline.flow_anchor)
 
 
 @dataclass(frozen=True)

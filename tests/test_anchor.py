@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from mardini_core import masks
 from mardini_core.anchor import diffusion_offset, neighbour_blend, neighbour_weights
-from mardini_core.assemble import assemble_frames
+from mardini_core.assemble import assemble_frames, neighbour_anchor
 from mardini_core.config import MarDiniConfig
 from mardini_core.errors import ConfigError
 
@@ -58,12 +58,13 @@ def test_detail_restoration_makes_static_regions_exact_and_leaves_given_frames_u
     images = torch.cat([scene, scene])  # a static scene: both ends equal
     blur = lambda x: torch.nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)  # what a small VAE loses
     decoded = blur(scene).repeat(5, 1, 1, 1)
-    restored = assemble_frames(decoded, images, mask)
+    restored = assemble_frames(decoded, images, mask, neighbour_anchor(decoded, images, mask))
     torch.testing.assert_close(restored, scene.repeat(5, 1, 1, 1))  # generated frames match the given ones exactly
-    plain = assemble_frames(decoded, images, mask, restore_detail=False)
+    plain = assemble_frames(decoded, images, mask)
     assert torch.equal(plain[1:4], decoded[1:4]) and torch.equal(plain[[0, 4]], images)
     # frames-last layout (ComfyUI IMAGE) gives the same frames
-    hwc = assemble_frames(decoded.movedim(1, -1), images.movedim(1, -1), mask)
+    hwc_decoded, hwc_images = decoded.movedim(1, -1), images.movedim(1, -1)
+    hwc = assemble_frames(hwc_decoded, hwc_images, mask, neighbour_anchor(hwc_decoded, hwc_images, mask))
     torch.testing.assert_close(hwc, restored.movedim(1, -1))
 
 
@@ -71,11 +72,30 @@ def test_detail_restoration_weights_each_given_frames_residual_by_time_and_clamp
     mask = masks.interpolation(5)
     images = torch.stack([torch.full((3, 2, 2), 0.6), torch.full((3, 2, 2), 0.2)])
     decoded = torch.full((5, 3, 2, 2), 0.5)  # residuals: +0.1 at the first frame, -0.3 at the last
-    out = assemble_frames(decoded, images, mask)
+    out = assemble_frames(decoded, images, mask, neighbour_anchor(decoded, images, mask))
     torch.testing.assert_close(out[1], torch.full((3, 2, 2), 0.5 + 0.75 * 0.1 - 0.25 * 0.3))
     torch.testing.assert_close(out[2], torch.full((3, 2, 2), 0.5 + 0.5 * 0.1 - 0.5 * 0.3))
-    bright = assemble_frames(torch.full((5, 3, 2, 2), 0.95), torch.ones(2, 3, 2, 2), mask)
+    bright_decoded, ones = torch.full((5, 3, 2, 2), 0.95), torch.ones(2, 3, 2, 2)
+    bright = assemble_frames(bright_decoded, ones, mask, neighbour_anchor(bright_decoded, ones, mask))
     assert bright.max() <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), min_size=2, max_size=9).filter(lambda m: any(m) and not all(m)), st.integers(0, 2**31))
+def test_a_decoded_frame_equal_to_the_anchors_reconstruction_returns_the_anchor_exactly(given_list, seed):
+    """frame = A + D(z) - R(A): a zero residual (D(z) = R(A)) gives the anchor, any residual passes through once."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = masks.FrameMask(tuple(given_list))
+    k = len(given_list)
+    images = torch.rand(mask.images_needed, 3, 4, 5, generator=gen)
+    anchor, reconstruction = torch.rand(k, 3, 4, 5, generator=gen) * 0.8 + 0.1, torch.rand(k, 3, 4, 5, generator=gen)
+    out = assemble_frames(reconstruction, images, mask, (anchor, reconstruction))
+    generated = list(mask.generated_indices)
+    torch.testing.assert_close(out[generated], anchor[generated])
+    assert torch.equal(out[list(mask.given_indices)], images[list(mask.sources)])
+    delta = torch.full_like(reconstruction, 0.05)
+    shifted = assemble_frames(reconstruction + delta, images, mask, (anchor, reconstruction))
+    torch.testing.assert_close(shifted[generated], (anchor[generated] + 0.05).clamp(0, 1))
 
 
 class _Oracle:
@@ -86,7 +106,7 @@ class _Oracle:
         self.config = MarDiniConfig(anchor=anchor)
         self.generator = self
 
-    def __call__(self, z_t, t, plan, masked):
+    def __call__(self, z_t, t, plan, masked, anchor=None):
         from mardini_core.schedule import alpha_sigma
 
         a, s = (c[:, None, None, None, None] for c in alpha_sigma(t))

@@ -11,7 +11,9 @@ from mardini_core import cli
 from mardini_core.checkpoint import save_checkpoint
 from mardini_core.commands import eval as eval_cmd
 from mardini_core.config import preset
-from mardini_core import default_model
+from mardini_core import default_model, flow
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mardini_core.errors import InputError, MarDiniError
 from mardini_core.evaluation import baselines, clips, fid, inception, metrics, protocol, sheet
 from mardini_core.model import MarDini
@@ -105,7 +107,28 @@ def test_dis_flow_recovers_translated_mid_frame_better_than_blending():
 
 def test_backward_warp_of_zero_flow_is_identity():
     a = texture()
-    assert np.allclose(baselines.backward_warp(a, np.zeros((*a.shape[:2], 2), np.float32)), a, atol=1e-6)
+    assert np.allclose(flow.backward_warp(a, np.zeros((*a.shape[:2], 2), np.float32)), a, atol=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), min_size=2, max_size=9).filter(any), st.integers(0, 2**31))
+def test_flow_frames_keep_given_frames_and_copy_the_only_neighbour(given_list, seed):
+    """Given frames are their own anchor; a frame with a given frame on one side only is that frame."""
+    frames = np.random.default_rng(seed).random((len(given_list), 12, 16, 3), dtype=np.float32)
+    out = flow.flow_frames(frames, given_list)
+    positions = [k for k, g in enumerate(given_list) if g]
+    for k, g in enumerate(given_list):
+        if g:
+            assert np.array_equal(out[k], frames[k])
+        elif k < positions[0] or k > positions[-1]:
+            assert np.array_equal(out[k], frames[positions[0] if k < positions[0] else positions[-1]])
+        else:
+            assert out[k].min() >= 0 and out[k].max() <= 1
+
+
+def test_flow_frames_need_a_given_frame():
+    with pytest.raises(ValueError, match="given frame"):
+        flow.flow_frames(np.zeros((3, 8, 8, 3), np.float32), [False] * 3)
 
 
 # --- protocol ---
@@ -125,7 +148,8 @@ def test_protocol_scores_mid_frame_for_interpolation_and_generated_frames_for_i2
     assert result.interpolation["perfect"] == {"psnr": metrics.PSNR_CAP, "ssim": pytest.approx(1.0)}
     assert result.interpolation["wrong_mid"]["psnr"] < 15
     still = protocol.scores(truth[1:], baselines.repeat_first(truth[0], 9)[1:])
-    assert result.i2v["repeat_first"] == still
+    assert result.i2v["repeat_first"] == {**still, "motion": 0.0}  # a still frame does not move
+    assert result.true_motion == pytest.approx(protocol.motion(truth)) and result.true_motion > 0
     assert {task: list(clips) for task, clips in outputs.items()} == {"interpolation": ["perfect", "wrong_mid"], "i2v": ["repeat_first"]}
     means = protocol.mean_scores([result, result], "interpolation")
     assert means["wrong_mid"] == pytest.approx(result.interpolation["wrong_mid"])

@@ -5,7 +5,12 @@ resized so the short side is --size and centre-cropped to a size the model takes
 Interpolation: first and last frames given, the 7 between generated; the middle frame is scored
 (PSNR, SSIM). Methods: MarDini, linear blending, OpenCV DIS optical flow.
 Image-to-video: the first frame given, the rest generated; every generated frame is scored, which
-is a weak metric (many futures are plausible). Methods: MarDini, the first frame repeated.
+is a weak metric (many futures are plausible), so the mean frame-to-frame change (motion) of each
+method is printed beside the true clip's: a still frame scores well and does not move.
+Methods: MarDini, the first frame repeated. For a flow-anchored model, the cosine between the
+residual it predicted for the scored frame and the true one (encoded truth minus the anchor's latent)
+is reported as residual_cos. --split held-out scores only the project's held-out files
+(mardini_core/data/split.py), which no shipped model was trained on.
 With --inception, the FID of each method's generated frames against the true frames is added.
 Videos that cannot be read or are too short are skipped with a warning.
 
@@ -28,11 +33,12 @@ from ..evaluation import metrics
 from ..evaluation.clips import find_sources, load_clip
 from ..evaluation.fid import FeatureBank
 from ..evaluation.inception import load_inception
-from ..evaluation.model_methods import mardini_methods
+from ..data.split import HELD_OUT_FILES
+from ..evaluation.model_methods import MardiniMethods
 from ..evaluation.protocol import I2V_BASELINES, INTERPOLATION_BASELINES, TASKS, ClipResult, evaluate_clip, mean_scores
 from ..evaluation.sheet import save_sheet
 from ..outputs import inside
-from ..pipeline import size_multiple
+from ..pipeline import encode_scaled, size_multiple
 from .generate import load_model, resolve_device, resolve_vae
 
 SSIM_NOTE = f"SSIM: Gaussian window 11x11, sigma 1.5, per RGB channel then averaged; PSNR capped at {metrics.PSNR_CAP:g} dB"
@@ -50,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, help="short side of the evaluated frames (default: 256, as VIDIM-Bench)")
     parser.add_argument("--frames", type=int, default=9, help="clip length: first and last given, the rest generated (default: 9)")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25, as in the paper)")
+    parser.add_argument("--fidelity", type=float, help="0 = the full sample .. 1 = the model's mean estimate (default: the model's own per task)")
+    parser.add_argument("--split", choices=("all", "held-out", "train"), default="all",
+                        help="which files of the clips to score: the project's held-out files, the others, or all (default)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every clip")
     parser.add_argument("--no-restore-detail", dest="restore_detail", action="store_false",
                         help="score MarDini's decoded frames without restoring the given frames' lost detail")
@@ -63,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 3 or args.size < 1 or (args.max_clips is not None and args.max_clips < 1):
         raise InputError("--frames must be at least 3, and --size and --max-clips positive")
     sources, skipped = find_sources(args.clips)
+    if args.split != "all":
+        sources = [s for s in sources if (s.segment.path.name in HELD_OUT_FILES) == (args.split == "held-out")]
     for message in skipped:
         print(f"warning: {message}", file=sys.stderr)
     bank = FeatureBank(load_inception(args.inception)) if args.inception else None
@@ -72,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     vae_name = args.vae or model.config.vae
     vae = resolve_vae(vae_name, device)
     multiple = size_multiple(model.config, vae.downscale)
-    interpolate, animate = mardini_methods(model, vae, args.steps, args.seed, args.restore_detail)
-    interpolators = {"mardini": interpolate, **INTERPOLATION_BASELINES}
-    animators = {"mardini": animate, **I2V_BASELINES}
+    mardini = MardiniMethods(model, vae, args.steps, args.seed, args.restore_detail, args.fidelity)
+    interpolators = {"mardini": mardini.interpolate, **INTERPOLATION_BASELINES}
+    animators = {"mardini": mardini.animate, **I2V_BASELINES}
 
     results: list[ClipResult] = []
     for source in sources:
@@ -88,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"clip {len(results) + 1}: {source.name} ({truth.shape[2]}x{truth.shape[1]})", file=sys.stderr, flush=True)
         result, outputs = evaluate_clip(source.name, truth, interpolators, animators)
+        if model.config.anchor == "flow":
+            result.interpolation["mardini"]["residual_cos"] = residual_cosine(mardini.last["interpolation"], truth, vae, model.config)
         results.append(result)
         if bank is not None:
             bank.add_clip(truth, outputs)
@@ -100,18 +113,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def residual_cosine(generation, truth: np.ndarray, vae, config) -> float:
+    """Cosine between the predicted and the true latent residual of the scored (middle) frame."""
+    mid = len(truth) // 2
+    true = encode_scaled(vae.encode, torch.from_numpy(truth[mid : mid + 1]).permute(0, 3, 1, 2), config, vae.downscale, 1)[0].cpu()
+    anchor = generation.anchor.latents[mid].cpu()
+    predicted = generation.latents[mid] - anchor
+    return float(torch.nn.functional.cosine_similarity(predicted.flatten(), (true - anchor).flatten(), dim=0))
+
+
 def build_report(args: argparse.Namespace, vae_name: str, results: list[ClipResult], skipped: list[str], bank: FeatureBank | None) -> dict:
     """The --json object: mean scores per method (interpolation under "methods", as the CLI contract says)."""
     report = {
         "methods": mean_scores(results, "interpolation"),
         "i2v": mean_scores(results, "i2v"),
+        "i2v_true_motion": float(np.mean([r.true_motion for r in results])),
         "clips": len(results),
         "clip_names": [r.name for r in results],
-        "per_clip": [{"name": r.name, "interpolation": r.interpolation, "i2v": r.i2v} for r in results],
+        "per_clip": [{"name": r.name, "interpolation": r.interpolation, "i2v": r.i2v, "true_motion": r.true_motion} for r in results],
         "skipped": skipped,
         "settings": {"model": args.model or "embedded default", "vae": vae_name, "size": args.size,
                      "frames": args.frames, "steps": args.steps, "seed": args.seed, "scored_frame": args.frames // 2,
-                     "restore_detail": args.restore_detail},
+                     "restore_detail": args.restore_detail, "fidelity": "model default" if args.fidelity is None else args.fidelity,
+                     "split": args.split},
         "notes": [SSIM_NOTE, I2V_NOTE, FID_NOTE if bank is not None else NO_FID_NOTE],
         "sheets": args.out,
     }
@@ -134,12 +158,16 @@ def format_report(report: dict) -> str:
     s = report["settings"]
     lines = [
         f"{report['clips']} clips of {s['frames']} frames, short side {s['size']}, {s['steps']} DDIM steps, seed {s['seed']}",
-        f"model: {s['model']}, VAE: {s['vae']}, detail restoration {'on' if s['restore_detail'] else 'off'}",
+        f"model: {s['model']}, VAE: {s['vae']}, detail restoration {'on' if s['restore_detail'] else 'off'}, "
+        f"fidelity {s['fidelity']}, clips: {s['split']}",
         "",
-        f"interpolation (first and last given; frame {s['scored_frame']} scored)",
+        f"interpolation (first and last given; frame {s['scored_frame']} scored), per clip PSNR dB",
+        *_per_clip(report["per_clip"], list(report["methods"])),
+        "  mean",
         *_table(report["methods"]),
         "",
-        f"image-to-video (first given; frames 1-{s['frames'] - 1} scored)",
+        f"image-to-video (first given; frames 1-{s['frames'] - 1} scored); motion: mean frame-to-frame change, "
+        f"true clips {report['i2v_true_motion']:.4f}",
         *_table(report["i2v"]),
         "",
         *report["notes"],
@@ -150,8 +178,20 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _per_clip(per_clip: list[dict], methods: list[str]) -> list[str]:
+    rows = [f"  {'clip':<40}" + "".join(f"{m:>10}" for m in methods)]
+    rows += [f"  {c['name'][:40]:<40}" + "".join(f"{c['interpolation'][m]['psnr']:>10.2f}" for m in methods) for c in per_clip]
+    return rows
+
+
+EXTRA_COLUMNS = (("fid", "FID", "9.2f"), ("residual_cos", "res.cos", "9.3f"), ("motion", "motion", "9.4f"))
+
+
 def _table(scores: dict[str, dict[str, float]]) -> list[str]:
-    fid = all("fid" in m for m in scores.values())
-    rows = [f"  {'method':<14}{'PSNR dB':>9}{'SSIM':>8}" + (f"{'FID':>9}" if fid else "")]
-    rows += [f"  {method:<14}{m['psnr']:>9.2f}{m['ssim']:>8.4f}" + (f"{m['fid']:>9.2f}" if fid else "") for method, m in scores.items()]
+    """One row per method: PSNR, SSIM, and FID / residual cosine / motion where a method has them."""
+    extra = [c for c in EXTRA_COLUMNS if any(c[0] in m for m in scores.values())]
+    rows = [f"  {'method':<14}{'PSNR dB':>9}{'SSIM':>8}" + "".join(f"{title:>9}" for _, title, _ in extra)]
+    for method, m in scores.items():
+        cells = "".join(format(m[key], fmt) if key in m else f"{'':>9}" for key, _, fmt in extra)
+        rows.append(f"  {method:<14}{m['psnr']:>9.2f}{m['ssim']:>8.4f}" + cells)
     return rows

@@ -1,7 +1,9 @@
 """MarDini as an evaluated method: the generation pipeline behind the protocol's numpy interface.
 
 Sampling follows the paper's inference settings (Appendix B, `pipeline.default_guidance`): DDIM, no
-classifier-free guidance for interpolation (redundant with two references), 2.5 for image-to-video.
+classifier-free guidance for interpolation (redundant with two references), 2.5 for image-to-video;
+fidelity None is the model's own default (`pipeline.default_fidelity`), what `generate` and the nodes use.
+The last generation of each task is kept in `MardiniMethods.last` so the evaluation can score its residual.
 """
 from __future__ import annotations
 
@@ -9,25 +11,25 @@ import numpy as np
 import torch
 
 from .. import masks
-from ..pipeline import default_guidance, generate, images_from_hwc
-from .protocol import Animator, Interpolator
+from ..pipeline import Generation, default_guidance, generate, images_from_hwc
 
 
-def _run(model, vae, images: np.ndarray, mask: masks.FrameMask, steps: int, seed: int, restore_detail: bool) -> np.ndarray:
-    """images (S, H, W, 3) for the mask's given frames -> the clip (K, H, W, 3)."""
-    with torch.inference_mode():
-        out = generate(model, vae, images_from_hwc(images), mask, steps=steps, guidance=default_guidance(mask), seed=seed,
-                       restore_detail=restore_detail)
-    return out.frames.permute(0, 2, 3, 1).numpy()
-
-
-def mardini_methods(model, vae, steps: int, seed: int, restore_detail: bool = True) -> tuple[Interpolator, Animator]:
+class MardiniMethods:
     """The model's interpolation and image-to-video methods, seeded identically on every clip."""
 
-    def interpolate(first: np.ndarray, last: np.ndarray, frames: int) -> np.ndarray:
-        return _run(model, vae, np.stack([first, last]), masks.interpolation(frames), steps, seed, restore_detail)
+    def __init__(self, model, vae, steps: int, seed: int, restore_detail: bool = True, fidelity: float | None = None):
+        self.model, self.vae = model, vae
+        self.settings = dict(steps=steps, seed=seed, restore_detail=restore_detail, fidelity=fidelity)
+        self.last: dict[str, Generation] = {}  # task ("interpolation", "i2v") -> its last generation
 
-    def animate(first: np.ndarray, frames: int) -> np.ndarray:
-        return _run(model, vae, first[None], masks.image_to_video(frames), steps, seed, restore_detail)
+    def _run(self, task: str, images: np.ndarray, mask: masks.FrameMask) -> np.ndarray:
+        """images (S, H, W, 3) for the mask's given frames -> the clip (K, H, W, 3)."""
+        with torch.inference_mode():
+            self.last[task] = generate(self.model, self.vae, images_from_hwc(images), mask, guidance=default_guidance(mask), **self.settings)
+        return self.last[task].frames.permute(0, 2, 3, 1).numpy()
 
-    return interpolate, animate
+    def interpolate(self, first: np.ndarray, last: np.ndarray, frames: int) -> np.ndarray:
+        return self._run("interpolation", np.stack([first, last]), masks.interpolation(frames))
+
+    def animate(self, first: np.ndarray, frames: int) -> np.ndarray:
+        return self._run("i2v", first[None], masks.image_to_video(frames))

@@ -37,13 +37,19 @@ def scores(truth: np.ndarray, generated: np.ndarray) -> dict[str, float]:
     }
 
 
+def motion(clip: np.ndarray) -> float:
+    """Mean absolute change between consecutive frames (0..1): how much a clip moves."""
+    return float(np.abs(np.diff(clip.astype(np.float32), axis=0)).mean())
+
+
 @dataclass
 class ClipResult:
     """One clip's scores per method (the frames are returned beside it, so results stay small)."""
 
     name: str
     interpolation: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> mid-frame scores
-    i2v: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> scores over generated frames
+    i2v: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> scores over generated frames, and motion
+    true_motion: float = 0.0  # the true clip's motion, beside the i2v methods'
 
 
 def evaluate_clip(
@@ -54,14 +60,14 @@ def evaluate_clip(
     Returns the scores and each method's clip: {"interpolation": {method: clip}, "i2v": {...}}.
     """
     frames, mid = len(truth), len(truth) // 2
-    result, outputs = ClipResult(name), {"interpolation": {}, "i2v": {}}
+    result, outputs = ClipResult(name, true_motion=motion(truth)), {"interpolation": {}, "i2v": {}}
     for method, interpolate in interpolators.items():
         clip = outputs["interpolation"][method] = interpolate(truth[0], truth[-1], frames)
         result.interpolation[method] = scores(truth[mid : mid + 1], clip[mid : mid + 1])
     for method, animate in animators.items():
         clip = outputs["i2v"][method] = animate(truth[0], frames)
         generated = GENERATED["i2v"]
-        result.i2v[method] = scores(truth[generated], clip[generated])
+        result.i2v[method] = {**scores(truth[generated], clip[generated]), "motion": motion(clip)}
     return result, outputs
 
 

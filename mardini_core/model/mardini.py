@@ -10,7 +10,7 @@ from .generator import Generator
 from .planner import Planner
 
 
-RELABELLABLE = {"name", "vae", "latent_scale", "latent_shift", "max_frames", "generator_attention", "anchor"}
+RELABELLABLE = {"name", "vae", "latent_scale", "latent_shift", "max_frames", "generator_attention", "anchor", "mean_scale"}
 
 
 class MarDini(nn.Module):
@@ -31,6 +31,8 @@ class MarDini(nn.Module):
     def relabel(self, **changes) -> None:
         """Change config fields that leave the weights' shapes alone (name, vae, latent scale/shift...)."""
         shaping = set(changes) - RELABELLABLE
+        if "anchor" in changes and "flow" in (changes["anchor"], self.config.anchor) and changes["anchor"] != self.config.anchor:
+            shaping.add("anchor to or from 'flow' (the generator reads the flow anchor as extra input channels)")
         if shaping:
             raise ConfigError(f"{', '.join(sorted(shaping))} change the weights' shapes; build a new model instead")
         self.config = self.planner.config = self.generator.config = self.config.replace(**changes)

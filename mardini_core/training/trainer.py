@@ -72,7 +72,11 @@ def build_model(cfg: StageConfig, init: str | None, vae) -> MarDini:
             f"the model expects {config.latent_channels}-channel latents but VAE {vae.name} makes {vae.latent_channels}; "
             "set [data] vae to the VAE the model was trained with"
         )
-    model = MarDini(config.replace(max_frames=max(config.max_frames, cfg.data.frames), anchor=cfg.model.anchor or config.anchor))
+    anchor = cfg.model.anchor or config.anchor
+    if base and "flow" in (anchor, config.anchor) and anchor != config.anchor:
+        raise ConfigError(f"--init {init} has anchor {config.anchor!r} but the stage asks for {anchor!r}; the flow anchor changes the "
+                          "generator's input, so start a flow-anchored model from a flow-anchored checkpoint or from scratch")
+    model = MarDini(config.replace(max_frames=max(config.max_frames, cfg.data.frames), anchor=anchor))
     if base:
         model.load_state_dict(base.state_dict())
     model.set_generator_attention(cfg.model.attention)
