@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -271,3 +272,25 @@ def test_a_clip_failing_mid_run_is_skipped_not_fatal(small_clips, cache, tmp_pat
         high = trainer.batch(0)[0]
     torch.testing.assert_close(high[0], trainer.batch(0)[0][0])  # replaced by the same next clip every time
     assert not torch.equal(high[0].cpu(), (load(index)[0] - trainer.config.latent_shift) * trainer.config.latent_scale)
+
+
+@needs_clips
+def test_the_default_flow_stage_trains_from_frames_with_flow_anchors_at_reduced_size(tmp_path, small_clips):
+    """configs/default/flow.toml through the real trainer (frames loader, synthetic motion, flow anchors), shrunk."""
+    cfg = load_stage(REPO / "configs" / "default" / "flow.toml")
+    cfg = dataclasses.replace(
+        cfg, steps=2,
+        model=dataclasses.replace(cfg.model, preset="tiny/T"),
+        data=dataclasses.replace(cfg.data, paths=(str(small_clips),), height=64, width=64, synthetic=0.5),
+        optim=dataclasses.replace(cfg.optim, batch=2, warmup=1),
+        checkpoint=dataclasses.replace(cfg.checkpoint, log_every=1, every=2),
+    )
+    trainer = Trainer(cfg, RunOptions(tmp_path / "run"))
+    high, low, masked, t, eps, drop, flow = trainer.batch(0)
+    assert flow is not None and flow.shape == high.shape and torch.isfinite(flow).all()
+    again = trainer.batch(0)
+    assert torch.equal(again[0], high) and torch.equal(again[-1], flow)  # a step's inputs repeat exactly (resume)
+    model = load_checkpoint(trainer.run())
+    assert model.config.anchor == "flow" and model.config.name == "tiny/T"
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(math.isfinite(r["loss"]) for r in log)

@@ -1,0 +1,136 @@
+"""The flow-anchored model: the anchor it sees, a zero residual returning the flow frame, fidelity, training from frames."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mardini_core import masks
+from mardini_core.config import MarDiniConfig, preset
+from mardini_core.data.frames import FrameBank
+from mardini_core.data.split import HELD_OUT_FILES
+from mardini_core.data.synthetic import synthetic_clip
+from mardini_core.errors import ConfigError, InputError
+from mardini_core.flow import flow_frames
+from mardini_core.model import MarDini
+from mardini_core.pipeline import default_fidelity, flow_anchor, generate, generate_latents
+from mardini_core.sampler import ddim_sample
+from mardini_core.schedule import alpha_sigma
+from mardini_core.video_io import write_frames
+from support import StandInVAE, live_tiny
+from test_sampler import FakeModel, OracleGenerator, clip
+
+
+def flow_tiny(seed: int = 0) -> MarDini:
+    model = live_tiny(seed)
+    flow = MarDini(model.config.replace(anchor="flow")).eval()
+    state = {k: v for k, v in model.state_dict().items() if k != "generator.embed.weight"}
+    flow.load_state_dict(state, strict=False)
+    return flow
+
+
+def moving_images(frames: int = 9, h: int = 64, w: int = 64) -> np.ndarray:
+    """A textured square moving right: (frames, h, w, 3) float."""
+    rng = np.random.default_rng(0)
+    texture = rng.random((h, w, 3), dtype=np.float32)
+    return np.stack([np.roll(texture, 2 * k, axis=1) for k in range(frames)])
+
+
+def test_a_flow_anchored_generator_reads_the_anchor_and_refuses_to_run_without_it():
+    model = flow_tiny()
+    assert model.generator.embed.in_features == 2 * MarDini(preset("tiny/T")).generator.embed.in_features
+    z, masked = torch.randn(1, 5, 32, 4, 4), masks.interpolation(5).to_tensor()
+    with pytest.raises(InputError, match="anchor"):
+        model.generator(z, torch.ones(1), None, masked)
+    a = model.generator(z, torch.ones(1), None, masked, anchor=z)
+    b = model.generator(z, torch.ones(1), None, masked, anchor=z + 1)
+    assert not torch.allclose(a[masked], b[masked])  # the anchor reaches the prediction
+
+
+def test_switching_to_or_from_the_flow_anchor_is_refused_where_shapes_would_change():
+    model = live_tiny()
+    with pytest.raises(ConfigError, match="flow"):
+        model.relabel(anchor="flow")
+    model.relabel(anchor="neighbours", mean_scale=0.5)
+    with pytest.raises(ConfigError, match="mean_scale"):
+        MarDiniConfig(mean_scale=0.5)  # no anchor: nothing to shrink towards
+
+
+def test_a_zero_residual_returns_the_flow_frames_exactly_through_generate(monkeypatch):
+    """The generator predicts no residual: every generated pixel is the flow anchor's, given ones the inputs."""
+    model, vae = flow_tiny(), StandInVAE()
+    truth = moving_images()
+    mask = masks.interpolation(9)
+    images = torch.from_numpy(truth[[0, -1]]).permute(0, 3, 1, 2)
+
+    def zero_residual(z_t, t, plan, masked, references=None, anchor=None):  # v of a clean residual of zero
+        a, s = (c[:, None, None, None, None] for c in alpha_sigma(t))
+        return a / s * (z_t - anchor)
+
+    monkeypatch.setattr(model.generator, "forward", zero_residual)
+    out = generate(model, vae, images, mask, steps=3, fidelity=0.0)
+    expected = torch.from_numpy(flow_frames(truth * np.array(mask.given)[:, None, None, None], list(mask.given))).permute(0, 3, 1, 2)
+    torch.testing.assert_close(out.frames[1:-1], expected[1:-1].clamp(0, 1), atol=1e-5, rtol=0)
+    assert torch.equal(out.frames[[0, -1]], images)
+    anchor = flow_anchor(vae, images, torch.zeros(2, 32, 8, 8), mask, model.config)
+    torch.testing.assert_close(out.latents[1:-1], anchor.latents[1:-1], atol=1e-5, rtol=0)
+
+
+def test_without_the_flow_anchor_a_flow_model_is_refused_in_one_line():
+    model = flow_tiny()
+    with pytest.raises(InputError, match="flow anchor"):
+        generate_latents(model, masks.interpolation(5), torch.randn(2, 32, 4, 4), torch.randn(2, 32, 2, 2), steps=1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.0, 1.0), st.integers(1, 5), st.integers(0, 2**31))
+def test_fidelity_blends_the_first_steps_mean_with_the_sample(fidelity, steps, seed):
+    reference, masked = clip()
+    target = torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed))
+    run = lambda f: ddim_sample(FakeModel(OracleGenerator(target)), reference, masked, None, steps=steps, fidelity=f,
+                                generator=torch.Generator().manual_seed(seed))
+    sample, mean = run(0.0), run(1.0)
+    out = run(fidelity)
+    torch.testing.assert_close(out, fidelity * mean + (1 - fidelity) * sample, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out[~masked], reference[~masked])
+
+
+def test_fidelity_one_calls_the_generator_once_and_bad_values_are_refused():
+    reference, masked = clip()
+    gen = OracleGenerator(torch.randn_like(reference))
+    ddim_sample(FakeModel(gen), reference, masked, None, steps=25, fidelity=1.0)
+    assert gen.batches == [1]
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(InputError, match="fidelity"):
+            ddim_sample(FakeModel(gen), reference, masked, None, steps=2, fidelity=bad)
+
+
+def test_default_fidelity_keeps_the_paper_and_follows_the_mask_for_anchored_models():
+    assert default_fidelity(masks.interpolation(9), MarDiniConfig()) == 0.0
+    anchored = MarDiniConfig(anchor="flow")
+    assert default_fidelity(masks.interpolation(9), anchored) == 1.0
+    assert default_fidelity(masks.image_to_video(9), anchored) < 1.0  # an open clip must move
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31), st.integers(3, 9))
+def test_synthetic_motion_is_seeded_and_moves(seed, frames):
+    rng = np.random.default_rng(seed)
+    background = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    foreground = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    a = synthetic_clip(background, foreground, frames, torch.Generator().manual_seed(seed))
+    b = synthetic_clip(background, foreground, frames, torch.Generator().manual_seed(seed))
+    assert a.shape == (frames, 48, 64, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+
+
+def test_frame_bank_leaves_out_held_out_files_and_draws_clips_of_the_asked_size(tmp_path):
+    video = moving_images(20, 48, 80)
+    write_frames(video, tmp_path / "train.mp4", fps=10)
+    held = sorted(f for f in HELD_OUT_FILES if f.endswith(".mp4"))[0]
+    write_frames(video, tmp_path / held, fps=10)
+    assert len(FrameBank([tmp_path], side=48, frames=9)) == 2
+    bank = FrameBank([tmp_path], side=48, frames=9, held_out=True)
+    assert len(bank) == 1
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        assert bank.clip(32, 64, (1, 2), gen).shape == (9, 32, 64, 3)
