@@ -54,7 +54,7 @@ class MarDiniConfig:
     latent_shift: float = 0.0
     vae: str = ""  # name of the autoencoder whose latents the model was trained on ("" = unknown)
     anchor: str = "none"  # "none": masked latents diffused from noise (the paper); "neighbours" / "flow": as a residual from an anchor (anchor.py)
-    mean_scale: float = 1.0  # anchored models: the share of its mean residual estimate the sampler keeps (sampler.py), calibrated on training clips
+    mean_scale: float = 1.0  # anchored models: the share of their mean residual estimate kept between given frames (pipeline.mean_scale_for), calibrated on training clips
 
     def __post_init__(self) -> None:
         validate(self)

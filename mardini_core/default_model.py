@@ -1,9 +1,9 @@
 """The embedded default model: a small MarDini and its autoencoder, shipped inside the package.
 
-The paper's authors released no weights. This small model, trained on CPU by the project's own
-three stage configs (`configs/default/`) on real video, makes every task run out of the box; its
-latents are in the TAEF2 / FLUX.2 32-channel space, decoded by mardini-tae (bundled beside it), by
-TAEF2 or by ComfyUI's FLUX.2 VAE. For quality, train your own (README: Training).
+The paper's authors released no weights. This flow-anchored model (`configs/default/flow.toml`,
+trained briefly on one GPU on the shared clips less the held-out files) makes every task run out of
+the box; its latents are in the TAEF2 / FLUX.2 32-channel space, decoded by mardini-tae (bundled
+beside it), by TAEF2 or by ComfyUI's FLUX.2 VAE. For quality, train your own (README: Training).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .errors import CheckpointError
 from .model import MarDini
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
-MODEL_FILE = DEFAULT_DIR / "mardini-small.safetensors"
+MODEL_FILE = DEFAULT_DIR / "mardini-base.safetensors"
 VAE_FILE = DEFAULT_DIR / "mardini-tae.safetensors"
 DEFAULT_VAE = "mardini-tae"
 
@@ -34,14 +34,16 @@ def load_default(device: str | torch.device = "cpu", dtype: torch.dtype | None =
     return load_checkpoint(MODEL_FILE, device=device, dtype=dtype).eval()
 
 
-def package_default(model_path: str | os.PathLike, vae_path: str | os.PathLike, out_dir: str | os.PathLike = DEFAULT_DIR) -> Path:
-    """Write a trained model (fp16, its VAE named mardini-tae) and its autoencoder into `out_dir`."""
+def package_default(model_path: str | os.PathLike, vae_path: str | os.PathLike, out_dir: str | os.PathLike = DEFAULT_DIR,
+                    mean_scale: float | None = None) -> Path:
+    """Write a trained model (fp16, its VAE named mardini-tae, `mean_scale` as calibrated with
+    `eval --split train --mean-scale`) and its autoencoder into `out_dir`."""
     from .vae import load_mardini_tae, save_mardini_tae
 
     model = load_checkpoint(model_path)
     if model.config.latent_channels != 32:
         raise CheckpointError(f"{model_path} uses {model.config.latent_channels}-channel latents; mardini-tae makes 32")
-    model.relabel(vae=DEFAULT_VAE)
+    model.relabel(vae=DEFAULT_VAE, **({} if mean_scale is None else {"mean_scale": mean_scale}))
     out = Path(out_dir)
     save_checkpoint(out / MODEL_FILE.name, model.half(), {"source": Path(model_path).name})
     save_mardini_tae(out / VAE_FILE.name, load_mardini_tae(vae_path), {"source": Path(vae_path).name})

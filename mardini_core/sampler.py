@@ -11,8 +11,8 @@ prediction (at t = 1, the model's mean estimate of the residual given the refere
 is blended with the finished sample, f * mean + (1 - f) * sample. f = 0 is the paper's DDIM exactly;
 f = 1 stops after that first step (one generator call). A residual sampled with the wrong content
 costs more than it adds, so anchored models interpolate at high fidelity (`pipeline.default_fidelity`).
-An anchored model's config may shrink its mean estimate (`mean_scale` < 1, calibrated on training
-clips: the share of its predicted residual that lowers the error) towards the anchor.
+`mean_scale` < 1 shrinks the mean estimate towards the anchor (an anchored model's calibration
+between given frames, `pipeline.mean_scale_for`).
 """
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ def ddim_sample(
     guidance: float = 1.0,
     eta: float = 0.0,
     fidelity: float = 0.0,
+    mean_scale: float = 1.0,
     flow: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
@@ -128,7 +129,7 @@ def ddim_sample(
         v = guided_velocity(model, clip(y), t, plan, masked, guidance, references, offset)
         y0, eps = predict_x0_eps(y, v, t)
         if i == 0:
-            mean = model.config.mean_scale * y0  # the model's mean estimate of the residual (t = 1)
+            mean = mean_scale * y0  # the model's mean estimate of the residual (t = 1)
         if run == 1:
             y = mean
             if callback is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from mardini_core.pipeline import arrange, default_fidelity, default_guidance, from_model_space, sample
+from mardini_core.pipeline import arrange, default_fidelity, default_guidance, from_model_space, mean_scale_for, sample
 
 from . import comfy_bridge
 from .checks import same_mask
@@ -105,6 +105,7 @@ class MarDiniSampler:
         z = sample(
             model.model, arrange(mask, latents.high), mask.to_tensor(), plan.signal,
             steps=steps, guidance=guidance, eta=eta, seed=seed, fidelity=fidelity_for(model, mask, fidelity),
+            mean_scale=mean_scale_for(mask, model.config),
             flow=None if latents.flow is None else latents.flow.latents[None],
             callback=lambda step, total, x0: report(step, None if projection is None else strip(x0[0], projection)),
         )[0]

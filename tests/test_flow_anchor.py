@@ -13,7 +13,7 @@ from mardini_core.data.synthetic import synthetic_clip
 from mardini_core.errors import ConfigError, InputError
 from mardini_core.flow import flow_frames
 from mardini_core.model import MarDini
-from mardini_core.pipeline import default_fidelity, flow_anchor, generate, generate_latents
+from mardini_core.pipeline import default_fidelity, flow_anchor, generate, generate_latents, mean_scale_for
 from mardini_core.sampler import ddim_sample
 from mardini_core.schedule import alpha_sigma
 from mardini_core.video_io import write_frames
@@ -109,7 +109,10 @@ def test_default_fidelity_keeps_the_paper_and_follows_the_mask_for_anchored_mode
     assert default_fidelity(masks.interpolation(9), MarDiniConfig()) == 0.0
     anchored = MarDiniConfig(anchor="flow")
     assert default_fidelity(masks.interpolation(9), anchored) == 1.0
-    assert default_fidelity(masks.image_to_video(9), anchored) < 1.0  # an open clip must move
+    assert default_fidelity(masks.image_to_video(9), anchored) == 1.0
+    shrunk = anchored.replace(mean_scale=0.25)
+    assert mean_scale_for(masks.interpolation(9), shrunk) == 0.25
+    assert mean_scale_for(masks.image_to_video(9), shrunk) == 1.0  # an open clip's residual is its motion: never shrunk
 
 
 @settings(max_examples=40, deadline=None)

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=9, help="clip length: first and last given, the rest generated (default: 9)")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25, as in the paper)")
     parser.add_argument("--fidelity", type=float, help="0 = the full sample .. 1 = the model's mean estimate (default: the model's own per task)")
+    parser.add_argument("--mean-scale", type=float, dest="mean_scale",
+                        help="anchored models: the share of the mean residual kept between given frames, instead of the "
+                             "model's calibrated one (calibrate on --split train, never on held-out clips)")
     parser.add_argument("--split", choices=("all", "held-out", "train"), default="all",
                         help="which files of the clips to score: the project's held-out files, the others, or all (default)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every clip")
@@ -79,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     bank = FeatureBank(load_inception(args.inception)) if args.inception else None
     device = resolve_device(args.device)
     model = load_model(args.model, device, torch.float32)
+    if args.mean_scale is not None:
+        model.relabel(mean_scale=args.mean_scale)  # a ConfigError names the valid range
     masks.interpolation(args.frames).validate(model.config.max_frames)
     vae_name = args.vae or model.config.vae
     vae = resolve_vae(vae_name, device)
@@ -135,7 +140,7 @@ def build_report(args: argparse.Namespace, vae_name: str, results: list[ClipResu
         "settings": {"model": args.model or "embedded default", "vae": vae_name, "size": args.size,
                      "frames": args.frames, "steps": args.steps, "seed": args.seed, "scored_frame": args.frames // 2,
                      "restore_detail": args.restore_detail, "fidelity": "model default" if args.fidelity is None else args.fidelity,
-                     "split": args.split},
+                     "split": args.split, "mean_scale": "model default" if args.mean_scale is None else args.mean_scale},
         "notes": [SSIM_NOTE, I2V_NOTE, FID_NOTE if bank is not None else NO_FID_NOTE],
         "sheets": args.out,
     }

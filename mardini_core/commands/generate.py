@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="classifier-free guidance on the plan; 1 = off (default: 2.5 for i2v and expand, "
                                "off when the first and last frames are given: interpolate, loop)")
     sampling.add_argument("--eta", type=float, default=0.0, help="DDIM noise: 0 deterministic, 1 DDPM-like (default: 0)")
+    sampling.add_argument("--fidelity", type=float,
+                          help="0 = the full sample .. 1 = the model's mean estimate, one step (default: the model's own: "
+                               "0 for the paper's formulation; for anchored models 1 between given frames)")
     sampling.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video")
     sampling.add_argument("--overlap", type=int, help="known frames each expansion window continues from "
                                                       "(default: a quarter of the window)")
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     guidance = default_guidance(mask) if args.guidance is None else args.guidance
     progress = TextProgress(len(schedule))
     frames = run_plan(
-        schedule, model, vae, images, seed=args.seed, steps=args.steps, guidance=guidance, eta=args.eta,
+        schedule, model, vae, images, seed=args.seed, steps=args.steps, guidance=guidance, eta=args.eta, fidelity=args.fidelity,
         restore_detail=args.restore_detail, on_window=progress.window, callback=progress.step,
     )
     progress.close()
