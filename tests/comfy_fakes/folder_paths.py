@@ -1,9 +1,14 @@
 """Fake of ComfyUI's `folder_paths`: only what the MarDini nodes use, rooted at a test folder."""
+import atexit
 import os
+import shutil
 import tempfile
 
 supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
-models_dir = os.environ.get("MARDINI_FAKE_MODELS_DIR") or tempfile.mkdtemp(prefix="mardini-fake-models-")
+models_dir = os.environ.get("MARDINI_FAKE_MODELS_DIR")
+if not models_dir:  # fresh per test process, removed when it ends
+    models_dir = tempfile.mkdtemp(prefix="mardini-fake-models-")
+    atexit.register(shutil.rmtree, models_dir, ignore_errors=True)
 folder_names_and_paths: dict = {}
 
 
@@ -31,7 +36,10 @@ def get_full_path_or_raise(folder_name, filename):
     return path
 
 
-input_dir = os.environ.get("MARDINI_FAKE_INPUT_DIR") or tempfile.mkdtemp(prefix="mardini-fake-input-")
+input_dir = os.environ.get("MARDINI_FAKE_INPUT_DIR")
+if not input_dir:  # a fresh input folder per test process, removed when it ends
+    input_dir = tempfile.mkdtemp(prefix="mardini-fake-input-")
+    atexit.register(shutil.rmtree, input_dir, ignore_errors=True)
 
 
 def get_input_directory():
