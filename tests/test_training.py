@@ -294,3 +294,31 @@ def test_the_default_flow_stage_trains_from_frames_with_flow_anchors_at_reduced_
     assert model.config.anchor == "flow" and model.config.name == "tiny/T"
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(math.isfinite(r["loss"]) for r in log)
+
+
+SHIPPED_CONFIGS = sorted((REPO / "configs").rglob("*.toml"))
+
+
+@needs_clips
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_shipped_config_builds_at_full_size_and_trains_a_reduced_step(path, tmp_path, small_clips, cache):
+    """Each config's model builds on the meta device at full size, then one real step runs through the
+    same trainer with the model and clips shrunk (so a config that cannot start fails here)."""
+    from mardini_core.training.trainer import build_model
+    from mardini_core.vae import load_vae
+
+    cfg = load_stage(path)
+    vae = load_vae(cfg.data.vae)
+    with torch.device("meta"):
+        full = build_model(cfg, None, vae)
+    assert full.config.latent_channels == vae.latent_channels and full.config.anchor == (cfg.model.anchor or "none")
+    reduced = dataclasses.replace(
+        cfg, steps=1,
+        model=dataclasses.replace(cfg.model, preset=f"tiny/{cfg.model.attention}"),
+        data=dataclasses.replace(cfg.data, paths=(str(small_clips),), height=64, width=64, stride=1, stride_max=0),
+        optim=dataclasses.replace(cfg.optim, batch=2, warmup=1),
+        checkpoint=dataclasses.replace(cfg.checkpoint, log_every=1, every=1, sample_every=0),
+    )
+    model = load_checkpoint(Trainer(reduced, RunOptions(tmp_path / "run", cache_dir=cache)).run())
+    assert model.config.generator.attention == cfg.model.attention
+    assert math.isfinite(json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])["loss"])

@@ -66,7 +66,8 @@ def data_order(step: int, rank: int, batch: int, world: int, n: int, seed: int) 
 def build_model(cfg: StageConfig, init: str | None, vae) -> MarDini:
     """A fresh preset (seeded) or the previous stage's weights, with this stage's attention, anchor and window."""
     base = load_checkpoint(init) if init else None
-    config = base.config if base else preset(cfg.model.preset, vae=vae.name)
+    # latent channels come from one place, the stage's VAE (a 16-channel paper preset trains in TAEF2's 32)
+    config = base.config if base else preset(cfg.model.preset, vae=vae.name, latent_channels=vae.latent_channels)
     if config.latent_channels != vae.latent_channels:
         raise ConfigError(
             f"the model expects {config.latent_channels}-channel latents but VAE {vae.name} makes {vae.latent_channels}; "
