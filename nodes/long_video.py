@@ -16,7 +16,7 @@ from . import comfy_bridge
 from .comfy_vae import ComfyVAE
 from .fitting import FIT
 from .sampler import RESTORE_DETAIL, sampling_inputs
-from .types import MARDINI_MODEL
+from .types import MODEL_INPUT, VAE_INPUT
 
 MODES = ("slow motion", "expansion", "loop")
 
@@ -48,8 +48,8 @@ class MarDiniLongVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."}),
-                "vae": ("VAE", {"tooltip": "The vae output of Load MarDini Model (or taef2 / the FLUX.2 VAE from Load VAE)."}),
+                "model": MODEL_INPUT,
+                "vae": VAE_INPUT,
                 "images": ("IMAGE", {"tooltip": "Your pictures, in time order. Width and height: multiples of 32 for "
                                                 "the embedded default (see 'fit')."}),
                 "mode": (list(MODES), {"default": "slow motion", "tooltip":

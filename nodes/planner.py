@@ -4,7 +4,7 @@ from __future__ import annotations
 from mardini_core.pipeline import arrange, plan
 
 from .checks import same_mask
-from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_MODEL, MARDINI_PLAN, Plan
+from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_PLAN, MODEL_INPUT, Plan
 
 
 class MarDiniPlanner:
@@ -17,7 +17,7 @@ class MarDiniPlanner:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."}),
+            "model": MODEL_INPUT,
             "latents": (MARDINI_LATENTS, {"tooltip": "From MarDini VAE Encode: your pictures, ready for the model."}),
             "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),
         }}

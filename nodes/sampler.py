@@ -9,7 +9,7 @@ from . import comfy_bridge
 from .checks import same_mask
 from .comfy_vae import pack
 from .preview import fit_projection, strip
-from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_MODEL, MARDINI_PLAN
+from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_PLAN, MODEL_INPUT
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
@@ -86,7 +86,7 @@ class MarDiniSampler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."}),
+                "model": MODEL_INPUT,
                 "plan": (MARDINI_PLAN, {"tooltip": "From MarDini Planner."}),
                 "latents": (MARDINI_LATENTS, {"tooltip": "From MarDini VAE Encode."}),
                 "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),

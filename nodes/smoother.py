@@ -16,7 +16,7 @@ from . import comfy_bridge
 from .comfy_vae import ComfyVAE
 from .fitting import FIT
 from .sampler import RESTORE_DETAIL, SEED_MAX
-from .types import MARDINI_MODEL
+from .types import MODEL_INPUT, VAE_INPUT
 
 MULTIPLIERS = {"x2": 2, "x4": 4, "x8": 8}
 
@@ -48,8 +48,8 @@ class MarDiniSmootherVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."}),
-                "vae": ("VAE", {"tooltip": "The vae output of Load MarDini Model (or taef2 / the FLUX.2 VAE from Load VAE)."}),
+                "model": MODEL_INPUT,
+                "vae": VAE_INPUT,
                 "video": ("IMAGE", {"tooltip": "The frames of your video, in order (e.g. images from Get Video "
                                                "Components or Load Video). Width and height: multiples of 32 for the "
                                                "embedded default (see 'fit')."}),

@@ -40,3 +40,8 @@ class Plan:
 
     signal: torch.Tensor  # (1, K, N_low, D_planner)
     mask: FrameMask
+
+
+# Inputs that several nodes take, with one tooltip each (a ComfyUI input spec: type, options).
+MODEL_INPUT = (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."})
+VAE_INPUT = ("VAE", {"tooltip": "The vae output of Load MarDini Model (or taef2 / the FLUX.2 VAE from Load VAE)."})

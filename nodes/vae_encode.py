@@ -8,7 +8,7 @@ from .checks import images_for_mask
 from .fitting import FIT
 from .comfy_vae import ComfyVAE
 from .preview import rgb_at_latent_size
-from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_MODEL, EncodedFrames
+from .types import EncodedFrames, MARDINI_LATENTS, MARDINI_MASK, MODEL_INPUT
 
 
 class MarDiniVAEEncode:
@@ -25,7 +25,7 @@ class MarDiniVAEEncode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."}),
+                "model": MODEL_INPUT,
                 "vae": ("VAE", {"tooltip": "The vae output of Load MarDini Model (nothing to download); taef2 or the "
                                            "FLUX.2 VAE from Load VAE work too."}),
                 "images": ("IMAGE", {"tooltip": "Your pictures for the frames marked x in the mask, left to right (a loop "

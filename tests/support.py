@@ -111,6 +111,15 @@ def join(header: dict, body: bytes) -> bytes:
     return struct.pack("<Q", len(raw)) + raw + body
 
 
+def save_tiny_preset(models_dir: str | Path, name: str) -> str:
+    """A freshly initialised tiny/T model (seed 0) saved as <models_dir>/mardini/<name>; returns `name`."""
+    path = Path(models_dir) / "mardini" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    save_checkpoint(path, MarDini(preset("tiny/T")))
+    return name
+
+
 @contextlib.contextmanager
 def tiny_through_loader_node(loader, models_dir: str | Path, name: str, seed: int):
     """A live tiny model saved as <models_dir>/mardini/<name> and loaded by the Load MarDini Model node

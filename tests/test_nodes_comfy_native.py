@@ -15,10 +15,8 @@ N = PACK.NODE_CLASS_MAPPINGS
 import comfy.model_management  # noqa: E402  (the fakes, installed by load_pack)
 import comfy.utils  # noqa: E402
 import folder_paths  # noqa: E402
-from mardini_core.checkpoint import save_checkpoint  # noqa: E402
-from mardini_core.config import preset  # noqa: E402
+from support import save_tiny_preset  # noqa: E402
 from mardini_core.fit import fit_images, valid_size  # noqa: E402
-from mardini_core.model import MarDini  # noqa: E402
 from mardini_core.vae import MARDINI_TAE, load_vae  # noqa: E402
 
 CHECKPOINT = "tiny-native.safetensors"
@@ -26,11 +24,7 @@ CHECKPOINT = "tiny-native.safetensors"
 
 @pytest.fixture(scope="module")
 def loaded():
-    folder = os.path.join(folder_paths.models_dir, "mardini")
-    os.makedirs(folder, exist_ok=True)
-    torch.manual_seed(0)
-    save_checkpoint(os.path.join(folder, CHECKPOINT), MarDini(preset("tiny/T")))
-    return N["MarDiniModelLoader"]().load(CHECKPOINT, "auto", "auto", "auto")
+    return N["MarDiniModelLoader"]().load(save_tiny_preset(folder_paths.models_dir, CHECKPOINT), "auto", "auto", "auto")
 
 
 def test_loader_returns_the_embedded_autoencoder_as_a_comfy_vae(loaded):

@@ -13,21 +13,15 @@ N = PACK.NODE_CLASS_MAPPINGS
 import comfy.model_management  # noqa: E402  (the fakes, installed by load_pack)
 import comfy.utils  # noqa: E402
 import folder_paths  # noqa: E402
-from mardini_core.checkpoint import save_checkpoint  # noqa: E402
-from mardini_core.config import preset  # noqa: E402
+from support import save_tiny_preset  # noqa: E402
 from mardini_core.errors import CheckpointError, InputError, MaskError  # noqa: E402
-from mardini_core.model import MarDini  # noqa: E402
 
 CHECKPOINT = "tiny-test.safetensors"
 
 
 @pytest.fixture(scope="module")
 def model():
-    folder = os.path.join(folder_paths.models_dir, "mardini")
-    os.makedirs(folder, exist_ok=True)
-    torch.manual_seed(0)
-    save_checkpoint(os.path.join(folder, CHECKPOINT), MarDini(preset("tiny/T")))
-    return N["MarDiniModelLoader"]().load(CHECKPOINT, "auto", "auto", "cpu")[0]
+    return N["MarDiniModelLoader"]().load(save_tiny_preset(folder_paths.models_dir, CHECKPOINT), "auto", "auto", "cpu")[0]
 
 
 def mask_of(frames, preset_name, given=2, pattern=""):
