@@ -162,30 +162,32 @@ class Trainer:
         return high, low, *self.draws(step, high.shape), None
 
     def _frames_batch(self, step: int) -> tuple[torch.Tensor | None, ...]:
-        """Fresh clips from the frame bank (and synthetic motion), encoded now; flow anchors from their pixels."""
+        """Fresh clips from the frame bank (and synthetic motion) with their flow anchors, built in parallel
+        (one generator per clip, so the result does not depend on thread timing), then encoded at once."""
         c, b = self.cfg.data, self.cfg.optim.batch
-        gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 1013 + self.d.rank)
-        clips = []
-        for _ in range(b):
-            clip = self.data.clip(c.height, c.width, (c.stride, c.stride_max or c.stride), gen)
-            if c.synthetic and float(torch.rand((), generator=gen)) < c.synthetic:
-                other = self.data.clip(c.height, c.width, (1, 1), gen)
-                clip = synthetic_clip(clip[len(clip) // 2], other[0], c.frames, gen)
-            clips.append(clip)
-        pixels = torch.from_numpy(np.stack(clips)).permute(0, 1, 4, 2, 3).float() / 255  # (B, K, 3, H, W)
         k, down = c.frames, self.vae.downscale
         shape = (b, k, self.config.latent_channels, c.height // down, c.width // down)
         masked, t, eps, drop = self.draws(step, shape)
+        given = (~masked).cpu().tolist()
+        first = ((self.cfg.seed * 1_000_003 + step) * 1013 + self.d.rank) * 4096
+        built = list(self._flow_pool.map(lambda i: self._frames_clip(first + i, given[i]), range(b)))
+        to_pixels = lambda frames: torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3)  # (B, K, 3, H, W)
+        pixels = to_pixels([clip for clip, _ in built]).float() / 255
         encode = lambda x, f: encode_scaled(self.vae.encode, x.flatten(0, 1).to(self.d.device), self.config, down, f).unflatten(0, (b, k))
         with torch.no_grad():
             high, low = encode(pixels, 1), encode(pixels, self.config.planner_downscale)
-            flow = None
-            if self.config.anchor == "flow":
-                given = (~masked).cpu().tolist()
-                numpy_clips = pixels.permute(0, 1, 3, 4, 2).numpy()
-                anchors = list(self._flow_pool.map(lambda i: flow_frames(numpy_clips[i], given[i]), range(b)))
-                flow = encode(torch.from_numpy(np.stack(anchors)).permute(0, 1, 4, 2, 3), 1)
+            flow = encode(to_pixels([anchor for _, anchor in built]), 1) if self.config.anchor == "flow" else None
         return high, low, masked, t, eps, drop, flow
+
+    def _frames_clip(self, seed: int, given: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
+        """One clip (K, H, W, 3) uint8 drawn with its own seed, and its flow anchor (float) for "flow" models."""
+        c, gen = self.cfg.data, torch.Generator().manual_seed(seed)
+        clip = self.data.clip(c.height, c.width, (c.stride, c.stride_max or c.stride), gen)
+        if c.synthetic and float(torch.rand((), generator=gen)) < c.synthetic:
+            other = self.data.clip(c.height, c.width, (1, 1), gen)
+            clip = synthetic_clip(clip[len(clip) // 2], other[0], c.frames, gen)
+        anchor = flow_frames(clip.astype(np.float32) / 255, given) if self.config.anchor == "flow" else None
+        return clip, anchor
 
     def _load(self, index: int, variant: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A clip's latents; a clip that fails to decode mid-run is reported and replaced by the next one."""
