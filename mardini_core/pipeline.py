@@ -246,8 +246,11 @@ def generate_latents(model, mask: FrameMask, high: torch.Tensor, low: torch.Tens
     masked = mask.to_tensor()
     signal = plan(model, arrange(mask, low), masked)
     fidelity = default_fidelity(mask, config) if fidelity is None else fidelity
-    return sample(model, arrange(mask, high), masked, signal, fidelity=fidelity, mean_scale=mean_scale_for(mask, config),
-                  flow=None if flow is None else flow[None], **sampling)[0]
+    z = sample(model, arrange(mask, high), masked, signal, fidelity=fidelity, mean_scale=mean_scale_for(mask, config),
+               flow=None if flow is None else flow[None], **sampling)[0]
+    if not torch.isfinite(z).all():  # the inputs were checked finite above: the model or its settings overflowed
+        raise InputError("the model produced NaN or infinite latents; lower the guidance, or check the checkpoint's weights")
+    return z
 
 
 def generate(model, vae, images: torch.Tensor, mask: FrameMask, *, restore_detail: bool = True, **sampling) -> Generation:

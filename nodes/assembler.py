@@ -6,7 +6,7 @@ from mardini_core.errors import InputError
 from mardini_core.fit import fit_to
 
 from . import comfy_bridge
-from .checks import images_for_mask
+from .checks import images_for_mask, latent_matches_mask
 from .fitting import FIT
 from .sampler import RESTORE_DETAIL
 from .types import MARDINI_MASK
@@ -36,6 +36,7 @@ class MarDiniFrameAssembler:
         }
 
     def assemble(self, vae, latent, images, mask, restore_detail=True, fit="crop"):
+        latent_matches_mask(latent, mask)
         given = images_for_mask(images, mask)
         frames = decode_with_progress(vae, latent["samples"])
         frames = frames.reshape(-1, *frames.shape[-3:])[..., :3].float().clone()

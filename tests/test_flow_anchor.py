@@ -137,3 +137,11 @@ def test_frame_bank_leaves_out_held_out_files_and_draws_clips_of_the_asked_size(
     gen = torch.Generator().manual_seed(0)
     for _ in range(20):
         assert bank.clip(32, 64, (1, 2), gen).shape == (9, 32, 64, 3)
+
+
+def test_a_model_that_overflows_is_reported_in_one_line_not_as_bad_input_images(monkeypatch):
+    model = live_tiny()
+    monkeypatch.setattr(model.generator, "forward", lambda z_t, *a, **k: torch.full_like(z_t, float("nan")))
+    with pytest.raises(InputError, match="model produced NaN") as info:
+        generate_latents(model, masks.interpolation(5), torch.randn(2, 32, 4, 4), torch.randn(2, 32, 2, 2), steps=2)
+    assert "input images" not in str(info.value) and len(str(info.value).splitlines()) == 1
