@@ -1,7 +1,7 @@
 """Reading images and videos as float RGB arrays, writing clips as .mp4, .gif or a folder of PNGs.
 
-Arrays are (N, H, W, 3) float32 RGB in [0, 1] (ComfyUI's IMAGE layout). OpenCV does the codecs; the
-GIF writer is our own (palette + LZW), since OpenCV builds before 4.11 cannot write GIF. Pillow reads
+Arrays are (N, H, W, 3) float32 RGB in [0, 1] (ComfyUI's IMAGE layout). OpenCV does the video codecs,
+Pillow writes GIFs (OpenCV builds before 4.11 cannot). Pillow reads
 an image's header first: its size is checked against the pixel limit and the memory available before
 anything is decoded (memory.py), and its EXIF orientation is applied as `ImageOps.exif_transpose`
 would (phone photos come out upright). Videos are decoded frame by frame into one preallocated
@@ -16,7 +16,6 @@ import math
 import os
 import re
 import shutil
-import struct
 from pathlib import Path
 
 import tempfile
@@ -350,85 +349,13 @@ def _raise_if_disk_full(path: Path) -> None:
         raise OutputError(f"the disk holding {path.parent} is full; free space or write the output elsewhere (nothing was written)")
 
 
-# --- GIF: a fixed 6x7x6 colour cube with ordered dithering, LZW-compressed, looping forever ---
-
-_LEVELS = np.array([6, 7, 6])  # red, green, blue levels: 252 palette entries
-_BAYER = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]) / 16 - 15 / 32
-
-
-def gif_palette() -> np.ndarray:
-    """(256, 3) uint8: the colour cube (index = r * 42 + g * 6 + b), padded with black."""
-    r, g, b = np.meshgrid(*(np.linspace(0, 255, n).round() for n in _LEVELS), indexing="ij")
-    cube = np.stack([r, g, b], axis=-1).reshape(-1, 3)
-    return np.concatenate([cube, np.zeros((256 - len(cube), 3))]).astype(np.uint8)
-
-
-def quantize(pixels: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, H, W) palette indices, with 4x4 ordered dithering."""
-    n, h, w, _ = pixels.shape
-    threshold = np.tile(_BAYER, (h // 4 + 1, w // 4 + 1))[:h, :w, None]  # (H, W, 1)
-    steps = pixels.astype(np.float32) / 255 * (_LEVELS - 1) + threshold
-    q = np.clip(np.round(steps), 0, _LEVELS - 1).astype(np.int32)
-    return (q[..., 0] * 42 + q[..., 1] * 6 + q[..., 2]).astype(np.uint8)
-
-
-def lzw_encode(indices: bytes, min_code_size: int = 8) -> bytes:
-    """GIF-flavoured variable-width LZW of palette indices (codes grow 9..12 bits, clear when full)."""
-    clear, end = 1 << min_code_size, (1 << min_code_size) + 1
-    out, acc, nbits = bytearray(), 0, 0
-    size, next_code, table = min_code_size + 1, end + 1, {}
-
-    def emit(code: int) -> None:
-        nonlocal acc, nbits
-        acc |= code << nbits
-        nbits += size
-        while nbits >= 8:
-            out.append(acc & 0xFF)
-            acc >>= 8
-            nbits -= 8
-
-    emit(clear)
-    prefix = indices[0]
-    for byte in indices[1:]:
-        key = prefix << 8 | byte
-        code = table.get(key)
-        if code is not None:
-            prefix = code
-            continue
-        emit(prefix)
-        if next_code < 4096:
-            table[key] = next_code
-            if next_code == 1 << size:
-                size += 1
-            next_code += 1
-        else:
-            emit(clear)
-            size, next_code, table = min_code_size + 1, end + 1, {}
-        prefix = byte
-    emit(prefix)
-    emit(end)
-    if nbits:
-        out.append(acc & 0xFF)
-    return bytes(out)
-
-
-def _sub_blocks(data: bytes) -> bytes:
-    return b"".join(bytes([len(data[i : i + 255])]) + data[i : i + 255] for i in range(0, len(data), 255)) + b"\x00"
-
-
 def _write_gif(pixels: np.ndarray, path: Path, fps: float) -> None:
-    n, h, w, _ = pixels.shape
-    delay = max(2, round(100 / fps))  # hundredths of a second; browsers treat < 2 as slow
-    parts = [
-        b"GIF89a",
-        struct.pack("<HHBBB", w, h, 0xF7, 0, 0),  # global 256-colour table
-        gif_palette().tobytes(),
-        b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00",  # loop forever
-    ]
-    for frame in quantize(pixels):
-        parts += [
-            struct.pack("<BBBBHBB", 0x21, 0xF9, 4, 0x04, delay, 0, 0),  # graphic control: keep frame
-            struct.pack("<BHHHHB", 0x2C, 0, 0, w, h, 0),
-            b"\x08" + _sub_blocks(lzw_encode(frame.tobytes())),
-        ]
-    path.write_bytes(b"".join(parts) + b"\x3b")
+    """Pillow writes the GIF: every frame in one fixed colour cube (Pillow's web palette, so colours never
+    flicker from frame to frame and black and white stay exact), Floyd-Steinberg dithered, looping forever.
+    Pillow stores a frame identical to the one before as a longer delay of that one: the clip plays the same."""
+    from PIL import Image
+
+    frames = [Image.fromarray(frame).convert("P", palette=Image.Palette.WEB, dither=Image.Dither.FLOYDSTEINBERG)
+              for frame in pixels]
+    delay = max(2, round(100 / fps))  # hundredths of a second, as a GIF stores it; browsers treat < 2 as slow
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=delay * 10, loop=0)

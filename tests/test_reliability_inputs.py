@@ -178,7 +178,7 @@ def test_check_fits_message():
 def test_gif_wider_than_65535_is_refused_before_any_work(workdir, monkeypatch):
     import mardini_core.video_io as vio
 
-    monkeypatch.setattr(vio, "quantize", lambda *_: pytest.fail("the frames were quantized before the size check"))
+    monkeypatch.setattr(vio, "_write_gif", lambda *_: pytest.fail("the GIF was encoded before the size check"))
     frames = np.zeros((1, 1, GIF_MAX_SIDE + 1, 3), np.float32)
     with pytest.raises(InputError, match="at most 65535 pixels a side"):
         write_frames(frames, workdir / "wide.gif")
