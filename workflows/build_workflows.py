@@ -178,13 +178,13 @@ EXAMPLE_IMAGES = ("The example pictures are frames of Big Buck Bunny (c) Blender
                   "into ComfyUI's input folder when the pack loaded. Pick your own in Load Image (any size: 'fit' "
                   "crops them to multiples of 32).")
 TIMES = {  # "Prompt executed in" of a fresh ComfyUI 0.33 (CPU, 2 shared cores), ../shared/tools comfy_ui_check.js --run
-    "image to video": "66 s",
-    "interpolation": "44 s",
-    "loop": "48 s",
-    "expansion": "36 s",
-    "slow motion": "67 s (25 frames)",
-    "novel view": "10 to 45 s",
-    "smoother": "59 s (17 frames in, 33 out)",
+    "image to video": "25 s",
+    "interpolation": "17 s",
+    "loop": "26 s",
+    "expansion": "24 s",
+    "slow motion": "103 s (25 frames)",
+    "novel view": "34 s",
+    "smoother": "74 s (17 frames in, 33 out)",
 }
 
 
