@@ -146,12 +146,6 @@ def step_reporter(total: int):
     return report
 
 
-def check_interrupted() -> None:
-    import comfy.model_management
-
-    comfy.model_management.throw_exception_if_processing_interrupted()
-
-
 def input_directory() -> str:
     """ComfyUI's input folder (what LoadImage and LoadVideo list)."""
     import folder_paths

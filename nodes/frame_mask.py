@@ -1,8 +1,8 @@
 """MarDini Frame Mask: which frames of the clip are given (x) and which are generated (.).
 
 The preset list and its patterns must agree with js/mardini_timeline_logic.js, which draws the
-clickable timeline in this node and rewrites `pattern` as the user clicks (tests/test_nodes_js_sync.py
-checks that both sides build the same patterns).
+clickable timeline in this node and rewrites `pattern` as the user clicks (tests/test_nodes_js.py,
+test_js_presets_build_the_same_patterns_as_the_node, checks that both sides build the same patterns).
 """
 from __future__ import annotations
 

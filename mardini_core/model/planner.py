@@ -53,10 +53,6 @@ class Planner(FrameTransformer):
         self.blocks = nn.ModuleList(PlannerBlock(cfg) for _ in range(cfg.depth))
         self.norm = nn.RMSNorm(cfg.hidden, eps=1e-6)
 
-    @property
-    def signal_dim(self) -> int:
-        return self.config.planner.hidden
-
     def forward(self, z_low: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         """z_low (B, K, C, h, w), masked (B, K) bool -> planning signal (B, K, (h/p)*(w/p), D)."""
         p = self.config.planner.patch
