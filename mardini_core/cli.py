@@ -24,7 +24,9 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The dispatcher's parser. Only `command`'s module is imported (and its arguments added); the others
+    are listed from COMMANDS alone, so `--help` and each command start without importing the rest."""
     parser = argparse.ArgumentParser(
         prog="python -m mardini_core",
         description="MarDini: masked auto-regressive diffusion for video (planner + generator).",
@@ -32,20 +34,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
         module = importlib.import_module(module_name)
-        command = sub.add_parser(
+        parsed = sub.add_parser(
             name,
             help=help_text,
             description=(module.__doc__ or help_text).strip(),
             formatter_class=argparse.RawDescriptionHelpFormatter,  # module docstrings keep their layout
         )
-        module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        module.add_arguments(parsed)
+        parsed.set_defaults(_run=module.run)
     return parser
 
 
+def chosen_command(argv: list[str]) -> str | None:
+    """The command named in argv: the first word that is not an option (the dispatcher's own options,
+    --debug and --help, take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
