@@ -10,7 +10,7 @@ from mardini_core.config import MarDiniConfig, preset
 from mardini_core.data.frames import FrameBank
 from mardini_core.data.split import HELD_OUT_FILES
 from mardini_core.data.synthetic import synthetic_clip
-from mardini_core.errors import ConfigError, InputError
+from mardini_core.errors import ConfigError, InputError, MemoryBudgetError
 from mardini_core.flow import flow_frames
 from mardini_core.model import MarDini
 from mardini_core.pipeline import default_fidelity, flow_anchor, generate, generate_latents, mean_scale_for
@@ -145,3 +145,10 @@ def test_a_model_that_overflows_is_reported_in_one_line_not_as_bad_input_images(
     with pytest.raises(InputError, match="model produced NaN") as info:
         generate_latents(model, masks.interpolation(5), torch.randn(2, 32, 4, 4), torch.randn(2, 32, 2, 2), steps=2)
     assert "input images" not in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+def test_frame_bank_refuses_videos_that_would_not_fit_in_memory_before_decoding(tmp_path, monkeypatch):
+    write_frames(moving_images(20, 48, 80), tmp_path / "train.mp4", fps=10)
+    monkeypatch.setenv("MARDINI_MEMORY_LIMIT", "100k")  # 20 frames of 48x80 need about 230 kB
+    with pytest.raises(MemoryBudgetError, match="decoded training videos.*loader"):
+        FrameBank([tmp_path], side=48, frames=9)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..memory import check_fits
 from .sources import find_segments
 from .split import HELD_OUT_FILES
 from .video import read_indices
@@ -33,6 +34,9 @@ class FrameBank:
         by_file: dict = {}
         for s in segments:
             by_file.setdefault(s.path, []).append(s)
+        sizes = {path: frame_size(path) for path in by_file}
+        check_fits(sum(s.frames * _shrunk_bytes(sizes[s.path], side) for s in segments), "the decoded training videos",
+                   "train on fewer or shorter videos, lower [data] height/width, or use [data] loader = \"latents\"")
 
         def decode(parts: list) -> list[np.ndarray]:
             wanted = [i for s in parts for i in range(s.start, s.start + s.frames)]
@@ -72,6 +76,22 @@ class FrameBank:
         if torch.rand((), generator=gen) < 0.5:  # time reversed: motion the other way is as likely
             clip = clip[::-1]
         return np.ascontiguousarray(clip)
+
+
+def frame_size(path) -> tuple[int, int]:
+    """(height, width) of a video's frames from its header (no decoding; 0 x 0 when OpenCV cannot say)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+    finally:
+        cap.release()
+
+
+def _shrunk_bytes(size: tuple[int, int], side: int) -> int:
+    """Bytes of one uint8 RGB frame of `size` once `_shrink` has brought its short side to `side`."""
+    h, w = size
+    scale = min(1.0, side / max(1, min(h, w)))
+    return round(h * scale) * round(w * scale) * 3
 
 
 def _shrink(frame: np.ndarray, side: int) -> np.ndarray:
