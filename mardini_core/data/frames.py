@@ -66,7 +66,7 @@ class FrameBank:
         h0, w0 = clip.shape[1:3]
         if h0 < height or w0 < width:
             scale = max(height / h0, width / w0)
-            clip = np.stack([cv2.resize(f, (max(width, round(w0 * scale)), max(height, round(h0 * scale))), interpolation=cv2.INTER_AREA) for f in clip])
+            clip = np.stack([cv2.resize(f, (max(width, round(w0 * scale)), max(height, round(h0 * scale))), interpolation=cv2.INTER_LINEAR) for f in clip])
             h0, w0 = clip.shape[1:3]
         top = int(torch.randint(0, h0 - height + 1, (1,), generator=gen))
         left = int(torch.randint(0, w0 - width + 1, (1,), generator=gen))
