@@ -167,6 +167,8 @@ def clip_workflow(name, note, images, preset, pattern, given=2, guidance=2.5, st
 
 
 GPU = "On a GPU: raise {what}."
+FREER = ("the picture size (any multiple of 32); for a freer take than the model's best guess, set the Sampler's "
+         "fidelity below 1 (e.g. 0.5) and steps to 25")
 CPU_TIME = "On a 2-core CPU it ran in {time} in ComfyUI 0.33 (fresh install, model loading included)."
 
 
@@ -198,7 +200,7 @@ def expansion_workflow():
         "model's window). For longer continuations use MarDini Long Video, mode expansion.",
         "The example video is 17 frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0, copied into ComfyUI's "
         "input folder when the pack loaded; pick your own in Load Video.",
-        "steps to 25-50", TIMES["expansion"]),
+        FREER, TIMES["expansion"]),
         None, "expansion", "xxx......", given=3, steps=25, image_node=(g, first), fps=12.5)
 
 
@@ -208,7 +210,7 @@ def slow_motion_workflow():
         "Slow motion from keyframes (paper, Fig. 10): 4 pictures spread over 25 frames, everything between made by the "
         "model in several runs of its 9-frame window (the plan is shown in the text box).",
         EXAMPLE_IMAGES,
-        "frames to 128 (the paper's 4 -> 128) and steps to 25", TIMES["slow motion"]))
+        "frames to 128 (the paper's 4 -> 128)", TIMES["slow motion"]))
     pixels = load_images(g, [f"mardini_keyframe_{i}.jpg" for i in range(1, 5)])
     model = load_model(g, col=2)
     long_video = g.node("MarDiniLongVideo", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE")],
@@ -232,7 +234,7 @@ def smoother_workflow():
         "instead, disconnect the fps link into Save and type the video's own fps.",
         "The example video is 17 frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0 (12.5 fps), copied into "
         "ComfyUI's input folder when the pack loaded; pick your own in Load Video.",
-        "steps to 25 and the multiplier as you like", TIMES["smoother"]))
+        "the multiplier as you like", TIMES["smoother"]))
     parts = load_video(g)
     model = load_model(g, col=1, row=0)
     smooth = g.node("MarDiniSmootherVideo", 2, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("video", "IMAGE"),
@@ -253,23 +255,23 @@ def smoother_workflow():
 def main():
     clip_workflow("MarDini image to video", note(
         "Image to video: one picture as the first frame, 8 more frames made from it (guidance 2.5, the paper's "
-        "setting for one given end).", EXAMPLE_IMAGES, "steps to 25-50", TIMES["image to video"]),
+        "setting for one given end).", EXAMPLE_IMAGES, FREER, TIMES["image to video"]),
         ["mardini_first_frame.png"], "image-to-video (first)", "x........")
     clip_workflow("MarDini interpolation", note(
         "Interpolation: a first and a last picture, the 7 frames between made by the model (guidance turns itself "
         "off between two given frames). For many in-betweens use MarDini Smoother / Slower Video or Long Video.",
-        EXAMPLE_IMAGES, "steps to 25-50", TIMES["interpolation"]),
+        EXAMPLE_IMAGES, FREER, TIMES["interpolation"]),
         ["mardini_first_frame.png", "mardini_last_frame.png"], "interpolation", "x.......x")
     clip_workflow("MarDini loop", note(
         "Loop: one picture as first and last frame, the motion between made by the model, so the clip repeats "
-        "seamlessly.", EXAMPLE_IMAGES, "steps to 25-50", TIMES["loop"]),
+        "seamlessly.", EXAMPLE_IMAGES, FREER, TIMES["loop"]),
         ["mardini_first_frame.png"], "loop", "x.......x")
     expansion_workflow()
     slow_motion_workflow()
     clip_workflow("MarDini novel view", note(
         "Novel-view synthesis (paper, Fig. 8): two photos of an object from two angles as first and last frame, the "
         "views between made by the model (zero-shot). The example pictures stand in for two views: replace them with "
-        "your own photos.", EXAMPLE_IMAGES, "steps to 25-50", TIMES["novel view"]),
+        "your own photos.", EXAMPLE_IMAGES, FREER, TIMES["novel view"]),
         ["mardini_view_a.jpg", "mardini_view_b.jpg"], "interpolation", "x.......x")
     smoother_workflow()
 
