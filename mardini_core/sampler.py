@@ -130,7 +130,7 @@ def ddim_sample(
         y0, eps = predict_x0_eps(y, v, t)
         if i == 0:
             mean = mean_scale * y0  # the model's mean estimate of the residual (t = 1)
-        if run == 1:
+        if fidelity >= 1:
             y = mean
             if callback is not None:
                 callback(1, 1, clip(y))
@@ -143,4 +143,4 @@ def ddim_sample(
             y = y + spread * noise()
         if callback is not None:
             callback(i + 1, steps, clip(y0))
-    return clip(y if fidelity == 0 or run == 1 else fidelity * mean + (1 - fidelity) * y)
+    return clip(y if fidelity == 0 else fidelity * mean + (1 - fidelity) * y)

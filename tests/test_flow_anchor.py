@@ -152,3 +152,17 @@ def test_frame_bank_refuses_videos_that_would_not_fit_in_memory_before_decoding(
     monkeypatch.setenv("MARDINI_MEMORY_LIMIT", "100k")  # 20 frames of 48x80 need about 230 kB
     with pytest.raises(MemoryBudgetError, match="decoded training videos.*loader"):
         FrameBank([tmp_path], side=48, frames=9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(1, 4), st.integers(0, 2**31))
+def test_mean_scale_shrinks_only_the_mean_part(fidelity, scale, steps, seed):
+    """f * scale * mean + (1 - f) * sample: the sample itself (f = 0) is never shrunk, whatever the step count."""
+    reference, masked = clip()
+    target = torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed))
+    run = lambda f, s: ddim_sample(FakeModel(OracleGenerator(target)), reference, masked, None, steps=steps, fidelity=f,
+                                   mean_scale=s, generator=torch.Generator().manual_seed(seed))
+    sample, mean = run(0.0, 1.0), run(1.0, 1.0)
+    assert torch.equal(run(0.0, scale), sample)
+    torch.testing.assert_close(run(fidelity, scale)[masked], (fidelity * scale * mean + (1 - fidelity) * sample)[masked],
+                               atol=1e-5, rtol=1e-5)
