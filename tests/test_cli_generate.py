@@ -63,6 +63,7 @@ def test_image_to_video_mp4_end_to_end(tmp_path, checkpoint, capsys, stand_in_va
     assert stand_in_vae == [""]  # the VAE named by the checkpoint's config (tiny/T names none)
 
 
+@pytest.mark.slow
 def test_vae_choice(tmp_path, checkpoint, stand_in_vae, shared_dir, monkeypatch):
     with pytest.raises(MarDiniError, match="does not name the VAE it was trained with; pass --vae taef2"):
         REAL_RESOLVE_VAE("", "cpu")

@@ -30,6 +30,7 @@ def mixed_folder(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_manifest_segments_keep_clips_inside_shots():
     segments, skipped = find_segments([CLIPS])
     assert skipped == []

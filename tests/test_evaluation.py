@@ -233,6 +233,7 @@ def real_clip(shared_dir):
     return str(path)
 
 
+@pytest.mark.slow
 def test_eval_command_end_to_end_on_a_real_clip(tmp_path, checkpoint, vae_args, real_clip, capsys):
     short = tmp_path / "short.mp4"
     write_frames(np.zeros((3, 64, 64, 3), np.float32), short)  # too short: skipped with a warning

@@ -76,6 +76,7 @@ def model():
     return live_tiny()
 
 
+@pytest.mark.slow
 def test_run_plan_interpolates_past_the_window(model):
     plan = plan_windows(14, [0, 13], model.config.max_frames)
     assert len(plan) > 1

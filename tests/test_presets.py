@@ -9,12 +9,13 @@ from mardini_core.config import PAPER_PARAMS, preset
 from mardini_core.errors import ConfigError
 
 
-def test_paper_presets_within_15_percent_of_table_5():
+def test_paper_presets_within_4_percent_of_table_5():
+    """The measured gaps are 3.3 % (planners of S, every generator) and 3.95 % (planners of L)."""
     table = preset_table()
     for name, (planner, generator) in PAPER_PARAMS.items():
         row = table[name]
-        assert abs(row["planner_params"] / planner - 1) < 0.15, (name, row)
-        assert abs(row["generator_params"] / generator - 1) < 0.15, (name, row)
+        assert abs(row["planner_params"] / planner - 1) < 0.04, (name, row)
+        assert abs(row["generator_params"] / generator - 1) < 0.04, (name, row)
     assert table["L/T"]["planner_params"] > 2 * table["S/T"]["planner_params"]
     assert table["S/T"]["max_frames"] == 17 and table["S/ST"]["max_frames"] == 9
 

@@ -148,6 +148,7 @@ def snapshot(path: Path):
     return None
 
 
+@pytest.mark.slow
 @MANY
 @given(data=st.data())
 def test_any_arguments_end_cleanly(files, data, capsys):

@@ -68,6 +68,7 @@ def wait_for(predicate, process: subprocess.Popen, timeout: float = 120) -> bool
     raise AssertionError("training made no progress within the timeout")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CLIP.is_file() or not STAGE.is_file(), reason="needs configs/stages and ../shared/data/clips")
 def test_sigkill_ten_times_resumes_to_the_uninterrupted_weights():
     rng = random.Random(20250101)

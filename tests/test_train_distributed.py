@@ -44,6 +44,7 @@ def data(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_two_process_runs_load_in_one_process(tmp_path, data):
     cache = tmp_path / "latents"
     fsdp = torchrun(tmp_path / "fsdp", data, cache)
@@ -72,6 +73,7 @@ def test_two_process_runs_load_in_one_process(tmp_path, data):
         assert torch.equal(resumed[name], value), name
 
 
+@pytest.mark.slow
 def test_sharded_joint_stage_with_plan_dropping_ema_and_previews(tmp_path, data):
     """Stage 3 under FSDP2: per-clip Z_uncond swap, EMA of sharded weights, a preview from sharded networks."""
     config = tmp_path / "stage3.toml"

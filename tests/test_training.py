@@ -176,6 +176,7 @@ def test_every_stage_config_parses(tmp_path):
 # --- the three stages on real clips ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_clips
 def test_three_stages_learn_and_chain(small_clips, cache, tmp_path):
     s1 = trains(stage("tiny_stage1.toml", small_clips, steps=40), RunOptions(tmp_path / "s1", cache_dir=cache))
@@ -206,6 +207,7 @@ def _train_cmd(config: Path, out: Path, data: Path, cache: Path, *extra: str) ->
             "--cache-dir", str(cache), "--threads", "1", *extra]
 
 
+@pytest.mark.slow
 @needs_clips
 def test_resume_after_kill_matches_an_uninterrupted_run(small_clips, cache, tmp_path):
     cfg = stage("tiny_stage3.toml", small_clips, steps=24)
