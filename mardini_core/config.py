@@ -6,13 +6,26 @@ truth for building a model: `MarDini(config)`.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
-ATTENTION_MODES = ("ST", "T")  # generator frame-mixing attention: spatio-temporal or temporal
+
+
+class Attention(enum.StrEnum):
+    """What a self-attention mixes, by the paper's letters (its presets are S/ST, L/T...): tokens within
+    each frame (S), or across frames with Identity Attention, at one position (T, temporal) or at every
+    position (ST, spatio-temporal). A generator config names its frame mixing by the value, "ST" or "T"."""
+
+    SPATIAL = "S"
+    TEMPORAL = "T"
+    SPATIOTEMPORAL = "ST"
+
+
+ATTENTION_MODES = (Attention.SPATIOTEMPORAL.value, Attention.TEMPORAL.value)  # a generator's frame mixing, as configs store it
 ATTENTION_BACKENDS = ("auto", "sdpa", "xformers", "math")
 ANCHORS = ("none", "neighbours", "flow")  # what the DM diffuses masked latents around (see anchor.py)
 

@@ -15,15 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..config import ATTENTION_MODES, GeneratorConfig, MarDiniConfig
+from ..config import ATTENTION_MODES, Attention, GeneratorConfig, MarDiniConfig
 from ..errors import ConfigError, InputError
 from .attention import FrameGroups
 from .base import FrameTransformer, check_latents
 from .layers import (
     MLP,
-    SPATIAL,
-    SPATIOTEMPORAL,
-    TEMPORAL,
     CrossAttention,
     SelfAttention,
     ReferenceKV,
@@ -52,7 +49,7 @@ class GeneratorBlock(nn.Module):
     def forward(self, x, c, plan, rope, groups, mixing, backend, references=None):
         # x: (B, K, N, D); c: (B, K, D) time embedding per frame; plan: (B, K, M, Dp)
         s1, sc1, g1, s2, sc2, g2, s3, sc3, g3 = self.ada(F.silu(c))[:, :, None].chunk(9, dim=-1)
-        x = x + g1 * self.spatial(modulate(self.norm1(x), s1, sc1), rope, groups, SPATIAL, backend)
+        x = x + g1 * self.spatial(modulate(self.norm1(x), s1, sc1), rope, groups, Attention.SPATIAL, backend)
         x = x + g2 * self.mixing(modulate(self.norm2(x), s2, sc2), rope, groups, mixing, backend, references)
         x = x + self.cross(self.norm_cross(x), plan, backend)
         return x + g3 * self.mlp(modulate(self.norm3(x), s3, sc3))
@@ -123,7 +120,7 @@ class Generator(FrameTransformer):
         c = self.time(t_frames)  # (B, Kf, D)
         x = rearrange(tokens, "b k y x d -> b k (y x) d")
         rope = rope_tables(generator_positions(frames, rows, cols), cfg.hidden // cfg.heads)
-        mixing = TEMPORAL if self.attention == "T" else SPATIOTEMPORAL
+        mixing = Attention(self.attention)  # "T" or "ST", as the config stores it
         x = self.run_blocks(x, c, plan, rope, groups, mixing, self.backend_for(x.device), references)
         return x, c, rows
 

@@ -11,16 +11,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..config import Attention
 from .attention import FrameGroups, attention, frame_attention, identity_attention
 from .rope import apply_rope
-
-SPATIAL, TEMPORAL, SPATIOTEMPORAL = "spatial", "temporal", "spatiotemporal"
 
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention with LayerNorm on q and k and rotary positions.
 
-    pattern: 'spatial' (within each frame), or 'temporal' / 'spatiotemporal' with Identity Attention
+    pattern: Attention.SPATIAL (within each frame), or TEMPORAL / SPATIOTEMPORAL with Identity Attention
     (reference frames' queries attend only to themselves).
     """
 
@@ -44,18 +43,18 @@ class SelfAttention(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         groups: FrameGroups | None,
-        pattern: str,
+        pattern: Attention,
         backend: str,
         references: ReferenceKV | None = None,
     ) -> torch.Tensor:
         """`references`: when set, every frame of x is a masked frame and the reference frames' keys and
         values come from the cache (frame-mixing patterns only); when recording, they are appended to it."""
         q, k, v = self.project(x, rope)
-        if pattern == SPATIAL:
+        if pattern == Attention.SPATIAL:
             q, k, v = (rearrange(t, "b k n h d -> (b k) h n d") for t in (q, k, v))
             out = rearrange(attention(q, k, v, backend), "(b k) h n d -> b k n (h d)", b=x.shape[0])
             return self.proj(out)
-        temporal = pattern == TEMPORAL
+        temporal = pattern == Attention.TEMPORAL
         if references is not None and references.recording:
             references.append(k, v)
             out = v  # reference frames only: Identity Attention is the identity

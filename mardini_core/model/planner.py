@@ -12,10 +12,10 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
-from ..config import MarDiniConfig, PlannerConfig
+from ..config import Attention, MarDiniConfig, PlannerConfig
 from .attention import FrameGroups
 from .base import FrameTransformer, check_latents
-from .layers import MLP, SPATIAL, SPATIOTEMPORAL, SelfAttention, patchify
+from .layers import MLP, SelfAttention, patchify
 from .rope import rope_tables
 
 
@@ -30,8 +30,8 @@ class PlannerBlock(nn.Module):
         self.mlp = MLP(cfg.hidden, cfg.mlp)
 
     def forward(self, x, rope, groups, backend):  # x: (B, K, N, D)
-        x = x + self.spatial(self.norm1(x), rope, groups, SPATIAL, backend)
-        x = x + self.mixing(self.norm2(x), rope, groups, SPATIOTEMPORAL, backend)
+        x = x + self.spatial(self.norm1(x), rope, groups, Attention.SPATIAL, backend)
+        x = x + self.mixing(self.norm2(x), rope, groups, Attention.SPATIOTEMPORAL, backend)
         return x + self.mlp(self.norm3(x))
 
 
