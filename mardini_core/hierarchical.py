@@ -53,7 +53,7 @@ class Window:
 
 
 @dataclass(frozen=True)
-class WindowPlan:
+class WindowSchedule:
     """The whole schedule: `total` output frames, the input positions, and the windows in run order."""
 
     total: int
@@ -80,7 +80,7 @@ class WindowPlan:
     __str__ = describe
 
 
-def plan_windows(total: int, inputs: Sequence[int], window: int, overlap: int | None = None) -> WindowPlan:
+def schedule_windows(total: int, inputs: Sequence[int], window: int, overlap: int | None = None) -> WindowSchedule:
     """Schedule windows that generate frames 0..total-1 from known frames at `inputs` positions.
 
     `overlap`: known frames each expansion window continues from (default a quarter of the window).
@@ -112,7 +112,7 @@ def plan_windows(total: int, inputs: Sequence[int], window: int, overlap: int | 
             windows.append(w)
             known = sorted(set(known).union(w.frames))
             level += 1
-    return WindowPlan(total=total, inputs=tuple(sorted(set(inputs))), window=window, windows=tuple(windows))
+    return WindowSchedule(total=total, inputs=tuple(sorted(set(inputs))), window=window, windows=tuple(windows))
 
 
 def _gap_windows(known: list[int], window: int, level: int) -> list[Window]:
@@ -147,8 +147,8 @@ def _extension_window(known: list[int], total: int, window: int, overlap: int, f
     return Window(frames, given, level, "extend forward" if forward else "extend backward")
 
 
-def run_plan(
-    schedule: WindowPlan,
+def run_schedule(
+    schedule: WindowSchedule,
     model,
     vae,
     images: torch.Tensor,
@@ -158,7 +158,7 @@ def run_plan(
     on_window: Callable[[int, Window], None] | None = None,
     **sampling,
 ) -> torch.Tensor:
-    """Execute a plan: images (len(inputs), 3, H, W) for the input positions -> (total, 3, H, W).
+    """Execute a schedule: images (len(inputs), 3, H, W) for the input positions -> (total, 3, H, W).
 
     Known frames keep their high-resolution latents exactly (no VAE round trip); the planner's
     low-resolution latents of generated frames are encoded from their decoded pixels. Window i is
@@ -167,9 +167,9 @@ def run_plan(
     """
     config = model.config
     if images.shape[0] != len(schedule.inputs):
-        raise InputError(f"the plan places {len(schedule.inputs)} input images but {images.shape[0]} were given")
+        raise InputError(f"the schedule places {len(schedule.inputs)} input images but {images.shape[0]} were given")
     if any(len(w.frames) > config.max_frames for w in schedule):
-        raise MaskError(f"the plan's window of {schedule.window} frames exceeds the model's {config.max_frames}")
+        raise MaskError(f"the schedule's window of {schedule.window} frames exceeds the model's {config.max_frames}")
     check_vae(vae, config)
     high, low = encode_frames(vae.encode, images, config, vae.downscale)
     frames = {p: images[n].float().cpu() for n, p in enumerate(schedule.inputs)}  # global index -> (3, H, W)

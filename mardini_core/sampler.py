@@ -108,7 +108,7 @@ def ddim_sample(
     check_settings(steps, guidance, eta, fidelity)
     times = ddim_times(steps)
     reference = reference.float()
-    keep = masked[:, :, None, None, None]  # (B, K, 1, 1, 1): True where the sampler writes
+    generated = masked[:, :, None, None, None]  # (B, K, 1, 1, 1): True on the frames the sampler writes
 
     def noise() -> torch.Tensor:
         return torch.randn(reference.shape, generator=generator).to(reference.device)
@@ -116,7 +116,7 @@ def ddim_sample(
     offset = diffusion_offset(reference, masked, model.config, flow)  # masked frames are offset + the diffused y
 
     def clip(y: torch.Tensor) -> torch.Tensor:
-        return torch.where(keep, offset + y, reference)
+        return torch.where(generated, offset + y, reference)
 
     y = noise()
     references = reference_cache(model, reference, plan, masked, guidance)

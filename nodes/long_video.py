@@ -1,6 +1,6 @@
 """MarDini Long Video: hierarchical auto-regressive generation past the model's window, in one node.
 
-The schedule of model calls (mardini_core.hierarchical.plan_windows) is a pure function of the request;
+The schedule of model calls (mardini_core.hierarchical.schedule_windows) is a pure function of the request;
 it comes out as text so users see which windows ran, and it is printed to the console before running.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from mardini_core.errors import InputError
-from mardini_core.hierarchical import plan_windows, run_plan
+from mardini_core.hierarchical import schedule_windows, run_schedule
 from mardini_core.fit import fit_images
 from mardini_core.pipeline import images_from_hwc, size_multiple
 
@@ -70,8 +70,8 @@ class MarDiniLongVideo:
             raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
         positions = input_positions(mode, images.shape[0], frames)
         total = positions[-1] + 1 if mode == "loop" else frames
-        schedule = plan_windows(total, positions, config.max_frames, overlap or None)
-        print(f"[MarDini] long video plan:\n{schedule.describe()}")
+        schedule = schedule_windows(total, positions, config.max_frames, overlap or None)
+        print(f"[MarDini] long video schedule:\n{schedule.describe()}")
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
         pixels = fit_images(images_from_hwc(images[..., :3]), size_multiple(config, adapter.downscale), fit)
         if mode == "loop":
@@ -79,7 +79,7 @@ class MarDiniLongVideo:
         report = comfy_bridge.step_reporter(len(schedule) * steps)
         window = [0]
         model.load_all()  # the planner runs once per window: both networks stay loaded for the whole plan
-        video = run_plan(
+        video = run_schedule(
             schedule, net, adapter, pixels, seed=seed, steps=steps, guidance=guidance, eta=eta, restore_detail=restore_detail,
             on_window=lambda i, w: window.__setitem__(0, i),
             callback=lambda step, total_steps, x0: report(window[0] * steps + step),

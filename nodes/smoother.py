@@ -1,7 +1,7 @@
 """MarDini Smoother / Slower Video: a video in, every gap between its frames filled x2, x4 or x8.
 
 The job frame-interpolation packs (RIFE, FILM) do, by MarDini's interpolation: the video's frames are
-the given frames of a hierarchical plan (mardini_core.hierarchical), each window fills the gaps it
+the given frames of a hierarchical schedule (mardini_core.hierarchical), each window fills the gaps it
 covers, and every input frame comes back exactly. Played at fps x multiplier the video is smoother
 and as long; played at the input fps it is slower (slow motion).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mardini_core.errors import InputError
 from mardini_core.fit import fit_images
-from mardini_core.hierarchical import plan_windows, run_plan
+from mardini_core.hierarchical import schedule_windows, run_schedule
 from mardini_core.pipeline import images_from_hwc, size_multiple
 
 from . import comfy_bridge
@@ -74,14 +74,14 @@ class MarDiniSmootherVideo:
             raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(video.shape)}")
         config, factor = model.config, MULTIPLIERS[multiplier]
         total, positions = smoother_positions(video.shape[0], factor)
-        schedule = plan_windows(total, positions, config.max_frames)
-        print(f"[MarDini] smoother video plan:\n{schedule.describe()}")
+        schedule = schedule_windows(total, positions, config.max_frames)
+        print(f"[MarDini] smoother video schedule:\n{schedule.describe()}")
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
         pixels = fit_images(images_from_hwc(video[..., :3]), size_multiple(config, adapter.downscale), fit)
         report = comfy_bridge.step_reporter(len(schedule) * steps)
         window = [0]
         model.load_all()
-        frames = run_plan(
+        frames = run_schedule(
             schedule, model.model, adapter, pixels, seed=seed, steps=steps, guidance=1.0, eta=0.0,
             restore_detail=restore_detail, on_window=lambda i, w: window.__setitem__(0, i),
             callback=lambda step, total_steps, x0: report(window[0] * steps + step),

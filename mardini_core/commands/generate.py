@@ -8,7 +8,7 @@ Examples:
   python -m mardini_core generate --task custom --pattern "x...x...x" --images a.png b.png c.png --out frames/
 
 Clips longer than the model's window are generated hierarchically (keyframes, then interpolation
-between neighbours, or overlapping windows past the last given frame); the plan is printed first.
+between neighbours, or overlapping windows past the last given frame); the schedule is printed first.
 Images whose sides are not a multiple the model can take are scaled and centre-cropped to the
 nearest smaller valid size (or pass --size WxH).
 """
@@ -26,7 +26,7 @@ from .. import masks
 from ..checkpoint import load_checkpoint, read_config
 from ..default_model import load_default
 from ..errors import InputError, MarDiniError
-from ..hierarchical import Window, plan_windows, run_plan
+from ..hierarchical import Window, schedule_windows, run_schedule
 from ..pipeline import default_guidance, images_from_hwc, size_multiple
 from ..vae import load_vae
 from ..memory import check_fits, generation_bytes
@@ -74,14 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--out", required=True, help="output: name.mp4, name.gif, or a folder for PNG frames")
     output.add_argument("--fps", type=float, default=8.0, help="frames per second of the output (default: 8)")
     output.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    output.add_argument("--dry-run", action="store_true", help="print the plan of model calls and stop")
+    output.add_argument("--dry-run", action="store_true", help="print the schedule of model calls and stop")
     output.add_argument("--no-restore-detail", dest="restore_detail", action="store_false",
                         help="decode generated frames as they are, without adding back the detail the VAE drops from the given frames")
 
 
 def run(args: argparse.Namespace) -> int:
     inputs = read_inputs(args)  # (N, H, W, 3) float in [0, 1]
-    if args.dry_run and args.model:  # the plan needs only the checkpoint's config
+    if args.dry_run and args.model:  # the schedule needs only the checkpoint's config
         config, model = read_config(args.model), None
     else:
         if not args.dry_run:
@@ -91,15 +91,15 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, device, DTYPES[args.dtype])
         config = model.config
     mask = build_mask(args, len(inputs), config.max_frames)
-    schedule = plan_windows(mask.frames, mask.given_indices, config.max_frames, args.overlap)
-    plan_text = schedule.describe()
+    schedule = schedule_windows(mask.frames, mask.given_indices, config.max_frames, args.overlap)
+    schedule_text = schedule.describe()
     if args.task == "loop":
-        plan_text += f"\n  frame {mask.frames - 1} closes the loop (it is frame 0 again) and is not written: {mask.frames - 1} frames out"
+        schedule_text += f"\n  frame {mask.frames - 1} closes the loop (it is frame 0 again) and is not written: {mask.frames - 1} frames out"
     if args.dry_run:
-        print(plan_text)
+        print(schedule_text)
         return 0
     if len(schedule) > 1:
-        print(plan_text, file=sys.stderr)
+        print(schedule_text, file=sys.stderr)
     if args.guidance is not None and args.guidance > MAX_GUIDANCE:
         raise InputError(f"--guidance {args.guidance:g} is far too strong (at most {MAX_GUIDANCE:g}; the paper uses 2.5): the sampler would overflow")
     vae = resolve_vae(args.vae or config.vae, device)
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     images = images_from_hwc(fit_size(inputs, multiple, args.size))[list(mask.sources)]
     guidance = default_guidance(mask) if args.guidance is None else args.guidance
     progress = TextProgress(len(schedule))
-    frames = run_plan(
+    frames = run_schedule(
         schedule, model, vae, images, seed=args.seed, steps=args.steps, guidance=guidance, eta=args.eta, fidelity=args.fidelity,
         restore_detail=args.restore_detail, on_window=progress.window, callback=progress.step,
     )
