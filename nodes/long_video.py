@@ -16,7 +16,7 @@ from . import comfy_bridge
 from .comfy_vae import ComfyVAE
 from .fitting import FIT
 from .sampler import RESTORE_DETAIL, sampling_inputs
-from .types import MODEL_INPUT, VAE_INPUT
+from .types import MODEL_AND_VAE
 
 MODES = ("slow motion", "expansion", "loop")
 
@@ -48,8 +48,7 @@ class MarDiniLongVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": MODEL_INPUT,
-                "vae": VAE_INPUT,
+                **MODEL_AND_VAE,
                 "images": ("IMAGE", {"tooltip": "Your pictures, in time order. Width and height: multiples of 32 for "
                                                 "the embedded default (see 'fit')."}),
                 "mode": (list(MODES), {"default": "slow motion", "tooltip":

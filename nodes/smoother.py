@@ -16,7 +16,7 @@ from . import comfy_bridge
 from .comfy_vae import ComfyVAE
 from .fitting import FIT
 from .sampler import RESTORE_DETAIL, SEED_MAX
-from .types import MODEL_INPUT, VAE_INPUT
+from .types import MODEL_AND_VAE
 
 MULTIPLIERS = {"x2": 2, "x4": 4, "x8": 8}
 
@@ -48,8 +48,7 @@ class MarDiniSmootherVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": MODEL_INPUT,
-                "vae": VAE_INPUT,
+                **MODEL_AND_VAE,
                 "video": ("IMAGE", {"tooltip": "The frames of your video, in order (e.g. images from Get Video "
                                                "Components or Load Video). Width and height: multiples of 32 for the "
                                                "embedded default (see 'fit')."}),
