@@ -166,3 +166,21 @@ def test_mean_scale_shrinks_only_the_mean_part(fidelity, scale, steps, seed):
     assert torch.equal(run(0.0, scale), sample)
     torch.testing.assert_close(run(fidelity, scale)[masked], (fidelity * scale * mean + (1 - fidelity) * sample)[masked],
                                atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31))
+def test_the_pixel_loss_of_a_zero_residual_is_the_anchors_own_error(seed):
+    """frame = A + D(E(A) + 0) - D(E(A)) = A exactly, so the loss is the anchor's MSE on the generated frames."""
+    from mardini_core.training.losses import pixel_loss
+
+    gen = torch.Generator().manual_seed(seed)
+    model = flow_tiny()
+    model.generator.forward = lambda z_t, t, plan, masked, references=None, anchor=None: torch.zeros_like(z_t)
+    decoder = torch.nn.Sequential(torch.nn.Conv2d(32, 3, 1), torch.nn.Upsample(scale_factor=8))
+    masked = masks.interpolation(5).to_tensor(batch=2)
+    z = torch.randn(2, 5, 32, 4, 4, generator=gen)
+    pixels, anchor = torch.rand(2, 5, 3, 32, 32, generator=gen), torch.rand(2, 5, 3, 32, 32, generator=gen)
+    loss = pixel_loss(model, decoder, z, torch.randn(2, 5, 32, 2, 2, generator=gen), masked,
+                      torch.randn(z.shape, generator=gen), torch.randn(z.shape, generator=gen), pixels, anchor)
+    torch.testing.assert_close(loss, (anchor[masked] - pixels[masked]).pow(2).mean())

@@ -287,11 +287,19 @@ def test_the_default_flow_stage_trains_from_frames_with_flow_anchors_at_reduced_
         optim=dataclasses.replace(cfg.optim, batch=2, warmup=1),
         checkpoint=dataclasses.replace(cfg.checkpoint, log_every=1, every=2),
     )
+    pixel = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, losses=("diffusion", "pixel")))
+    with_pixels = Trainer(pixel, RunOptions(tmp_path / "pixel"))
+    *_, pixels, anchor_pixels = with_pixels.batch(0)
+    assert pixels.shape == anchor_pixels.shape == (2, 9, 3, 64, 64) and 0 <= float(pixels.min()) <= float(pixels.max()) <= 1
+    assert math.isfinite(with_pixels.train_step(0, *with_pixels.batch(0))["pixel"])
+    with pytest.raises(ConfigError, match="pixel"):
+        dataclasses.replace(pixel, model=dataclasses.replace(pixel.model, anchor="neighbours"))
     trainer = Trainer(cfg, RunOptions(tmp_path / "run"))
-    high, low, masked, t, eps, drop, flow = trainer.batch(0)
+    high, low, masked, t, eps, drop, flow, pixels, anchor_pixels = trainer.batch(0)
+    assert pixels is None and anchor_pixels is None  # read only by the pixel loss
     assert flow is not None and flow.shape == high.shape and torch.isfinite(flow).all()
     again = trainer.batch(0)
-    assert torch.equal(again[0], high) and torch.equal(again[-1], flow)  # a step's inputs repeat exactly (resume)
+    assert torch.equal(again[0], high) and torch.equal(again[6], flow)  # a step's inputs repeat exactly (resume)
     model = load_checkpoint(trainer.run())
     assert model.config.anchor == "flow" and model.config.name == "tiny/T"
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

@@ -4,7 +4,10 @@ Masked diffusion loss: v-prediction regressed on the masked frames only (referen
 clean and are not scored), the plan either the planner's (eq. 3, swapped per clip for Z_uncond with
 probability `uncond_prob`) or Z_uncond alone (eq. 1, generator trained by itself). Masked
 reconstruction loss (eq. 2): the planner's signal, mapped back to latents by a throw-away projection
-head, regresses the low-resolution latents of the masked frames.
+head, regresses the low-resolution latents of the masked frames. Pixel loss (flow-anchored models,
+our addition): the mean residual (t = 1) is scored on the frame the user sees, A + D(E(A) + r) - D(E(A))
+against the true pixels, through the stage VAE's frozen decoder; a latent regression alone let the
+residual point the right way yet decode into artifacts.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from einops import rearrange
 
 from ..config import MarDiniConfig
 from ..anchor import diffusion_offset
+from ..pipeline import from_model_space
 from ..schedule import add_noise, v_target
 
 
@@ -71,15 +75,32 @@ def diffusion_loss(
     return masked_mse(v, v_target(residual, eps, t), masked)
 
 
+def pixel_loss(model, decoder: nn.Module, z_high, z_low, masked, eps, flow, pixels, anchor_pixels) -> torch.Tensor:
+    """MSE of the assembled generated frames (A + D(E(A) + r) - D(E(A)), r the mean residual at t = 1) to the truth.
+
+    z_high, z_low, eps, flow model-space like the diffusion loss; pixels, anchor_pixels (B, K, 3, H, W) in [0, 1]."""
+    plan = model.planner(z_low, masked)
+    frame_mask = masked[:, :, None, None, None]
+    offset = diffusion_offset(z_high, masked, model.config, flow)
+    z_1 = torch.where(frame_mask, offset + eps, z_high)
+    residual = -model.generator(z_1, torch.ones(masked.shape[0], device=masked.device), plan, masked, anchor=offset)  # x0 = -v at t = 1
+    rows = masked.flatten()
+    decode = lambda z: decoder(from_model_space(z.flatten(0, 1)[rows], model.config).to(next(decoder.parameters()).dtype)).float()
+    with torch.no_grad():
+        reconstruction = decode(offset)
+    frames = anchor_pixels.flatten(0, 1)[rows] + decode(offset + residual) - reconstruction
+    return (frames - pixels.flatten(0, 1)[rows]).pow(2).mean()
+
+
 class TrainModules(nn.Module):
     """What the optimizer updates (the MarDini model and, in stage 1, the planner head) and the stage's
     losses as its forward, so a sharded wrapper (FSDP2) sees one root forward per step."""
 
-    def __init__(self, model: nn.Module, head: PlannerHead | None, losses: tuple[str, ...]):
+    def __init__(self, model: nn.Module, head: PlannerHead | None, losses: tuple[str, ...], decoder: nn.Module | None = None):
         super().__init__()
-        self.model, self.head, self.losses = model, head, losses
+        self.model, self.head, self.losses, self.decoder = model, head, losses, decoder
 
-    def forward(self, z_high, z_low, masked, t, eps, drop_plan, flow=None) -> dict[str, torch.Tensor]:
+    def forward(self, z_high, z_low, masked, t, eps, drop_plan, flow=None, pixels=None, anchor_pixels=None) -> dict[str, torch.Tensor]:
         out = {}
         if "reconstruction" in self.losses:
             out["reconstruction"] = reconstruction_loss(self.model, self.head, z_low, masked)
@@ -87,4 +108,6 @@ class TrainModules(nn.Module):
             out["diffusion"] = diffusion_loss(self.model, z_high, z_low, masked, t, eps, drop_plan, flow)
         if "diffusion_uncond" in self.losses:
             out["diffusion_uncond"] = diffusion_loss(self.model, z_high, None, masked, t, eps, drop_plan, flow)
+        if "pixel" in self.losses:
+            out["pixel"] = pixel_loss(self.model, self.decoder, z_high, z_low, masked, eps, flow, pixels, anchor_pixels)
         return out

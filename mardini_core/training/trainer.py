@@ -122,7 +122,8 @@ class Trainer:
         model.planner.requires_grad_("planner" in cfg.train.networks)
         model.generator.requires_grad_("generator" in cfg.train.networks)
         head = PlannerHead(model.config) if "reconstruction" in cfg.train.losses else None
-        self.modules = TrainModules(model, head, cfg.train.losses).to(self.d.device)
+        decoder = self.vae.decoder.requires_grad_(False) if "pixel" in cfg.train.losses else None  # frozen: gradients pass through
+        self.modules = TrainModules(model, head, cfg.train.losses, decoder).to(self.d.device)
         shard(self.modules, self.d, self.bf16)
         self.params = [p for p in self.modules.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -152,14 +153,15 @@ class Trainer:
 
     def batch(self, step: int) -> tuple[torch.Tensor | None, ...]:
         """This rank's inputs at `step`: high (B, K, C, H, W) and low (B, K, C, h, w) model-space latents,
-        then `draws` (masked, t, eps, drop_plan), then the flow anchor's latents (None unless "flow")."""
+        then `draws` (masked, t, eps, drop_plan), then the flow anchor's latents, the clips' pixels and
+        the anchor's pixels (None unless "flow" / the "pixel" loss)."""
         if self.cfg.data.loader == "frames":
             return self._frames_batch(step)
         cached = self.cfg.data.cache_latents
         order = data_order(step, self.d.rank, self.cfg.optim.batch, self.d.world, len(self.data), self.cfg.seed)
         pairs = [self._load(i, 0 if cached else epoch) for i, epoch in order]
         high, low = (to_model_space(torch.stack(x), self.config).to(self.d.device) for x in zip(*pairs))
-        return high, low, *self.draws(step, high.shape), None
+        return high, low, *self.draws(step, high.shape), None, None, None
 
     def _frames_batch(self, step: int) -> tuple[torch.Tensor | None, ...]:
         """Fresh clips from the frame bank (and synthetic motion) with their flow anchors, built in parallel
@@ -176,8 +178,12 @@ class Trainer:
         encode = lambda x, f: encode_scaled(self.vae.encode, x.flatten(0, 1).to(self.d.device), self.config, down, f).unflatten(0, (b, k))
         with torch.no_grad():
             high, low = encode(pixels, 1), encode(pixels, self.config.planner_downscale)
-            flow = encode(to_pixels([anchor for _, anchor in built]), 1) if self.config.anchor == "flow" else None
-        return high, low, masked, t, eps, drop, flow
+            anchors = to_pixels([anchor for _, anchor in built]) if self.config.anchor == "flow" else None
+            flow = None if anchors is None else encode(anchors, 1)
+        if "pixel" not in self.cfg.train.losses:
+            pixels = anchors = None  # only the pixel loss reads them
+        device = lambda x: None if x is None else x.to(self.d.device)
+        return high, low, masked, t, eps, drop, flow, device(pixels), device(anchors)
 
     def _frames_clip(self, seed: int, given: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
         """One clip (K, H, W, 3) uint8 drawn with its own seed, and its flow anchor (float) for "flow" models."""
