@@ -181,6 +181,7 @@ def test_the_pixel_loss_of_a_zero_residual_is_the_anchors_own_error(seed):
     masked = masks.interpolation(5).to_tensor(batch=2)
     z = torch.randn(2, 5, 32, 4, 4, generator=gen)
     pixels, anchor = torch.rand(2, 5, 3, 32, 32, generator=gen), torch.rand(2, 5, 3, 32, 32, generator=gen)
-    loss = pixel_loss(model, decoder, z, torch.randn(2, 5, 32, 2, 2, generator=gen), masked,
+    plan = model.planner(torch.randn(2, 5, 32, 2, 2, generator=gen), masked)
+    loss = pixel_loss(model, decoder, z, plan, masked,
                       torch.randn(z.shape, generator=gen), torch.randn(z.shape, generator=gen), pixels, anchor)
     torch.testing.assert_close(loss, (anchor[masked] - pixels[masked]).pow(2).mean())

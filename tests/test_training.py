@@ -294,6 +294,7 @@ def test_the_default_flow_stage_trains_from_frames_with_flow_anchors_at_reduced_
     assert math.isfinite(with_pixels.train_step(0, *with_pixels.batch(0))["pixel"])
     with pytest.raises(ConfigError, match="pixel"):
         dataclasses.replace(pixel, model=dataclasses.replace(pixel.model, anchor="neighbours"))
+    dataclasses.replace(pixel, model=dataclasses.replace(pixel.model, anchor=""))  # the anchor may come from --init
     trainer = Trainer(cfg, RunOptions(tmp_path / "run"))
     high, low, masked, t, eps, drop, flow, pixels, anchor_pixels = trainer.batch(0)
     assert pixels is None and anchor_pixels is None  # read only by the pixel loss

@@ -138,7 +138,7 @@ def _validate(cfg: StageConfig) -> None:
             raise bad(f"masks.{name} must be [low, high] with 0 <= low <= high <= 1, got {[lo, hi]}")
     if cfg.data.loader not in ("latents", "frames"):
         raise bad(f"data.loader must be 'latents' or 'frames', got {cfg.data.loader!r}")
-    if "pixel" in cfg.train.losses and (cfg.model.anchor != "flow" or "diffusion" not in cfg.train.losses):
+    if "pixel" in cfg.train.losses and (cfg.model.anchor not in ("", "flow") or "diffusion" not in cfg.train.losses):
         raise bad("the 'pixel' loss scores a flow-anchored model's assembled frames: set [model] anchor = \"flow\" and keep 'diffusion'")
     if cfg.model.anchor == "flow" and cfg.data.loader != "frames":
         raise bad("a flow-anchored model trains from pixels: set [data] loader = \"frames\"")

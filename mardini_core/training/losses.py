@@ -57,15 +57,18 @@ def diffusion_loss(
     eps: torch.Tensor,
     drop_plan: torch.Tensor,
     flow: torch.Tensor | None = None,
+    plan: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eq. 3 (z_low given: the planner plans, clips with drop_plan get Z_uncond) or eq. 1 (z_low None: Z_uncond).
 
     z_high (B, K, C, H, W) clean model-space latents; t (B,) in [0, 1]; eps like z_high; drop_plan (B,) bool;
-    flow: the flow anchor's latents like z_high (flow-anchored models).
+    flow: the flow anchor's latents like z_high (flow-anchored models); plan: the planner's signal for
+    z_low when the caller has it already (before any Z_uncond swap).
     """
-    plan = None
-    if z_low is not None:
-        plan = model.planner(z_low, masked)
+    if z_low is None:
+        plan = None
+    else:
+        plan = model.planner(z_low, masked) if plan is None else plan
         plan = torch.where(drop_plan[:, None, None, None], model.generator.uncond_plan_like(plan), plan)
     frame_mask = masked[:, :, None, None, None]
     offset = diffusion_offset(z_high, masked, model.config, flow)  # zero, the neighbour blend or the flow anchor (anchor.py)
@@ -75,11 +78,11 @@ def diffusion_loss(
     return masked_mse(v, v_target(residual, eps, t), masked)
 
 
-def pixel_loss(model, decoder: nn.Module, z_high, z_low, masked, eps, flow, pixels, anchor_pixels) -> torch.Tensor:
+def pixel_loss(model, decoder: nn.Module, z_high, plan, masked, eps, flow, pixels, anchor_pixels) -> torch.Tensor:
     """MSE of the assembled generated frames (A + D(E(A) + r) - D(E(A)), r the mean residual at t = 1) to the truth.
 
-    z_high, z_low, eps, flow model-space like the diffusion loss; pixels, anchor_pixels (B, K, 3, H, W) in [0, 1]."""
-    plan = model.planner(z_low, masked)
+    z_high, eps, flow model-space like the diffusion loss; plan the planner's signal (B, K, N, D);
+    pixels, anchor_pixels (B, K, 3, H, W) in [0, 1]."""
     frame_mask = masked[:, :, None, None, None]
     offset = diffusion_offset(z_high, masked, model.config, flow)
     z_1 = torch.where(frame_mask, offset + eps, z_high)
@@ -102,12 +105,13 @@ class TrainModules(nn.Module):
 
     def forward(self, z_high, z_low, masked, t, eps, drop_plan, flow=None, pixels=None, anchor_pixels=None) -> dict[str, torch.Tensor]:
         out = {}
+        plan = self.model.planner(z_low, masked) if "pixel" in self.losses else None  # once for both losses that read it
         if "reconstruction" in self.losses:
             out["reconstruction"] = reconstruction_loss(self.model, self.head, z_low, masked)
         if "diffusion" in self.losses:
-            out["diffusion"] = diffusion_loss(self.model, z_high, z_low, masked, t, eps, drop_plan, flow)
+            out["diffusion"] = diffusion_loss(self.model, z_high, z_low, masked, t, eps, drop_plan, flow, plan)
         if "diffusion_uncond" in self.losses:
             out["diffusion_uncond"] = diffusion_loss(self.model, z_high, None, masked, t, eps, drop_plan, flow)
         if "pixel" in self.losses:
-            out["pixel"] = pixel_loss(self.model, self.decoder, z_high, z_low, masked, eps, flow, pixels, anchor_pixels)
+            out["pixel"] = pixel_loss(self.model, self.decoder, z_high, plan, masked, eps, flow, pixels, anchor_pixels)
         return out

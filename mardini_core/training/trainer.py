@@ -132,7 +132,7 @@ class Trainer:
         self.step = load_state(self.resume_from, self.modules, self.optimizer, self.ema) if self.resume_from else 0
         self.bad_clips: set[int] = set()
         self.data = self._dataset()
-        self._flow_pool = ThreadPoolExecutor(max_workers=max(1, min(16, (os.cpu_count() or 2) - 1)))  # OpenCV releases the GIL
+        self._clip_pool = ThreadPoolExecutor(max_workers=max(1, min(16, (os.cpu_count() or 2) - 1)))  # OpenCV releases the GIL
 
     def _dataset(self) -> LatentClips | FrameBank:
         c = self.cfg.data
@@ -141,6 +141,8 @@ class Trainer:
             raise ConfigError(f"[data] height and width must be multiples of {multiple} for this model (VAE, planner and patch sizes)")
         if self.config.anchor == "flow" and c.loader != "frames":
             raise ConfigError("a flow-anchored model trains from pixels: set [data] loader = \"frames\"")
+        if "pixel" in self.cfg.train.losses and self.config.anchor != "flow":  # the anchor may come from --init
+            raise ConfigError(f"the 'pixel' loss scores a flow-anchored model's frames, but this model's anchor is {self.config.anchor!r}")
         if c.loader == "frames":
             return FrameBank(c.paths, side=int(1.15 * max(c.height, c.width * 9 / 16)), frames=c.frames, held_out=c.held_out)
         clip = ClipConfig(c.frames, c.stride, c.height, c.width, c.crop, planner_downscale=self.config.planner_downscale)
@@ -172,7 +174,7 @@ class Trainer:
         masked, t, eps, drop = self.draws(step, shape)
         given = (~masked).cpu().tolist()
         first = ((self.cfg.seed * 1_000_003 + step) * 1013 + self.d.rank) * 4096
-        built = list(self._flow_pool.map(lambda i: self._frames_clip(first + i, given[i]), range(b)))
+        built = list(self._clip_pool.map(lambda i: self._frames_clip(first + i, given[i]), range(b)))
         to_pixels = lambda frames: torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3)  # (B, K, 3, H, W)
         pixels = to_pixels([clip for clip, _ in built]).float() / 255
         encode = lambda x, f: encode_scaled(self.vae.encode, x.flatten(0, 1).to(self.d.device), self.config, down, f).unflatten(0, (b, k))
