@@ -38,14 +38,10 @@ def assemble_frames(decoded: torch.Tensor, images: torch.Tensor, mask: FrameMask
 def neighbour_anchor(decoded: torch.Tensor, images: torch.Tensor, mask: FrameMask) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, R(A)) of detail restoration: the neighbour blends of the given images and of their decodings (K, ...).
 
-    decoded must hold the given frames' decodings (decoded[mask.given_indices])."""
+    decoded must hold the given frames' decodings (decoded[mask.given_indices]); its other rows are
+    never read, as neighbour weights are zero on generated frames (anchor.neighbour_weights)."""
     weights = neighbour_weights(mask.to_tensor())[0].to(decoded)  # (K, K)
-    given = list(mask.given_indices)
     sources = torch.zeros_like(decoded)
-    sources[given] = images[list(mask.sources)].to(decoded)
+    sources[list(mask.given_indices)] = images[list(mask.sources)].to(decoded)
     blend = lambda x: torch.einsum("kj,j...->k...", weights, x)
-    return blend(sources), blend(torch.where(_given_rows(mask, decoded), decoded, torch.zeros_like(decoded)))
-
-
-def _given_rows(mask: FrameMask, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(mask.given, device=like.device).reshape(-1, *([1] * (like.dim() - 1)))
+    return blend(sources), blend(decoded)

@@ -12,11 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-
-import numpy as np
 
 from .assemble import assemble_frames, neighbour_anchor
 from .config import MarDiniConfig
@@ -24,7 +23,6 @@ from .errors import InputError
 from .flow import flow_frames
 from .masks import FrameMask
 from .sampler import StepCallback, check_settings, ddim_sample
-
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # images (N, 3, H, W) in [0, 1] -> raw latents (N, C, h, w)
 
