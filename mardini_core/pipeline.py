@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -187,18 +187,20 @@ def sample(
     fidelity: float = 0.0,
     mean_scale: float = 1.0,
     flow: torch.Tensor | None = None,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """The DM's DDIM steps for a planned clip. high (B, K, C, H, W) model-space -> same shape.
 
-    flow: the flow anchor's latents like `high` (flow-anchored models)."""
+    flow: the flow anchor's latents like `high` (flow-anchored models); seed: one for the batch, or
+    one per clip (each clip then gets the noise it gets alone)."""
     device = network_device(model.generator)
+    generator = torch.Generator().manual_seed(seed) if isinstance(seed, int) else [torch.Generator().manual_seed(s) for s in seed]
     return ddim_sample(
         model, high.to(device), masked.to(device), None if signal is None else signal.to(device),
         steps=steps, guidance=guidance, eta=eta, fidelity=fidelity, mean_scale=mean_scale, flow=None if flow is None else flow.to(device),
-        generator=torch.Generator().manual_seed(seed), callback=callback, should_stop=should_stop,
+        generator=generator, callback=callback, should_stop=should_stop,
     )
 
 
@@ -229,23 +231,36 @@ def check_given_latents(high: torch.Tensor, low: torch.Tensor, config: MarDiniCo
 
 
 def generate_latents(model, mask: FrameMask, high: torch.Tensor, low: torch.Tensor, *, flow: torch.Tensor | None = None,
-                     fidelity: float | None = None, **sampling) -> torch.Tensor:
+                     fidelity: float | None = None, seed: int = 0, **sampling) -> torch.Tensor:
     """Plan once and sample one window from the given frames' latents (S, C, ...) -> (K, C, H, W).
 
     flow: the window's flow anchor latents (K, C, H, W) (`flow_anchor`; flow-anchored models);
     fidelity: None = the model's default for the mask (`default_fidelity`).
     """
+    flow = None if flow is None else flow[None]
+    return generate_latents_batch(model, mask, high[None], low[None], seeds=[seed], flow=flow, fidelity=fidelity, **sampling)[0]
+
+
+def generate_latents_batch(model, mask: FrameMask, high: torch.Tensor, low: torch.Tensor, *, seeds: Sequence[int],
+                           flow: torch.Tensor | None = None, fidelity: float | None = None, **sampling) -> torch.Tensor:
+    """`generate_latents` for B windows of one mask in one planner and one sampler call: given latents
+    (B, S, C, ...), flow anchors (B, K, C, H, W) -> (B, K, C, H, W). Window b draws its noise from its
+    own generator seeded seeds[b], so it equals the window sampled alone with that seed."""
     config = model.config
     mask.validate(config.max_frames)
-    check_sampling(fidelity=fidelity, **sampling)
-    check_given_latents(high, low, config)
-    if config.anchor == "flow" and (flow is None or flow.shape != (mask.frames, *high.shape[1:])):
+    if not len(seeds) == high.shape[0] == low.shape[0]:
+        raise InputError(f"{len(seeds)} seeds for {high.shape[0]} high- and {low.shape[0]} low-resolution windows; give one seed per window")
+    for seed in seeds:
+        check_sampling(fidelity=fidelity, seed=seed, **sampling)
+    for h, l in zip(high, low):
+        check_given_latents(h, l, config)
+    if config.anchor == "flow" and (flow is None or flow.shape != (len(seeds), mask.frames, *high.shape[2:])):
         raise InputError("this flow-anchored model needs the window's flow anchor (pipeline.flow_anchor) beside the given latents")
-    masked = mask.to_tensor()
-    signal = plan(model, arrange(mask, low), masked)
+    masked = mask.to_tensor(len(seeds))
+    signal = plan(model, torch.cat([arrange(mask, l) for l in low]), masked)
     fidelity = default_fidelity(mask, config) if fidelity is None else fidelity
-    z = sample(model, arrange(mask, high), masked, signal, fidelity=fidelity, mean_scale=mean_scale_for(mask, config),
-               flow=None if flow is None else flow[None], **sampling)[0]
+    z = sample(model, torch.cat([arrange(mask, h) for h in high]), masked, signal, fidelity=fidelity,
+               mean_scale=mean_scale_for(mask, config), flow=flow, seed=list(seeds), **sampling)
     if not torch.isfinite(z).all():  # the inputs were checked finite above: the model or its settings overflowed
         raise InputError("the model produced NaN or infinite latents; lower the guidance, or check the checkpoint's weights")
     return z
@@ -274,10 +289,22 @@ def window_frames(vae, latents: torch.Tensor, images: torch.Tensor, mask: FrameM
                   anchor: FlowAnchor | None, restore_detail: bool) -> torch.Tensor:
     """Model-space latents (K, C, h, w) and the given images (S, 3, H, W) -> the window's pixels (K, 3, H, W)
     on the CPU: given frames exact, generated ones decoded and put back around their anchor (assemble.py)."""
+    pixels = decode_frames(vae, latents[frames_to_decode(mask, anchor, restore_detail)], config).cpu()
+    return assemble_window(vae, pixels, images, mask, config, anchor, restore_detail)
+
+
+def frames_to_decode(mask: FrameMask, anchor: FlowAnchor | None, restore_detail: bool) -> list[int]:
+    """The window's frames whose latents are decoded: the generated ones, and the given ones when detail
+    restoration blends their decodings (a caller that has a frame's decoding can reuse it)."""
+    return list(mask.generated_indices) + (list(mask.given_indices) if restore_detail and anchor is None else [])
+
+
+def assemble_window(vae, pixels: torch.Tensor, images: torch.Tensor, mask: FrameMask, config: MarDiniConfig,
+                    anchor: FlowAnchor | None, restore_detail: bool) -> torch.Tensor:
+    """`window_frames` from the decodings `pixels` (D, 3, H, W) of `frames_to_decode`, in that order."""
     images = images.float().cpu()
     generated = list(mask.generated_indices)
-    decode = generated + (list(mask.given_indices) if restore_detail and anchor is None else [])
-    pixels = decode_frames(vae, latents[decode], config).cpu()
+    decode = frames_to_decode(mask, anchor, restore_detail)
     decoded = pixels.new_zeros(mask.frames, *pixels.shape[1:])
     decoded[decode] = pixels
     if not restore_detail:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -71,6 +71,16 @@ def guided_velocity(model, z_t, t, plan, masked, guidance: float, references=Non
     return v_uncond + guidance * (v_cond - v_uncond)
 
 
+def draw_noise(shape: torch.Size, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """Standard normal noise (B, ...) on the CPU. A sequence of B generators draws each clip from its own,
+    so a batch of windows gets exactly the noise each window gets when sampled alone."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator)
+    if len(generator) != shape[0]:
+        raise InputError(f"{len(generator)} random generators for a batch of {shape[0]} clips; give one per clip")
+    return torch.stack([torch.randn(shape[1:], generator=g) for g in generator])
+
+
 def reference_cache(model, reference: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor, guidance: float):
     """The generator's cache of reference-frame states (they are the same at every step), or None.
 
@@ -94,7 +104,7 @@ def ddim_sample(
     fidelity: float = 0.0,
     mean_scale: float = 1.0,
     flow: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
@@ -103,7 +113,8 @@ def ddim_sample(
     `reference` holds the given frames (the content of masked frames is ignored); `masked` (B, K) is
     True for frames to generate; `plan` is the planner's signal (None = unconditional); `flow`: the
     flow anchor's latents, like `reference` (flow-anchored models only). All noise is drawn from
-    `generator` on the CPU, so a seed gives the same result on every device.
+    `generator` (or one generator per clip, `draw_noise`) on the CPU, so a seed gives the same result
+    on every device.
     """
     check_settings(steps, guidance, eta, fidelity)
     times = ddim_times(steps)
@@ -111,7 +122,7 @@ def ddim_sample(
     generated = masked[:, :, None, None, None]  # (B, K, 1, 1, 1): True on the frames the sampler writes
 
     def noise() -> torch.Tensor:
-        return torch.randn(reference.shape, generator=generator).to(reference.device)
+        return draw_noise(reference.shape, generator).to(reference.device)
 
     offset = diffusion_offset(reference, masked, model.config, flow)  # masked frames are offset + the diffused y
 
