@@ -11,7 +11,9 @@ runs. Known frames (the inputs, then everything generated so far) are filled in 
    continuing from `overlap` known frames (video expansion, forwards then backwards).
 
 Every window asks the model for at most its window of frames and gives it at least one frame; the
-planner runs once per window. A loop is the gap between an image and itself one period later.
+planner runs once per window (windows of one level with one mask are planned and sampled together).
+No frame is encoded or decoded twice, and a frame no later window gives is not encoded at all.
+A loop is the gap between an image and itself one period later.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ import torch
 
 from .errors import InputError, MaskError
 from .masks import FrameMask
-from .pipeline import check_vae, encode_frames, encode_scaled, flow_anchor, generate_latents, window_frames
+from .pipeline import (
+    assemble_window, check_sampling, check_vae, decode_frames, encode_scaled, flow_anchor, frames_to_decode, generate_latents_batch,
+)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,58 @@ def _extension_window(known: list[int], total: int, window: int, overlap: int, f
     return Window(frames, given, level, "extend forward" if forward else "extend backward")
 
 
+class KnownFrames:
+    """The frames known so far, by global index, with each frame's latents and decoding made at most once.
+
+    A generated frame keeps the DM latent it was sampled as (no VAE round trip); a frame's planner
+    latent (and an input's DM latent) is encoded from its pixels, and its decoding made, when a window
+    first gives it: frames no later window gives are never encoded.
+    """
+
+    def __init__(self, vae, config, pixels: dict[int, torch.Tensor], reread: set[int]):
+        self.vae, self.config = vae, config
+        self.pixels = pixels  # index -> (3, H, W) on the CPU
+        self.high: dict[int, torch.Tensor] = {}  # index -> (C, H/d, W/d) model-space, the DM's scale
+        self.low: dict[int, torch.Tensor] = {}  # index -> the planner's scale
+        self.decoded: dict[int, torch.Tensor] = {}  # index -> decoding of its DM latent (3, H, W)
+        self.reread = reread  # frames some window gives: only their decodings are worth keeping
+
+    def given(self, w: Window) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The window's given frames: pixels (S, 3, H, W) and model-space latents at both scales."""
+        for store, factor in ((self.high, 1), (self.low, self.config.planner_downscale)):
+            missing = [p for p in w.given if p not in store]
+            if missing:
+                images = torch.stack([self.pixels[p] for p in missing])
+                store.update(zip(missing, encode_scaled(self.vae.encode, images, self.config, self.vae.downscale, factor)))
+        return tuple(torch.stack([store[p] for p in w.given]) for store in (self.pixels, self.high, self.low))
+
+    def decodings(self, w: Window, latents: torch.Tensor, indices: list[int]) -> torch.Tensor:
+        """Decodings (D, 3, H, W) of the window's frames at `indices`, from `latents` (K, C, h, w),
+        each frame decoded once over the whole schedule."""
+        missing = [n for n in indices if w.frames[n] not in self.decoded]
+        fresh = dict(zip(missing, decode_frames(self.vae, latents[missing], self.config).cpu())) if missing else {}
+        self.decoded.update((w.frames[n], d) for n, d in fresh.items() if w.frames[n] in self.reread)
+        return torch.stack([fresh[n] if n in fresh else self.decoded[w.frames[n]] for n in indices])
+
+    def add(self, w: Window, pixels: torch.Tensor, latents: torch.Tensor) -> None:
+        """Record the window's generated frames: pixels (K, 3, H, W) and latents (K, C, h, w)."""
+        for n, p in enumerate(w.frames):
+            if p not in w.given:
+                self.pixels[p], self.high[p] = pixels[n], latents[n]
+
+
+def batches(schedule: WindowSchedule, size: int) -> list[list[int]]:
+    """Indices of windows that run as one batch: the windows of one level with one mask (none of them
+    gives a frame another generates), at most `size` together, in the order of their first window."""
+    groups: dict[tuple[int, str], list[list[int]]] = {}
+    for i, w in enumerate(schedule):
+        chunks = groups.setdefault((w.level, w.mask.pattern), [[]])
+        if len(chunks[-1]) == size:
+            chunks.append([])
+        chunks[-1].append(i)
+    return sorted((chunk for chunks in groups.values() for chunk in chunks), key=lambda chunk: chunk[0])
+
+
 def run_schedule(
     schedule: WindowSchedule,
     model,
@@ -156,37 +212,42 @@ def run_schedule(
     seed: int = 0,
     restore_detail: bool = True,
     on_window: Callable[[int, Window], None] | None = None,
+    batch: int = 4,
     **sampling,
 ) -> torch.Tensor:
     """Execute a schedule: images (len(inputs), 3, H, W) for the input positions -> (total, 3, H, W).
 
     Known frames keep their high-resolution latents exactly (no VAE round trip); the planner's
-    low-resolution latents of generated frames are encoded from their decoded pixels. Window i is
-    seeded with seed + i; `restore_detail` as in `pipeline.generate`. `sampling`: steps, guidance, eta,
-    callback, should_stop.
+    low-resolution latents of generated frames are encoded from their finished pixels. Window i is
+    seeded with seed + i; windows of one level with one mask run `batch` at a time in one planner and
+    one sampler call, with the same result as one by one (`on_window(i, w)` is called for each window
+    of a batch before it runs). `restore_detail` as in `pipeline.generate`. `sampling`: steps,
+    guidance, eta, fidelity, callback, should_stop.
     """
     config = model.config
     if images.shape[0] != len(schedule.inputs):
         raise InputError(f"the schedule places {len(schedule.inputs)} input images but {images.shape[0]} were given")
     if any(len(w.frames) > config.max_frames for w in schedule):
         raise MaskError(f"the schedule's window of {schedule.window} frames exceeds the model's {config.max_frames}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InputError(f"batch must be a positive number of windows, got {batch!r}")
     check_vae(vae, config)
-    high, low = encode_frames(vae.encode, images, config, vae.downscale)
-    frames = {p: images[n].float().cpu() for n, p in enumerate(schedule.inputs)}  # global index -> (3, H, W)
-    highs = {p: high[n] for n, p in enumerate(schedule.inputs)}  # -> (C, H/d, W/d) model-space
-    lows = {p: low[n] for n, p in enumerate(schedule.inputs)}
-    for i, w in enumerate(schedule):
-        if on_window is not None:
-            on_window(i, w)
-        z_high = torch.stack([highs[p] for p in w.given])
-        z_low = torch.stack([lows[p] for p in w.given])
-        given = torch.stack([frames[p] for p in w.given])
-        anchor = flow_anchor(vae, given, z_high, w.mask, config)
-        latents = generate_latents(model, w.mask, z_high, z_low, flow=None if anchor is None else anchor.latents, seed=seed + i, **sampling)
-        window = window_frames(vae, latents, given, w.mask, config, anchor, restore_detail)  # (K, 3, H, W)
-        new = [n for n, p in enumerate(w.frames) if p not in frames]
-        new_low = encode_scaled(vae.encode, window[new], config, vae.downscale, config.planner_downscale)
-        for m, n in enumerate(new):
-            p = w.frames[n]
-            frames[p], highs[p], lows[p] = window[n], latents[n], new_low[m]
-    return torch.stack([frames[p] for p in range(schedule.total)])
+    check_sampling(seed=seed, **sampling)
+    pixels = {p: images[n].float().cpu() for n, p in enumerate(schedule.inputs)}
+    known = KnownFrames(vae, config, pixels, reread={p for w in schedule for p in w.given})
+    for indices in batches(schedule, batch):
+        windows = [schedule[i] for i in indices]
+        for i, w in zip(indices, windows):
+            if on_window is not None:
+                on_window(i, w)
+        given = [known.given(w) for w in windows]
+        anchors = [flow_anchor(vae, g_pixels, g_high, w.mask, config) for w, (g_pixels, g_high, _) in zip(windows, given)]
+        flow = None if anchors[0] is None else torch.stack([a.latents for a in anchors])
+        latents = generate_latents_batch(
+            model, windows[0].mask, torch.stack([g[1] for g in given]), torch.stack([g[2] for g in given]),
+            seeds=[seed + i for i in indices], flow=flow, **sampling,
+        )
+        for w, (g_pixels, _, _), anchor, z in zip(windows, given, anchors, latents):
+            decoded = known.decodings(w, z, frames_to_decode(w.mask, anchor, restore_detail))
+            known.add(w, assemble_window(vae, decoded, g_pixels, w.mask, config, anchor, restore_detail), z)
+    return torch.stack([known.pixels[p] for p in range(schedule.total)])

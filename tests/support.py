@@ -31,10 +31,10 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-def live_tiny(seed: int = 0, name: str = "tiny/T") -> MarDini:
-    """A tiny preset with its zero-initialised residual branches opened, so outputs depend on noise and plan."""
+def live_tiny(seed: int = 0, name: str = "tiny/T", **changes) -> MarDini:
+    """A tiny preset (its fields `changes`) with its zero-initialised residual branches opened, so outputs depend on noise and plan."""
     torch.manual_seed(seed)
-    model = MarDini(preset(name)).eval()
+    model = MarDini(preset(name, **changes)).eval()
     for blk in model.generator.blocks:
         torch.nn.init.normal_(blk.ada.weight, std=0.05)
         torch.nn.init.normal_(blk.cross.proj.weight, std=0.05)

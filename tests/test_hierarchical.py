@@ -3,9 +3,25 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from mardini_core.errors import InputError, MaskError
-from mardini_core.hierarchical import schedule_windows, run_schedule
+from mardini_core.hierarchical import batches, schedule_windows, run_schedule
 from test_pipeline import TinyVAE, count_calls, images
 from support import live_tiny
+
+
+class CountingVAE(TinyVAE):
+    """TinyVAE that logs every frame it encodes (with its width: the scale) and decodes, to catch repeated work."""
+
+    def __init__(self, log: list):
+        super().__init__()
+        self.log = log
+
+    def encode(self, images):
+        self.log.extend(("encode", image.shape[-1], image.numpy().tobytes()) for image in images)
+        return super().encode(images)
+
+    def decode(self, z):
+        self.log.extend(("decode", None, latent.numpy().tobytes()) for latent in z)
+        return super().decode(z)
 
 
 def check_plan(plan, total, inputs, window):
@@ -85,7 +101,7 @@ def test_run_schedule_interpolates_past_the_window(model):
     frames = run_schedule(plan, model, TinyVAE(), img, steps=2, seed=5)
     assert frames.shape == (14, 3, 32, 32)
     assert torch.equal(frames[0], img[0]) and torch.equal(frames[13], img[1])
-    assert len(planner_calls) == len(plan)  # the planner runs once per window
+    assert len(planner_calls) == len(batches(plan, 4))  # the planner runs once per batch of windows
     assert torch.equal(run_schedule(plan, model, TinyVAE(), img, steps=2, seed=5), frames)
     assert not torch.allclose(run_schedule(plan, model, TinyVAE(), img, steps=2, seed=6)[1:13], frames[1:13])
     plain = run_schedule(plan, model, TinyVAE(), img, steps=2, seed=5, restore_detail=False)
@@ -109,3 +125,99 @@ def test_run_schedule_refuses_windows_larger_than_the_model(model):
 def test_run_schedule_refuses_a_vae_of_other_channels(model):
     with pytest.raises(InputError, match="16-channel latents but the model expects 32"):
         run_schedule(schedule_windows(12, [0], 9), model, TinyVAE(16), images(1), steps=1)
+
+
+def test_run_schedule_refuses_a_batch_of_no_windows(model):
+    with pytest.raises(InputError, match="batch must be a positive number of windows, got 0"):
+        run_schedule(schedule_windows(12, [0], 9), model, TinyVAE(), images(1), steps=1, batch=0)
+
+
+def check_batches(plan, size):
+    """Every window runs in exactly one batch of at most `size` windows of one level and mask, after the
+    batches that make its given frames; the windows of a batch generate disjoint frames."""
+    groups = batches(plan, size)
+    assert sorted(i for group in groups for i in group) == list(range(len(plan)))
+    known = set(plan.inputs)
+    for group in groups:
+        windows = [plan[i] for i in group]
+        assert 1 <= len(group) <= size and len({(w.level, w.mask.pattern) for w in windows}) == 1
+        assert all(set(w.given) <= known for w in windows)
+        made = [f for w in windows for f in w.generated]
+        assert len(made) == len(set(made)) and not set(made) & known  # each frame is produced once
+        known |= set(made)
+    assert known == set(range(plan.total))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_batches_produce_every_frame_once(data):
+    total = data.draw(st.integers(2, 300))
+    window = data.draw(st.integers(3, 33))
+    inputs = data.draw(st.sets(st.integers(0, total - 1), min_size=1, max_size=min(total - 1, 8)))
+    check_batches(schedule_windows(total, sorted(inputs), window, data.draw(st.integers(1, window - 1))), data.draw(st.integers(1, 9)))
+
+
+def test_slow_motion_levels_run_as_batches():
+    plan = schedule_windows(33, [0, 16, 32], 9)
+    assert [[plan[i].kind for i in group] for group in batches(plan, 4)] == [["keyframes"] * 2, ["interpolate"] * 4]
+    assert [len(group) for group in batches(plan, 3)] == [2, 3, 1]
+
+
+def check_vae_work(log, plan, restore_detail):
+    """Each frame encoded at most once per scale and decoded at most once; only frames a window gives
+    are encoded, and nothing is encoded after the last window is planned."""
+    encoded = {size: [key for kind, s, key in log if kind == "encode" and s == size] for size in (32, 16)}
+    decoded = [key for kind, _, key in log if kind == "decode"]
+    for keys in (*encoded.values(), decoded):
+        assert len(keys) == len(set(keys))
+    reread = {f for w in plan for f in w.given}
+    assert len(encoded[32]) == len(reread & set(plan.inputs))  # generated frames keep their latents
+    assert len(encoded[16]) == len(reread)  # the planner's latents of frames some window gives
+    assert len(decoded) == plan.total - len(plan.inputs) + (len(reread & set(plan.inputs)) if restore_detail else 0)
+    last_plan = max(n for n, (kind, _, _) in enumerate(log) if kind == "plan")
+    assert all(kind != "encode" for kind, _, _ in log[last_plan:])
+
+
+@pytest.mark.parametrize("restore_detail", [True, False])
+def test_each_frame_is_encoded_and_decoded_at_most_once(model, restore_detail):
+    plan = schedule_windows(40, [0, 16, 32], 9, overlap=3)  # keyframes, interpolation, then expansion
+    assert {w.kind for w in plan} == {"keyframes", "interpolate", "extend forward"}
+    log = []
+    hook = model.planner.register_forward_hook(lambda *_: log.append(("plan", None, None)))
+    try:
+        run_schedule(plan, model, CountingVAE(log), images(3), steps=1, restore_detail=restore_detail)
+    finally:
+        hook.remove()
+    check_vae_work(log, plan, restore_detail)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.data())
+def test_any_schedule_produces_every_frame_once(model, data):
+    total = data.draw(st.integers(2, 30))
+    window = data.draw(st.integers(3, model.config.max_frames))
+    inputs = sorted(data.draw(st.sets(st.integers(0, total - 1), min_size=1, max_size=min(total - 1, 4))))
+    plan = schedule_windows(total, inputs, window, data.draw(st.integers(1, window - 1)))
+    log = []
+    hook = model.planner.register_forward_hook(lambda *_: log.append(("plan", None, None)))
+    img = images(len(inputs), seed=total)
+    try:
+        frames = run_schedule(plan, model, CountingVAE(log), img, steps=1, batch=data.draw(st.integers(1, 5)))
+    finally:
+        hook.remove()
+    assert frames.shape == (total, 3, 32, 32) and torch.equal(frames[inputs], img)
+    check_vae_work(log, plan, restore_detail=True)
+
+
+@pytest.mark.parametrize("anchor", ["none", "neighbours", "flow"])
+def test_batched_windows_equal_windows_one_by_one(anchor):
+    """Windows of one level sampled together get the noise they get alone (eta > 0 draws it at every step)."""
+    model = live_tiny(anchor=anchor)
+    plan = schedule_windows(33, [0, 16, 32], 9)
+    planner_calls = count_calls(model.planner)
+    sampling = dict(steps=3, guidance=2.0, eta=1.0, seed=7, fidelity=0.0)
+    one_by_one = run_schedule(plan, model, TinyVAE(), images(3), batch=1, **sampling)
+    assert len(planner_calls) == len(plan)
+    batched = run_schedule(plan, model, TinyVAE(), images(3), batch=4, **sampling)
+    assert len(planner_calls) == len(plan) + 2
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=0)
