@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mardini_core.errors import BackendUnavailableError, ConfigError
 from mardini_core.model.attention import (
@@ -21,14 +23,45 @@ def qkv(b=2, k=5, n=6, h=2, d=8):
     return [torch.randn(b, k, n, h, d, dtype=torch.float64) for _ in range(3)]
 
 
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("backend", ["sdpa", "math"])
 @pytest.mark.parametrize("temporal", [False, True])
 @pytest.mark.parametrize("mask", MASKS)
-def test_fast_path_equals_dense_mask_reference(temporal, mask):
+def test_both_paths_equal_dense_mask_reference(temporal, mask, backend, split):
     q, k, v = qkv()
     masked = torch.tensor(mask)
-    fast = identity_attention(q, k, v, FrameGroups(masked), temporal=temporal, backend="sdpa")
+    fast = identity_attention(q, k, v, FrameGroups(masked, split=split), temporal=temporal, backend=backend)
     dense = identity_attention_dense(q, k, v, masked, temporal=temporal)
-    torch.testing.assert_close(fast, dense, rtol=1e-10, atol=1e-10)
+    tol = 1e-10 if backend == "sdpa" else 1e-5  # the math backend computes in float32
+    torch.testing.assert_close(fast, dense, rtol=tol, atol=tol)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 4), st.booleans(), st.data())
+def test_one_masked_call_is_exact_for_any_masks(b, k, n, temporal, data):
+    """Training's single call (no host sync) against the dense reference, values and gradients."""
+    masked = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=k, max_size=k), min_size=b, max_size=b)))
+    q, k_, v = (t.requires_grad_() for t in qkv(b, k, n))
+    out = identity_attention(q, k_, v, FrameGroups(masked), temporal=temporal)
+    ref = identity_attention_dense(q, k_, v, masked, temporal=temporal)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k_, v))
+    ref_grads = torch.autograd.grad((ref * weights).sum(), (q, k_, v))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-9)
+
+
+def test_split_is_chosen_by_grad_mode_and_never_syncs_in_training(monkeypatch):
+    masked = torch.tensor(MASKS[1])
+    with torch.no_grad():
+        assert FrameGroups(masked).split and len(FrameGroups(masked).groups) == 2
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self: pytest.fail("host sync while training"))
+    monkeypatch.setattr(torch.Tensor, "nonzero", lambda self: pytest.fail("host sync while training"))
+    groups = FrameGroups(masked)
+    assert not groups.split and groups.groups == []
+    q, k, v = qkv()
+    identity_attention(q, k, v, groups, temporal=False)
 
 
 @pytest.mark.parametrize("temporal", [False, True])

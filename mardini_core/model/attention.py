@@ -4,9 +4,14 @@
 (CUDA only, when installed) or a plain float32 math reference used by tests.
 
 Identity Attention: queries of reference frames attend only to themselves, so their output is their
-own value vector; queries of masked frames attend to every token. The fast path gathers the masked
-queries, runs one dense attention call over all keys and scatters the result back into a copy of v:
-reference queries cost nothing and no K x K mask is ever materialised.
+own value vector; queries of masked frames attend to every token. Two exact ways to run it, chosen
+once per forward pass by `FrameGroups`:
+- split (sampling, evaluation): the batch is split by distinct masks on the host; each group gathers
+  its masked queries, runs one dense call over all keys and scatters the result into a copy of v, so
+  reference queries cost nothing. Knowing the masked frames costs one host sync per forward.
+- one masked call (training, where every clip draws its own mask): a boolean mask built on the device
+  (masked queries see every key, reference queries only themselves), one SDPA call per layer and no
+  host sync; reference queries are computed and come out as exactly their value vectors.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 
 from ..config import ATTENTION_BACKENDS
 from ..errors import BackendUnavailableError, ConfigError
@@ -46,33 +51,45 @@ def resolve_backend(name: str, device: torch.device) -> str:
     return name
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
-    """Full (unmasked) attention. q: (B, H, Lq, D); k, v: (B, H, Lk, D) -> (B, H, Lq, D)."""
-    if backend == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v)
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa", mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Attention. q: (B, H, Lq, D); k, v: (B, H, Lk, D) -> (B, H, Lq, D). `mask`: bool, broadcastable
+    to (B, H, Lq, Lk), True = may attend; xformers takes no boolean mask, so a masked call runs SDPA."""
+    if backend == "sdpa" or (backend == "xformers" and mask is not None):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     if backend == "xformers":
         xops = _xformers_ops()
         out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)
     if backend == "math":
         scores = q.float() @ k.float().transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
         return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)
     raise ConfigError(f"attention backend {backend!r} must be resolved first (see resolve_backend)")
 
 
 class FrameGroups:
-    """The batch split by identical frame masks, computed once per forward pass and shared by all layers.
+    """How Identity Attention runs for one forward pass, decided once and shared by all layers.
 
-    masked: (B, K) bool, True = frame to generate. Each group is (batch indices, masked frame indices);
-    the mask is synced to the host once here, never inside the layers.
+    masked: (B, K) bool, True = frame to generate. `split` (default: when no gradient is recorded,
+    i.e. sampling) syncs the mask to the host here, never inside the layers, and keeps `groups`:
+    (batch indices or None for the whole batch, masked frame indices) per distinct mask. Otherwise
+    the mask stays on the device and every layer makes one masked attention call.
     """
 
-    def __init__(self, masked: torch.Tensor):
+    def __init__(self, masked: torch.Tensor, *, split: bool | None = None):
         self.batch = masked.shape[0]
+        self.masked = masked
+        self.split = not torch.is_grad_enabled() if split is None else split
+        self.groups: list[tuple[torch.Tensor | None, torch.Tensor]] = []
+        self._masks: dict[tuple[int, bool], torch.Tensor] = {}  # built by the first layer, reused by the rest
+        if not self.split:
+            return
         rows = masked.detach().cpu()
         unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
         device = masked.device
-        self.groups: list[tuple[torch.Tensor | None, torch.Tensor]] = []
         for u, pattern in enumerate(unique):
             frames = pattern.nonzero().flatten()
             if len(frames) == 0:
@@ -81,18 +98,36 @@ class FrameGroups:
             whole = len(unique) == 1
             self.groups.append((None if whole else batch_idx.to(device), frames.to(device)))
 
+    def attention_mask(self, tokens: int, *, temporal: bool) -> torch.Tensor:
+        """Bool SDPA mask: masked queries see every key, reference queries only themselves.
 
-def frame_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, temporal: bool, backend: str) -> torch.Tensor:
+        Spatio-temporal: (B, 1, K*N, K*N) over frame-major tokens; temporal: (B*N, 1, K, K), one
+        K x K mask per spatial position (the batch layout of `frame_attention`)."""
+        key = (tokens, temporal)
+        if key not in self._masks:
+            k, device = self.masked.shape[1], self.masked.device
+            if temporal:
+                allowed = self.masked[:, :, None] | torch.eye(k, dtype=torch.bool, device=device)
+                self._masks[key] = repeat(allowed, "b q key -> (b n) 1 q key", n=tokens)
+            else:
+                query = repeat(self.masked, "b k -> b (k n)", n=tokens)
+                self._masks[key] = query[:, None, :, None] | torch.eye(k * tokens, dtype=torch.bool, device=device)
+        return self._masks[key]
+
+
+def frame_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, temporal: bool, backend: str, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Queries of some frames attend to the tokens of other (or all) frames.
 
     q: (B, Kq, N, H, D); k, v: (B, Kk, N, H, D) -> (B, Kq, N, H, D). temporal=True: each query sees
     the Kk tokens at its own spatial position; otherwise all Kk * N tokens. Key order is irrelevant
-    (positions are already rotated into q and k).
+    (positions are already rotated into q and k). `mask`: see `FrameGroups.attention_mask`.
     """
     if temporal:
-        o = attention(*(rearrange(x, "b k n h d -> (b n) h k d") for x in (q, k, v)), backend)
+        o = attention(*(rearrange(x, "b k n h d -> (b n) h k d") for x in (q, k, v)), backend, mask)
         return rearrange(o, "(b n) h k d -> b k n h d", b=q.shape[0])
-    o = attention(*(rearrange(x, "b k n h d -> b h (k n) d") for x in (q, k, v)), backend)
+    o = attention(*(rearrange(x, "b k n h d -> b h (k n) d") for x in (q, k, v)), backend, mask)
     return rearrange(o, "b h (k n) d -> b k n h d", n=q.shape[2])
 
 
@@ -110,6 +145,8 @@ def identity_attention(
     temporal=False: spatio-temporal, a masked query sees all K*N tokens.
     temporal=True: temporal, a masked query sees the K tokens at its own spatial position.
     """
+    if not groups.split:
+        return frame_attention(q, k, v, temporal=temporal, backend=backend, mask=groups.attention_mask(q.shape[2], temporal=temporal))
     out = v.clone()  # reference queries: identity projection
     for batch_idx, frames in groups.groups:
         qb, kb, vb = (q, k, v) if batch_idx is None else (q[batch_idx], k[batch_idx], v[batch_idx])
