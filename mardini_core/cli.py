@@ -21,6 +21,7 @@ COMMANDS = {
     "train-vae": ("mardini_core.commands.train_vae", "distil mardini-tae, a small autoencoder in TAEF2's latent space"),
     "vae-psnr": ("mardini_core.commands.vae_psnr", "reconstruction PSNR of autoencoders on real video frames"),
     "train": ("mardini_core.commands.train", "train one stage of the three-stage recipe from a stage config, resumable"),
+    "encode": ("mardini_core.commands.encode", "pre-encode a video folder into latent shards for training (resumable, split over ranks)"),
 }
 
 

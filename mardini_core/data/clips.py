@@ -19,7 +19,7 @@ from einops import rearrange
 
 from ..errors import ConfigError, InputError
 from .sources import Segment, find_segments
-from .video import read_frames
+from .video import read_indices
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,15 @@ def low_view(high: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 class VideoClips:
-    """Clips of K frames from a folder (or list) of videos; unreadable files are warned about and skipped."""
+    """Clips of K frames from a folder (or list) of videos; unreadable files are warned about and skipped.
+
+    Frame counts come from the containers' headers, so opening a large folder decodes nothing; the rare
+    clip a header over-counts raises VideoReadError when it is read (the trainer and `encode` skip it)."""
 
     def __init__(self, paths: Iterable[str | os.PathLike] | str | os.PathLike, config: ClipConfig, seed: int = 0, exclude: frozenset[str] = frozenset()):
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         self.config, self.seed = config, seed
-        segments, self.skipped = find_segments(paths)
+        segments, self.skipped = find_segments(paths, exact=False)
         segments = [s for s in segments if s.path.name not in exclude]  # file names held out
         self.clips = _clip_refs(segments, config)
         if not self.clips:
@@ -105,10 +108,18 @@ class VideoClips:
         rng = random.Random(f"{self.seed}/{index}/{variant}")
         return (rng.random(), rng.random())
 
+    def indices(self, index: int) -> list[int]:
+        """The frame numbers in the file that clip `index` is made of."""
+        ref, c = self.clips[index], self.config
+        return list(range(ref.start, ref.start + c.frames * c.stride, c.stride))
+
     def load(self, index: int, variant: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (high (K, 3, H, W), low (K, 3, H/d, W/d)) float32 in [0, 1]."""
-        ref, c = self.clips[index], self.config
-        frames = read_frames(ref.segment.path, ref.start, c.frames, c.stride)
+        return self.view(index, read_indices(self.clips[index].segment.path, self.indices(index)), variant)
+
+    def view(self, index: int, frames: np.ndarray, variant: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip `index`'s (high, low) from its decoded frames (K, H0, W0, 3) uint8: resized, cropped, low view."""
+        c = self.config
         frames = resize_crop(frames, c.height, c.width, self._offset(index, variant))
         high = rearrange(torch.from_numpy(frames), "k h w c -> k c h w").float() / 255
         return high, low_view(high, c.planner_downscale)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from safetensors.torch import load_file
 
 from ..checkpoint import atomic_save_safetensors
 from .clips import VideoClips
+from .video import VideoReadError
 
 
 class LatentClips:
@@ -54,8 +56,12 @@ class LatentClips:
         return high, low
 
     def fill(self, rank: int = 0, world: int = 1) -> int:
-        """Encode every clip this rank owns (index % world == rank) that is not cached yet; returns how many."""
+        """Encode every clip this rank owns (index % world == rank) that is not cached yet; returns how many.
+        A clip that does not decode is warned about and left out (training skips it the same way)."""
         missing = [i for i in range(rank, len(self), world) if not self._path(i).is_file()]
         for i in missing:
-            self.load(i)
+            try:
+                self.load(i)
+            except VideoReadError as exc:
+                warnings.warn(f"skipping clip {i}: {exc}", stacklevel=2)
         return len(missing)

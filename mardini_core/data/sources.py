@@ -65,14 +65,15 @@ def _wanted(paths: Iterable[str | os.PathLike]) -> list[Wanted]:
     return wanted
 
 
-def find_segments(paths: Iterable[str | os.PathLike]) -> tuple[list[Segment], list[str]]:
-    """(readable segments, one message per skipped file). Every skipped file also raises a warning."""
+def find_segments(paths: Iterable[str | os.PathLike], exact: bool = True) -> tuple[list[Segment], list[str]]:
+    """(readable segments, one message per skipped file). Every skipped file also raises a warning.
+    `exact=False` takes frame counts from the containers' headers (see `probe`) instead of decoding."""
     lengths: dict[Path, int | str] = {}
     segments, skipped = [], []
     for path, start, frames, name in _wanted(paths):
         if path not in lengths:
             try:
-                lengths[path] = probe(path).frames
+                lengths[path] = probe(path, exact).frames
             except VideoReadError as exc:
                 lengths[path] = str(exc)
                 skipped.append(f"skipping unreadable video {path}: {exc}")

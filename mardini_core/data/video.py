@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -66,8 +67,10 @@ def _pyav_installed() -> bool:
     return True
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Frame count (counted by decoding, as container headers lie), fps and size; VideoReadError if unusable."""
+def probe(path: str | os.PathLike, exact: bool = True) -> VideoInfo:
+    """Frame count, fps and size; VideoReadError if unusable. `exact` counts frames by decoding (container
+    headers lie by a frame or two in .mkv/.webm); otherwise the header's count is taken when it has one,
+    so a folder of long videos opens in milliseconds and a clip past the true end fails when read."""
     path = Path(path)
     try:
         cap = _open(path)
@@ -80,9 +83,10 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         return VideoInfo(path, count, 0.0, first[0].shape[1], first[0].shape[0])
     try:
         fps, width, height = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        count = 0
-        while cap.grab():
-            count += 1
+        count = 0 if exact else max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+        if count == 0:  # asked to count, or a header without a count
+            while cap.grab():
+                count += 1
     finally:
         cap.release()
     if count == 0 or width == 0 or height == 0:
@@ -90,8 +94,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(path, count, fps, width, height)
 
 
-def read_indices(path: str | os.PathLike, indices: list[int]) -> np.ndarray:
-    """Frames at the given indices (any order, repeats allowed), in one decoding pass -> (N, H, W, 3) uint8 RGB."""
+def iter_frames(path: str | os.PathLike, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, (H, W, 3) uint8 RGB) for each distinct index, ascending, in one decoding pass that holds one
+    frame at a time (a long video streams); indices past the end are simply not yielded."""
     path = Path(path)
     wanted = sorted(set(indices))
     try:
@@ -99,20 +104,27 @@ def read_indices(path: str | os.PathLike, indices: list[int]) -> np.ndarray:
     except VideoReadError:
         if not (path.is_file() and _pyav_installed()):
             raise
-        decoded = _av_decode(path, set(wanted))[1]
-    else:
-        decoded = {}
-        try:
-            index = 0
-            while wanted and index <= wanted[-1] and cap.grab():
-                if index in wanted:
-                    ok, bgr = cap.retrieve()
-                    if not ok:
-                        break
-                    decoded[index] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        yield from sorted(_av_decode(path, set(wanted))[1].items())
+        return
+    try:
+        index = 0
+        for target in wanted:
+            while index < target and cap.grab():
                 index += 1
-        finally:
-            cap.release()
+            if index < target or not cap.grab():
+                return
+            ok, bgr = cap.retrieve()
+            if not ok:
+                return
+            index += 1
+            yield target, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def read_indices(path: str | os.PathLike, indices: list[int]) -> np.ndarray:
+    """Frames at the given indices (any order, repeats allowed), in one decoding pass -> (N, H, W, 3) uint8 RGB."""
+    decoded = dict(iter_frames(path, indices))
     missing = [i for i in indices if i not in decoded]
     if missing:
         raise VideoReadError(f"{path}: frames {missing[:5]} of the {len(indices)} asked for do not decode; the file is shorter or damaged")

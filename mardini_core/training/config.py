@@ -41,7 +41,8 @@ class DataSection:
     crop: str = "random"
     vae: str = "taef2"
     cache_latents: bool = True  # loader "latents": encode each clip once into <run>/latents (fixes random crops per clip)
-    loader: str = "latents"  # "latents": clips encoded once; "frames": every video decoded once into memory, fresh clips encoded every step (data/frames.py; needed for "flow")
+    loader: str = "latents"  # "latents": clips encoded once; "frames": every video decoded once into memory, fresh clips encoded every step (data/frames.py; needed for "flow"); "shards": paths are folders of latent shards written by `encode` (data/shards.py), no video is decoded
+    shard_buffer: int = 4  # loader "shards": clips are shuffled within runs of this many shards (shard order is shuffled every epoch)
     stride_max: int = 0  # loader "frames": strides drawn from stride..stride_max (0 = stride only)
     synthetic: float = 0.0  # loader "frames": fraction of clips replaced by synthetic motion over their frames (data/synthetic.py)
     held_out: bool = False  # leave out the project's held-out files (data/split.py)
@@ -136,8 +137,8 @@ def _validate(cfg: StageConfig) -> None:
         lo, hi = getattr(cfg.masks, name)
         if not 0 <= lo <= hi <= 1:
             raise bad(f"masks.{name} must be [low, high] with 0 <= low <= high <= 1, got {[lo, hi]}")
-    if cfg.data.loader not in ("latents", "frames"):
-        raise bad(f"data.loader must be 'latents' or 'frames', got {cfg.data.loader!r}")
+    if cfg.data.loader not in ("latents", "frames", "shards"):
+        raise bad(f"data.loader must be 'latents', 'frames' or 'shards', got {cfg.data.loader!r}")
     if "pixel" in cfg.train.losses and (cfg.model.anchor not in ("", "flow") or "diffusion" not in cfg.train.losses):
         raise bad("the 'pixel' loss scores a flow-anchored model's assembled frames: set [model] anchor = \"flow\" and keep 'diffusion'")
     if cfg.model.anchor == "flow" and cfg.data.loader != "frames":
@@ -152,7 +153,7 @@ def _validate(cfg: StageConfig) -> None:
         raise bad(f"optim.precision must be auto, bf16 or fp32, got {cfg.optim.precision!r}")
     if not 0 <= cfg.optim.ema < 1 or not 0 <= cfg.train.uncond_prob <= 1:
         raise bad("optim.ema must be in [0, 1) and train.uncond_prob in [0, 1]")
-    for owner, names in ((cfg, ("steps",)), (cfg.optim, ("batch",)), (cfg.checkpoint, ("every", "keep", "log_every", "sample_steps"))):
+    for owner, names in ((cfg, ("steps",)), (cfg.optim, ("batch",)), (cfg.data, ("shard_buffer",)), (cfg.checkpoint, ("every", "keep", "log_every", "sample_steps"))):
         for n in names:
             if getattr(owner, n) < 1:
                 raise bad(f"{n} must be >= 1, got {getattr(owner, n)}")

@@ -23,6 +23,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import MarDiniConfig, preset
 from ..data import ClipConfig, LatentClips, VideoClips, VideoReadError
 from ..data.frames import FrameBank
+from ..data.shards import LatentShards
 from ..data.split import HELD_OUT_FILES
 from ..data.synthetic import synthetic_clip
 from ..flow import flow_frames
@@ -57,17 +58,20 @@ def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
 
 
-def data_order(step: int, rank: int, batch: int, world: int, n: int, seed: int) -> list[tuple[int, int]]:
-    """(clip index, epoch) of each clip of `rank` at `step`: epochs are seeded permutations, ranks take disjoint slices."""
+def data_order(step: int, rank: int, batch: int, world: int, n: int, seed: int, permutation=None) -> list[tuple[int, int]]:
+    """(clip index, epoch) of each clip of `rank` at `step`: epochs are seeded permutations (`permutation(seed, epoch)`,
+    default a shuffle of all n clips), ranks take disjoint slices."""
+    order = permutation or (lambda seed, epoch: _permutation(n, seed, epoch))
     first = (step * world + rank) * batch
-    return [(int(_permutation(n, seed, p // n)[p % n]), p // n) for p in range(first, first + batch)]
+    return [(int(order(seed, p // n)[p % n]), p // n) for p in range(first, first + batch)]
 
 
 def build_model(cfg: StageConfig, init: str | None, vae) -> MarDini:
     """A fresh preset (seeded) or the previous stage's weights, with this stage's attention, anchor and window."""
     base = load_checkpoint(init) if init else None
     # latent channels come from one place, the stage's VAE (a 16-channel paper preset trains in TAEF2's 32)
-    config = base.config if base else preset(cfg.model.preset, vae=vae.name, latent_channels=vae.latent_channels)
+    # shards may name their latents' normalisation (data/shards.py); our own VAEs' latents are used as they are
+    config = base.config if base else preset(cfg.model.preset, vae=vae.name, latent_channels=vae.latent_channels, **getattr(vae, "normalisation", {}))
     if config.latent_channels != vae.latent_channels:
         raise ConfigError(
             f"the model expects {config.latent_channels}-channel latents but VAE {vae.name} makes {vae.latent_channels}; "
@@ -107,7 +111,8 @@ class Trainer:
                 for old in states:
                     old.unlink(missing_ok=True)
             self.d.barrier()
-        self.vae = load_vae(cfg.data.vae, device=self.d.device)
+        self.shards = LatentShards(cfg.data.paths, cfg.data.shard_buffer) if cfg.data.loader == "shards" else None
+        self.vae = self.shards.space if self.shards else load_vae(cfg.data.vae, device=self.d.device)  # shards need no VAE
         torch.manual_seed(cfg.seed)
         if self.resume_from is not None:
             meta = read_meta(self.resume_from)
@@ -134,7 +139,7 @@ class Trainer:
         self.data = self._dataset()
         self._clip_pool = ThreadPoolExecutor(max_workers=max(1, min(16, (os.cpu_count() or 2) - 1)))  # OpenCV releases the GIL
 
-    def _dataset(self) -> LatentClips | FrameBank:
+    def _dataset(self) -> LatentClips | FrameBank | LatentShards:
         c = self.cfg.data
         multiple = size_multiple(self.config, self.vae.downscale)
         if c.height % multiple or c.width % multiple:
@@ -143,6 +148,9 @@ class Trainer:
             raise ConfigError("a flow-anchored model trains from pixels: set [data] loader = \"frames\"")
         if "pixel" in self.cfg.train.losses and self.config.anchor != "flow":  # the anchor may come from --init
             raise ConfigError(f"the 'pixel' loss scores a flow-anchored model's frames, but this model's anchor is {self.config.anchor!r}")
+        if self.shards:
+            self.shards.check(c.frames, c.stride, c.height, c.width, self.config)
+            return self.shards
         if c.loader == "frames":
             return FrameBank(c.paths, side=int(1.15 * max(c.height, c.width * 9 / 16)), frames=c.frames, held_out=c.held_out)
         clip = ClipConfig(c.frames, c.stride, c.height, c.width, c.crop, planner_downscale=self.config.planner_downscale)
@@ -160,7 +168,7 @@ class Trainer:
         if self.cfg.data.loader == "frames":
             return self._frames_batch(step)
         cached = self.cfg.data.cache_latents
-        order = data_order(step, self.d.rank, self.cfg.optim.batch, self.d.world, len(self.data), self.cfg.seed)
+        order = data_order(step, self.d.rank, self.cfg.optim.batch, self.d.world, len(self.data), self.cfg.seed, self.shards and self.shards.permutation)
         pairs = [self._load(i, 0 if cached else epoch) for i, epoch in order]
         high, low = (to_model_space(torch.stack(x), self.config).to(self.d.device) for x in zip(*pairs))
         return high, low, *self.draws(step, high.shape), None, None, None
@@ -293,8 +301,8 @@ class Trainer:
 
     def preview(self) -> None:
         """A few DDIM steps on the first clip with a mask of the stage, saved as a PNG strip (truth over sample)."""
-        if self.cfg.data.loader == "frames":
-            return  # previews read the latent cache; a frames run is judged by `eval`
+        if self.cfg.data.loader != "latents":
+            return  # previews read the latent cache and decode with the stage's VAE; frames and shards runs are judged by `eval`
         high, low = (to_model_space(x[None], self.config).to(self.d.device) for x in self.data.load(0))
         masked = sample_masks(self.cfg.masks, 1, high.shape[1], self.step / self.cfg.steps, torch.Generator().manual_seed(self.cfg.seed))
         model = self.modules.model
