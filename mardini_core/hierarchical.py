@@ -159,13 +159,13 @@ class KnownFrames:
     first gives it: frames no later window gives are never encoded.
     """
 
-    def __init__(self, vae, config, pixels: dict[int, torch.Tensor], reread: set[int]):
+    def __init__(self, vae, config, schedule: WindowSchedule, images: torch.Tensor):
         self.vae, self.config = vae, config
-        self.pixels = pixels  # index -> (3, H, W) on the CPU
+        self.pixels = {p: images[n].float().cpu() for n, p in enumerate(schedule.inputs)}  # index -> (3, H, W)
         self.high: dict[int, torch.Tensor] = {}  # index -> (C, H/d, W/d) model-space, the DM's scale
         self.low: dict[int, torch.Tensor] = {}  # index -> the planner's scale
         self.decoded: dict[int, torch.Tensor] = {}  # index -> decoding of its DM latent (3, H, W)
-        self.reread = reread  # frames some window gives: only their decodings are worth keeping
+        self.reread = {p for w in schedule for p in w.given}  # only these frames' decodings are worth keeping
 
     def given(self, w: Window) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The window's given frames: pixels (S, 3, H, W) and model-space latents at both scales."""
@@ -186,9 +186,8 @@ class KnownFrames:
 
     def add(self, w: Window, pixels: torch.Tensor, latents: torch.Tensor) -> None:
         """Record the window's generated frames: pixels (K, 3, H, W) and latents (K, C, h, w)."""
-        for n, p in enumerate(w.frames):
-            if p not in w.given:
-                self.pixels[p], self.high[p] = pixels[n], latents[n]
+        for n in w.mask.generated_indices:
+            self.pixels[w.frames[n]], self.high[w.frames[n]] = pixels[n], latents[n]
 
 
 def batches(schedule: WindowSchedule, size: int) -> list[list[int]]:
@@ -233,8 +232,7 @@ def run_schedule(
         raise InputError(f"batch must be a positive number of windows, got {batch!r}")
     check_vae(vae, config)
     check_sampling(seed=seed, **sampling)
-    pixels = {p: images[n].float().cpu() for n, p in enumerate(schedule.inputs)}
-    known = KnownFrames(vae, config, pixels, reread={p for w in schedule for p in w.given})
+    known = KnownFrames(vae, config, schedule, images)
     for indices in batches(schedule, batch):
         windows = [schedule[i] for i in indices]
         for i, w in zip(indices, windows):
