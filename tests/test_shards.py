@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import mardini_core.data.encode as encode_module
 from mardini_core.data import ClipConfig, LatentClips, VideoClips, shared_dir
 from mardini_core.data.encode import encode_videos
+from mardini_core.data.frames import FrameBank
 from mardini_core.data.shards import FORMAT, VERSION, LatentShards, ShardIndex, _epoch_order, write_shard
 from mardini_core.errors import ConfigError, InputError
 from mardini_core.pipeline import to_model_space
@@ -128,6 +129,9 @@ def test_opening_a_folder_decodes_nothing_and_a_clip_past_the_true_end_is_skippe
     assert report.clips == 1 and len(report.skipped) == 1
     with pytest.warns(UserWarning, match="skipping clip 1"):
         LatentClips(clips, PoolVAE(), tmp_path / "cache").fill()  # the trainer's cache skips it too
+    grabs.clear()
+    bank = FrameBank([tmp_path / "v"], side=32, frames=9)  # the frames loader: one decoding pass, cut at the true end
+    assert [len(s) for s in bank.segments] == [77] and len(grabs) == 78
 
 
 @settings(max_examples=60, deadline=None)

@@ -21,12 +21,12 @@ from ..errors import InputError
 from ..memory import check_fits
 from .sources import find_segments
 from .split import HELD_OUT_FILES
-from .video import read_indices
+from .video import iter_frames
 
 
 class FrameBank:
     def __init__(self, paths: Iterable[str | os.PathLike], side: int, frames: int, held_out: bool = False):
-        segments, self.skipped = find_segments(paths)
+        segments, self.skipped = find_segments(paths, exact=False)  # header counts: each file is decoded once, below
         if held_out:
             segments = [s for s in segments if s.path.name not in HELD_OUT_FILES]
         self.frames = frames
@@ -39,10 +39,11 @@ class FrameBank:
                    "train on fewer or shorter videos, lower [data] height/width, or use [data] loader = \"latents\"")
 
         def decode(parts: list) -> list[np.ndarray]:
+            """Each segment's frames, shrunk as they decode (a segment ends early where its header over-counted)."""
             wanted = [i for s in parts for i in range(s.start, s.start + s.frames)]
-            frames = [_shrink(f, side) for f in read_indices(parts[0].path, wanted)]
-            ends = np.cumsum([0] + [s.frames for s in parts])
-            return [np.stack(frames[a:b]) for a, b in zip(ends[:-1], ends[1:])]
+            shrunk = {i: _shrink(f, side) for i, f in iter_frames(parts[0].path, wanted)}
+            segments = [[shrunk[i] for i in range(s.start, s.start + s.frames) if i in shrunk] for s in parts]
+            return [np.stack(frames) for frames in segments if frames]
 
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # OpenCV decodes without the GIL
             for decoded in pool.map(decode, by_file.values()):
