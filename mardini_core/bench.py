@@ -1,180 +1,429 @@
-"""Speed and memory benchmark: a preset with random weights generates one clip, timed by phase.
+"""Speed benchmark: a preset with random weights generates one window, VAE included, timed by phase.
 
-Speed does not depend on the weights, so random weights of the real presets measure it honestly.
-Each row: preset, resolution, frames, steps, guidance, dtype, attention backend, compile, total
-latency, seconds per generated frame, planner vs generator time, peak memory, model FLOPs and MFU
-(model FLOPs per second over the device's dense bf16 peak; counted with torch's FlopCounterMode).
+Speed does not depend on the weights, so random weights of the real presets measure it honestly;
+they are perturbed with seeded noise because MarDini zero-initialises AdaLN (untouched, every block
+would add exactly zero). Each repeat encodes the given frames, runs `pipeline.generate_latents`
+(the planner once, the generator's DDIM steps with the reference-frame cache) and decodes the
+generated frames with a random-weight autoencoder of mardini-tae's layout.
+
+FLOPs are counted with torch's FlopCounterMode around that same path, so the work the cache saves
+(reference frames computed once, not per step) and fidelity's early stop are not counted. MFU is
+taken against the device's matmul peak measured in the same process (on any device), and on CUDA
+also against the datasheet. Each time is also given in matmul-times: seconds over one 2048^2 fp32
+matmul on the CPU measured just before, the unit that stays comparable on a shared, noisy machine.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import resource
+import statistics
 import time
 from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import preset
-from .masks import from_indices
+from .config import ATTENTION_BACKENDS, MarDiniConfig, preset
+from .errors import InputError
+from .masks import FrameMask, expansion, from_pattern, image_to_video, interpolation
 from .model import MarDini
-from .pipeline import plan, sample
+from .pipeline import decode_frames, default_fidelity, default_guidance, encode_frames, generate_latents, size_multiple
 from .sampler import guidance_active
+from .vae import TinyAEConfig, TinyAutoencoder
+from .vae.distill import DistillConfig
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-# Dense bf16 tensor-core peaks in FLOP/s for MFU (H100 SXM / H200 and A100 datasheets).
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# Dense bf16/fp16 tensor-core peaks in FLOP/s (H100 SXM / H200 and A100 datasheets).
+DATASHEET_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+REFERENCE_SIDE = 2048  # the matmul-time unit: one fp32 matmul of this side on the CPU
+CUDA_PEAK_SIDE = 8192
+WEIGHT_NOISE = 0.02  # std of the seeded perturbation of every weight
+VAE_LAYOUT = TinyAEConfig(width=DistillConfig.width, blocks=DistillConfig.blocks, mid_gn=True)  # mardini-tae's
+ANCHORS = ("none", "neighbours")  # "flow" needs flow-warped pixels, which random inputs do not have
+GIVEN_HELP = "i2v (first frame), interpolate (first and last), a count N (the first N frames) or a pattern such as x...x"
 
 
 @dataclass(frozen=True)
 class Job:
+    """One generation setting."""
+
     preset: str
-    size: int = 512  # pixel side of the generated frames (the DM's resolution)
+    width: int = 512
+    height: int = 512
     frames: int = 17
-    given: int = 1  # image-to-video: the first `given` frames are references
+    given: str = "i2v"  # GIVEN_HELP
     steps: int = 25
-    guidance: float = 2.5
+    guidance: float | None = None  # None: the paper's for the mask (2.5 image-to-video, off when both ends are given)
+    fidelity: float | None = None  # None: the model's default (pipeline.default_fidelity)
     dtype: str = "bf16"
     backend: str = "auto"
     compile: bool = False
-    offload_planner: bool = False  # move the planner to the CPU once it has run (small-card mode)
+    anchor: str = "none"
+    paper: str = ""  # the paper's figures for the setting (paper_figure), kept when a job is reduced
+
+    def config(self) -> MarDiniConfig:
+        """The preset, widened to the job's frames (speed only: the paper ran L/ST at 13 frames too)."""
+        cfg = preset(self.preset)
+        return cfg.replace(max_frames=max(cfg.max_frames, self.frames), anchor=self.anchor)
+
+    def mask(self) -> FrameMask:
+        return given_mask(self.given, self.frames)
+
+    def resolved(self) -> "Job":
+        """The job with guidance and fidelity filled in as generation would choose them."""
+        mask = self.mask()
+        return dataclasses.replace(
+            self,
+            guidance=default_guidance(mask) if self.guidance is None else self.guidance,
+            fidelity=default_fidelity(mask, self.config()) if self.fidelity is None else self.fidelity,
+        )
+
+
+def given_mask(given: str, frames: int) -> FrameMask:
+    """--given (GIVEN_HELP) and the clip length -> the frame mask."""
+    if given == "i2v":
+        return image_to_video(frames)
+    if given == "interpolate":
+        return interpolation(frames)
+    if re.fullmatch(r"[0-9]+", given):
+        return expansion(frames, int(given))
+    mask = from_pattern(given)
+    if mask.frames != frames:
+        raise InputError(f"--given pattern {given!r} has {mask.frames} frames but --frames is {frames}; make them agree")
+    return mask.validate()
+
+
+def check_job(job: Job) -> Job:
+    """Raise InputError / ConfigError / MaskError naming the fix for a job that cannot run; returns it resolved."""
+    cfg = job.config()
+    job.mask().validate()
+    multiple = size_multiple(cfg)
+    if job.width % multiple or job.height % multiple or min(job.width, job.height) < multiple:
+        fit = lambda side: max(multiple, side // multiple * multiple)
+        raise InputError(f"size {job.width}x{job.height} must be a multiple of {multiple} on both sides for {job.preset}; "
+                         f"try {fit(job.width)}x{fit(job.height)}")
+    if job.dtype not in DTYPES:
+        raise InputError(f"dtype {job.dtype!r} is unknown; choose one of {', '.join(DTYPES)}")
+    if job.backend not in ATTENTION_BACKENDS:
+        raise InputError(f"attention backend {job.backend!r} is unknown; choose one of {', '.join(ATTENTION_BACKENDS)}")
+    if job.anchor not in ANCHORS:
+        raise InputError(f"the bench runs anchors {', '.join(ANCHORS)}, not {job.anchor!r}")
+    return job.resolved()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_seconds(device: torch.device, dtype: torch.dtype, side: int, best_of: int) -> float:
+    """Best time of one side x side matmul (after a warm-up)."""
+    a, b = (torch.randn(side, side, device=device, dtype=dtype) for _ in range(2))
+    a @ b
+    times = []
+    for _ in range(best_of):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def reference_seconds(best_of: int = 3) -> float:
+    """One matmul-time: a 2048^2 fp32 matmul on the CPU."""
+    return matmul_seconds(torch.device("cpu"), torch.float32, REFERENCE_SIDE, best_of)
+
+
+def measured_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """The device's matmul FLOP/s now: fp32 at 2048 on the CPU, the job's dtype at 8192 on CUDA."""
+    if device.type == "cuda":
+        return 2 * CUDA_PEAK_SIDE**3 / matmul_seconds(device, dtype, CUDA_PEAK_SIDE, 10)
+    return 2 * REFERENCE_SIDE**3 / reference_seconds(5)
+
+
+def datasheet_peak(device: torch.device, dtype: torch.dtype) -> float | None:
+    """Dense tensor-core peak of a known GPU for bf16/fp16 jobs; None elsewhere."""
+    if device.type != "cuda" or dtype == torch.float32:
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in DATASHEET_PEAK.items() if key in name), None)
+
+
+def random_model(job: Job, device: torch.device, seed: int = 0) -> MarDini:
+    """The job's preset with default init plus seeded noise on every weight (AdaLN starts at zero)."""
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = MarDini(job.config())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * WEIGHT_NOISE)
+    model = model.to(DTYPES[job.dtype]).eval()
+    model.set_attention_backend(job.backend)
+    return model
+
+
+def random_vae(latent_channels: int, device: torch.device, dtype: torch.dtype) -> TinyAutoencoder:
+    """mardini-tae's layout with random weights in the model's latent width (speed only)."""
+    config = dataclasses.replace(VAE_LAYOUT, latent_channels=latent_channels)
+    return TinyAutoencoder("bench", config).to(device, dtype).eval()
+
+
+@dataclass
+class Inputs:
+    """Random given frames of a job, and where they go."""
+
+    images: torch.Tensor  # (S, 3, H, W) in [0, 1]
+    mask: FrameMask
+
+    @staticmethod
+    def of(job: Job, device: torch.device) -> "Inputs":
+        mask = job.mask()
+        g = torch.Generator().manual_seed(1)
+        images = torch.rand(mask.images_needed, 3, job.height, job.width, generator=g)
+        return Inputs(images.to(device), mask)
+
+
+class Stopwatch:
+    """Seconds spent in a module's forward calls (forward hooks; CUDA synchronised at both ends)."""
+
+    def __init__(self, module: torch.nn.Module, device: torch.device):
+        self.device, self.seconds, self._start = device, 0.0, 0.0
+        self.handles = [module.register_forward_pre_hook(self.start), module.register_forward_hook(self.stop)]
+
+    def start(self, *_):
+        sync(self.device)
+        self._start = time.perf_counter()
+
+    def stop(self, *_):
+        sync(self.device)
+        self.seconds += time.perf_counter() - self._start
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def generate_once(model: MarDini, vae: TinyAutoencoder, job: Job, inputs: Inputs) -> tuple[float, float]:
+    """Encode, generate_latents, decode the generated frames -> (vae seconds, model seconds)."""
+    device = inputs.images.device
+    cfg = model.config
+    sync(device)
+    start = time.perf_counter()
+    high, low = encode_frames(vae.encode, inputs.images, cfg, vae.downscale)
+    sync(device)
+    encoded = time.perf_counter()
+    z = generate_latents(model, inputs.mask, high, low, steps=job.steps, guidance=job.guidance, fidelity=job.fidelity)
+    sync(device)
+    generated = time.perf_counter()
+    decode_frames(vae, z[list(inputs.mask.generated_indices)], cfg)
+    sync(device)
+    return encoded - start + time.perf_counter() - generated, generated - encoded
+
+
+def count_flops(model: MarDini, vae: TinyAutoencoder, job: Job, inputs: Inputs) -> tuple[float, float]:
+    """(model FLOPs, VAE FLOPs) of one generation along the timed path.
+
+    Counted with SDPA on CUDA (whose fused kernels the counter knows) and with the math backend on
+    the CPU (whose flash kernels it does not see), whatever backend the row times.
+    """
+    device = inputs.images.device
+    model.set_attention_backend("sdpa" if device.type == "cuda" else "math")
+    with FlopCounterMode(display=False) as counter:
+        high, low = encode_frames(vae.encode, inputs.images, model.config, vae.downscale)
+        encode = counter.get_total_flops()
+        z = generate_latents(model, inputs.mask, high, low, steps=job.steps, guidance=job.guidance, fidelity=job.fidelity)
+        generate = counter.get_total_flops() - encode
+        decode_frames(vae, z[list(inputs.mask.generated_indices)], model.config)
+    model.set_attention_backend(job.backend)
+    return generate, counter.get_total_flops() - generate
+
+
+def compile_networks(model: MarDini) -> None:
+    """torch.compile each network's forward (instance attributes: hooks stay outside, undone by `uncompile`)."""
+    for network in (model.planner, model.generator):
+        network.forward = torch.compile(network.forward)
+
+
+def uncompile(model: MarDini) -> None:
+    for network in (model.planner, model.generator):
+        network.__dict__.pop("forward", None)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """min / median / max over the repeats."""
+
+    min: float
+    median: float
+    max: float
+
+    @staticmethod
+    def of(values: list[float]) -> "Spread":
+        return Spread(min(values), statistics.median(values), max(values))
 
 
 @dataclass
 class Row:
     job: Job
-    total_s: float
-    planner_s: float
-    generator_s: float
-    seconds_per_frame: float
+    total_s: Spread  # VAE + model
+    model_s: Spread  # generate_latents: planner + generator steps
+    planner_s: float  # medians from here on
+    vae_s: float
+    seconds_per_frame: float  # median total over generated frames
+    total_matmul_times: Spread
+    model_matmul_times: Spread
+    model_tflop: float
+    vae_tflop: float
+    peak_tflops: float  # measured matmul peak of the device, this run
+    mfu: float  # (model + VAE) FLOPs / median total / measured peak
+    mfu_datasheet: float | None
     peak_memory_gb: float | None
-    tflops: float
-    mfu: float | None
+    compiled: str  # "no", "yes" or "failed: reason" (the row then ran uncompiled)
 
     def as_dict(self) -> dict:
         return {**dataclasses.asdict(self.job), **{k: v for k, v in dataclasses.asdict(self).items() if k != "job"}}
 
 
-def device_peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_FLOPS.items() if key in name), None)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _inputs(model: MarDini, job: Job, device: torch.device):
-    cfg = model.config
-    side = job.size // 8
-    high = torch.randn(1, job.frames, cfg.latent_channels, side, side, device=device)
-    low = torch.randn(1, job.frames, cfg.latent_channels, side // cfg.planner_downscale, side // cfg.planner_downscale, device=device)
-    return high, low, from_indices(job.frames, range(job.given)).to_tensor(device=device)
-
-
-def count_flops(model: MarDini, job: Job, device: torch.device) -> float:
-    """Model FLOPs of one generation: one planner call plus `steps` generator calls (x2 with guidance).
-
-    Counted with SDPA on CUDA (whose fused kernels the counter knows) and with the math backend on
-    the CPU (where it does not), so the count is the same whatever backend the row times.
-    """
-    high, low, masked = _inputs(model, job, device)
-    model.set_attention_backend("sdpa" if device.type == "cuda" else "math")
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        signal = model.planner(low, masked)
-        planner_flops = counter.get_total_flops()
-        cfg_batch = 2 if guidance_active(job.guidance) else 1
-        model.generator(high.repeat(cfg_batch, 1, 1, 1, 1), torch.ones(cfg_batch, device=device),
-                        signal.repeat(cfg_batch, 1, 1, 1), masked.repeat(cfg_batch, 1))
-        generator_flops = counter.get_total_flops() - planner_flops
-    model.set_attention_backend(job.backend)
-    return planner_flops + job.steps * generator_flops
-
-
-def run(job: Job, device: torch.device, repeats: int = 2) -> Row:
-    """Build the preset with random weights and time `repeats` generations after one warm-up."""
-    cfg = preset(job.preset)
-    if job.frames > cfg.max_frames:
-        cfg = cfg.replace(max_frames=job.frames)
-    with torch.device(device):
-        model = MarDini(cfg).to(DTYPES[job.dtype]).eval()
-    flops = count_flops(model, job, device)
+def run(job: Job, device: torch.device, repeats: int = 5) -> Row:
+    """Time `repeats` generations after one warm-up; matmul-times are per repeat against a fresh reference."""
+    job = check_job(job)
+    dtype = DTYPES[job.dtype]
+    model = random_model(job, device)
+    vae = random_vae(model.config.latent_channels, device, dtype)
+    inputs = Inputs.of(job, device)
+    model_flops, vae_flops = count_flops(model, vae, job, inputs)
+    compiled = "no"
     if job.compile:
-        model.planner.compile()
-        model.generator.compile()
-    high, low, masked = _inputs(model, job, device)
-    timings = []
-    for _ in range(repeats + 1):  # the first run warms up kernels (and compiles)
-        model.planner.to(device)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-        _sync(device)
-        start = time.perf_counter()
-        signal = plan(model, low, masked)
-        if job.offload_planner:
-            model.planner.to("cpu")
-        _sync(device)
-        mid = time.perf_counter()
-        sample(model, high, masked, signal, steps=job.steps, guidance=job.guidance)
-        _sync(device)
-        timings.append((mid - start, time.perf_counter() - mid))
-    planner_s, generator_s = (min(t[i] for t in timings[1:]) for i in (0, 1))
-    total = planner_s + generator_s
+        compile_networks(model)
+        compiled = "yes"
+    try:
+        generate_once(model, vae, job, inputs)  # warm-up (and compilation)
+    except Exception as exc:  # torch.compile can fail where no compiler is installed: the row runs eager
+        if not job.compile:
+            raise
+        uncompile(model)
+        compiled = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+        generate_once(model, vae, job, inputs)
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 1e9
+        torch.cuda.reset_peak_memory_stats(device)
+    clock = Stopwatch(model.planner, device)
+    samples = []  # (reference, vae, model, planner) seconds per repeat
+    for _ in range(repeats):
+        reference = reference_seconds()
+        clock.seconds = 0.0
+        vae_s, model_s = generate_once(model, vae, job, inputs)
+        samples.append((reference, vae_s, model_s, clock.seconds))
+    clock.remove()
+    if device.type == "cuda":
+        peak_memory = torch.cuda.max_memory_allocated(device) / 1e9
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # whole process's peak RSS so far (kB -> GB)
-    peak_flops = device_peak_flops(device)
+        peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # the process's peak RSS so far (kB -> GB)
+    totals = [v + m for _, v, m, _ in samples]
+    total = statistics.median(totals)
+    flops = model_flops + vae_flops
+    peak = measured_peak(device, dtype)
+    sheet = datasheet_peak(device, dtype)
     return Row(
         job=job,
-        total_s=total,
-        planner_s=planner_s,
-        generator_s=generator_s,
-        seconds_per_frame=total / (job.frames - job.given),
-        peak_memory_gb=peak,
-        tflops=flops / 1e12,
-        mfu=(flops / total / peak_flops) if peak_flops else None,
+        total_s=Spread.of(totals),
+        model_s=Spread.of([m for _, _, m, _ in samples]),
+        planner_s=statistics.median(p for *_, p in samples),
+        vae_s=statistics.median(v for _, v, _, _ in samples),
+        seconds_per_frame=total / len(inputs.mask.generated_indices),
+        total_matmul_times=Spread.of([(v + m) / r for r, v, m, _ in samples]),
+        model_matmul_times=Spread.of([m / r for r, _, m, _ in samples]),
+        model_tflop=model_flops / 1e12,
+        vae_tflop=vae_flops / 1e12,
+        peak_tflops=peak / 1e12,
+        mfu=flops / total / peak,
+        mfu_datasheet=flops / total / sheet if sheet else None,
+        peak_memory_gb=peak_memory,
+        compiled=compiled,
     )
 
 
-def suites(device: torch.device) -> dict[str, list[Job]]:
-    """The paper's Table 2 and Table 4 jobs (GPU) and the small presets at 256 (CPU)."""
-    table2 = [Job("L/T", 512, 13, 1), Job("L/ST", 512, 13, 1)]
-    table4 = [Job(p, s, 17, 1) for p in ("L/T", "S/T") for s in (512, 768, 1024)]
-    backends = [dataclasses.replace(table2[0], backend=b) for b in ("sdpa", "xformers", "math")]
-    compiled = [dataclasses.replace(table2[0], compile=True)]
-    memory = [dataclasses.replace(table2[0], offload_planner=True), dataclasses.replace(table2[0], dtype="fp16")]
-    cpu = [Job(p, 256, 9, 1, steps=4, dtype="fp32", backend=b) for p in ("small/T", "small/ST") for b in ("sdpa", "math")]
-    return {"table2": table2, "table4": table4, "backends": backends, "compile": compiled, "memory": memory, "cpu": cpu}
+def reduced(job: Job) -> Job:
+    """A paper job shrunk for a CPU try: its planner size's small preset (L -> small, S -> tiny), sides / 8."""
+    size, mode = job.preset.split("/")
+    small = {"L": "small", "S": "tiny"}.get(size, size)
+    shrink = lambda side: max(64, side // 8 // 32 * 32)
+    return dataclasses.replace(job, preset=f"{small}/{mode}", width=shrink(job.width), height=shrink(job.height))
 
 
-def identity_attention_rows(device: torch.device, dtype: torch.dtype) -> list[dict]:
-    """Identity Attention fast path against the dense-mask reference: time and peak memory."""
+# The paper's figures for image-to-video jobs (first frame given) by (preset, frames, side), quoted
+# with their setting. Table 2 names no preset: its asymmetric attention is the DM's /T against the
+# planner's ST (paper §4: "MarDini-L/T employs an asymmetric attention mechanism"); the 3B planner is assumed.
+TABLE2 = {
+    ("L/T", 13, 512): "asymmetric attention and resolution, 13 (1 to 12) frames at [512x512]: 6.05 s, 42.57 G",
+    ("L/ST", 13, 512): "symmetric attention, asymmetric resolution, 13 (1 to 12) frames at [512x512]: 34.58 s, 62.51 G",
+    ("L/ST", 9, 512): "symmetric attention, asymmetric resolution, 9 (1 to 8) frames at [512x512]: 17.91 s, 41.03 G",
+}
+TABLE4 = {  # latency in s/frame
+    ("L/ST", 9, 512): 2.24, ("S/ST", 9, 512): 2.24, ("L/T", 17, 512): 0.48, ("S/T", 17, 512): 0.46,
+    ("L/T", 17, 768): 1.01, ("S/T", 17, 768): 0.98, ("L/T", 17, 1024): 1.80, ("S/T", 17, 1024): 1.77,
+}
+
+
+def paper_figure(job: Job) -> str:
+    """The paper's figures for the job's setting ('' if it has none)."""
+    if job.given != "i2v" or job.width != job.height:
+        return ""
+    key = (job.preset, job.frames, job.width)
+    figures = []
+    if key in TABLE2:
+        figures.append(f"Table 2 (one A100, bf16, DDIM 25), {TABLE2[key]}")
+    if key in TABLE4:
+        figures.append(f"Table 4 (VBench i2v latency), MarDini-{job.preset}-{job.frames} [{job.width}x{job.width}]: {TABLE4[key]:.2f} s/frame")
+    return "; ".join(figures)
+
+
+def suites() -> dict[str, list[Job]]:
+    """Named job lists: the paper's Tables 2 and 4 (GPU), attention backends, compile, fp16, small CPU
+    presets, and issue 12's bar window."""
+    table2 = [Job(p, s, s, k) for p, k, s in TABLE2]
+    lt = table2[0]
+    return {
+        "table2": table2,
+        "table4": [Job(p, s, s, k) for p, k, s in TABLE4],
+        "backends": [dataclasses.replace(lt, backend=b) for b in ("sdpa", "xformers", "math")],
+        "compile": [dataclasses.replace(lt, compile=True)],
+        "memory": [dataclasses.replace(lt, dtype="fp16")],
+        "cpu": [Job(p, 256, 256, 9, steps=4, dtype="fp32", backend=b) for p in ("small/T", "small/ST") for b in ("sdpa", "math")],
+        "window": [Job("small/T", 448, 256, 9, "interpolate", steps=10, fidelity=0.0, dtype="fp32", anchor="neighbours")],
+    }
+
+
+def identity_attention_rows(job: Job, device: torch.device, calls: int = 5) -> list[dict]:
+    """Identity Attention fast path against the dense-mask reference at the generator's real shapes
+    for the job (tokens per frame from the size, heads and head size from the preset, CFG batch)."""
     from .model.attention import FrameGroups, identity_attention, identity_attention_dense
 
+    g = job.config().generator
+    tokens = (job.height // 8 // g.patch) * (job.width // 8 // g.patch)
+    heads, head_dim = g.heads, g.hidden // g.heads
+    batch = 2 if guidance_active(job.resolved().guidance) else 1
+    temporal = g.attention == "T"
+    dtype = DTYPES[job.dtype]
+    q, k, v = (torch.randn(batch, job.frames, tokens, heads, head_dim, device=device, dtype=dtype) for _ in range(3))
+    masked = job.mask().to_tensor(batch, device)
     rows = []
-    shapes = [(13, 272, 32, 128)] if device.type == "cuda" else [(9, 64, 4, 64)]
-    for frames, tokens, heads, dim in shapes:
-        q, k, v = (torch.randn(1, frames, tokens, heads, dim, device=device, dtype=dtype) for _ in range(3))
-        masked = torch.ones(1, frames, dtype=torch.bool, device=device)
-        masked[:, 0] = False
-        for name, fn in (
-            ("gather (fast)", lambda: identity_attention(q, k, v, FrameGroups(masked), temporal=False)),
-            ("dense mask", lambda: identity_attention_dense(q, k, v, masked, temporal=False)),
-        ):
-            fn()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            _sync(device)
+    for name, fn in (
+        ("gather (fast)", lambda: identity_attention(q, k, v, FrameGroups(masked), temporal=temporal)),
+        ("dense mask", lambda: identity_attention_dense(q, k, v, masked, temporal=temporal)),
+    ):
+        fn()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        times = []
+        for _ in range(calls):
+            sync(device)
             start = time.perf_counter()
-            for _ in range(5):
-                fn()
-            _sync(device)
-            peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
-            rows.append({"impl": name, "frames": frames, "tokens_per_frame": tokens,
-                         "ms": (time.perf_counter() - start) / 5 * 1e3, "peak_memory_gb": peak})
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+        rows.append({"impl": name, "preset": job.preset, "batch": batch, "frames": job.frames, "tokens_per_frame": tokens,
+                     "heads": heads, "head_dim": head_dim, "temporal": temporal, "ms": dataclasses.asdict(Spread.of([t * 1e3 for t in times])),
+                     "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None})
     return rows
