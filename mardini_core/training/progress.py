@@ -1,4 +1,5 @@
-"""What a user watches and plots: a text progress line on stderr and a JSONL log (one object per logged step)."""
+"""What a user watches and plots: a text progress line on stderr and a JSONL log (one object per logged step),
+from step values that stay on the device between the steps that read them."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,34 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 from ..atomic import atomic_path
+
+
+class StepValues:
+    """The latest step's losses and gradient norm kept on the device, with those of the first step whose
+    values were not finite: a step never waits for the GPU; `read` syncs once, at log and checkpoint steps."""
+
+    def __init__(self, names: list[str], device: torch.device):
+        self.names = names
+        self.latest = torch.zeros(len(names), dtype=torch.float64, device=device)
+        self.bad = torch.zeros_like(self.latest)
+        self.first_bad = torch.full((1,), -1.0, dtype=torch.float64, device=device)  # step index, -1 = none yet
+
+    def add(self, step: int, values: dict) -> None:
+        device = self.latest.device
+        self.latest = torch.stack([torch.as_tensor(values[n], dtype=torch.float64, device=device) for n in self.names])
+        new_bad = (self.first_bad < 0) & ~torch.isfinite(self.latest).all()
+        self.first_bad = torch.where(new_bad, step, self.first_bad)
+        self.bad = torch.where(new_bad, self.latest, self.bad)
+
+    def read(self) -> tuple[dict[str, float], int | None, dict[str, float]]:
+        """(latest values, the first step index whose values were not finite or None, that step's values)."""
+        n = len(self.names)
+        flat = torch.cat([self.latest, self.bad, self.first_bad]).tolist()
+        first = int(flat[-1])
+        return dict(zip(self.names, flat[:n])), None if first < 0 else first, dict(zip(self.names, flat[n : 2 * n]))
 
 
 class RunLog:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 import warnings
@@ -38,7 +37,7 @@ from .losses import PlannerHead, TrainModules
 from .masking import sample_masks
 from .optim import EMA, cosine_lr
 from .preview import write_preview
-from .progress import ProgressLine, RunLog
+from .progress import ProgressLine, RunLog, StepValues
 from .state import gather_model, latest_state, load_state, read_meta, save_state, state_files
 
 
@@ -228,8 +227,9 @@ class Trainer:
             t = torch.where(torch.rand(b, generator=gen) < self.cfg.train.regression, 1.0, t)
         return tuple(x.to(self.d.device) for x in (masked, t, eps, drop))
 
-    def train_step(self, step: int, *inputs: torch.Tensor | None) -> dict[str, float]:
-        """One optimisation step on this rank's inputs of `step` (from `batch(step)`)."""
+    def train_step(self, step: int, *inputs: torch.Tensor | None) -> dict[str, torch.Tensor | float]:
+        """One optimisation step on this rank's inputs of `step` (from `batch(step)`): the loss, each term and
+        the gradient norm as device scalars (no host sync), and the learning rate."""
         lr = cosine_lr(step, self.cfg.steps, self.cfg.optim.lr, self.cfg.optim.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -247,9 +247,9 @@ class Trainer:
         if self.d.world > 1:  # report the mean over ranks (the log is written by rank 0)
             stacked = torch.stack(list(values.values()))
             torch.distributed.all_reduce(stacked)
-            values = dict(zip(values, (stacked / self.d.world).tolist()))
+            values = dict(zip(values, (stacked / self.d.world).unbind()))
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-        return {"loss": float(sum(float(v) for v in values.values())), **{k: float(v) for k, v in values.items()}, "lr": lr, "grad_norm": float(norm)}
+        return {"loss": sum(values.values()), **values, "lr": lr, "grad_norm": norm.detach()}
 
     def _meta(self) -> dict:
         return {"schedule": self.cfg.schedule_json(), "stage": self.cfg.to_json(), "model_config": self.config.to_json()}
@@ -259,7 +259,7 @@ class Trainer:
         log = RunLog(self.out / "log.jsonl", self.step) if self.d.main else None
         bar = ProgressLine(cfg.steps) if self.d.main else None
         frames_per_step = cfg.optim.batch * self.d.world * cfg.data.frames
-        start_step, window_time, window_steps = self.step, 0.0, 0
+        start_step, window_time, window_steps, values = self.step, 0.0, 0, None
         prefetch = ThreadPoolExecutor(max_workers=1)  # the next step's clips load while this step trains
         upcoming = prefetch.submit(self.batch, self.step)
         while self.step < cfg.steps:
@@ -268,35 +268,44 @@ class Trainer:
             if self.step + 1 < cfg.steps:
                 upcoming = prefetch.submit(self.batch, self.step + 1)
             record = self.train_step(self.step, *batch)
-            if not (math.isfinite(record["loss"]) and math.isfinite(record["grad_norm"])):
-                prefetch.shutdown(cancel_futures=True)
-                if bar:
-                    bar.close()
-                raise self._diverged(record)
+            lr = record.pop("lr")
+            values = values or StepValues(list(record), self.d.device)
+            values.add(self.step, record)
+            self.step += 1
+            logged = self.step % ck.log_every == 0 or self.step == cfg.steps
+            saved = self.step % ck.every == 0 or self.step == cfg.steps
+            previewed = ck.sample_every and self.step % ck.sample_every == 0
+            if logged or saved or previewed:  # the run's only host syncs
+                latest, bad_step, bad = values.read()
+                if bad_step is not None:  # found before any state of a step after it is saved
+                    prefetch.shutdown(cancel_futures=True)
+                    if bar:
+                        bar.close()
+                    raise self._diverged(bad_step, bad)
             window_time += time.perf_counter() - tic
             window_steps += 1
-            self.step += 1
-            if self.d.main and (self.step % ck.log_every == 0 or self.step == cfg.steps):
-                record.update(step=self.step, frames_per_s=frames_per_step * window_steps / window_time, time=time.time())
+            if self.d.main and logged:
+                record = {**latest, "lr": lr, "step": self.step, "frames_per_s": frames_per_step * window_steps / window_time, "time": time.time()}
                 log.write(record)
                 bar.update(self.step, record["loss"], record["lr"], record["frames_per_s"], self.step - start_step)
                 window_time, window_steps = 0.0, 0
-            if self.step % ck.every == 0 or self.step == cfg.steps:
+            if saved:
                 save_state(self.out / "checkpoints", self.step, self.modules, self.optimizer, self.ema, self._meta(), self.d, ck.keep)
-            if ck.sample_every and self.step % ck.sample_every == 0:
+            if previewed:
                 self.preview()
         prefetch.shutdown()
         if bar:
             bar.close()
         return self.finish()
 
-    def _diverged(self, record: dict) -> TrainingError:
-        """The one-line stop of a run whose loss or gradient became NaN or infinite (nothing of it is saved)."""
+    def _diverged(self, step: int, record: dict) -> TrainingError:
+        """The one-line stop of a run whose loss or gradient became NaN or infinite at step index `step`
+        (found at the next log or checkpoint step; nothing from it on is saved)."""
         last = latest_state(self.out / "checkpoints")
         kept = f"the last good state is {last} (continue from it with --resume)" if last else "no state was saved yet"
         return TrainingError(
-            f"training stopped at step {self.step + 1}: the loss became {record['loss']} (gradient norm {record['grad_norm']}); "
-            f"nothing of this step was saved and {kept}; lower [optim] lr or check the data first"
+            f"training stopped at step {step + 1}: the loss became {record['loss']} (gradient norm {record['grad_norm']}); "
+            f"nothing from this step on was saved and {kept}; lower [optim] lr or check the data first"
         )
 
     def preview(self) -> None:
