@@ -22,7 +22,7 @@ from .config import MarDiniConfig
 from .errors import InputError
 from .flow import flow_frames
 from .masks import FrameMask
-from .sampler import StepCallback, check_settings, ddim_sample
+from .sampler import StepCallback, check_settings, denoise
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # images (N, 3, H, W) in [0, 1] -> raw latents (N, C, h, w)
 
@@ -186,27 +186,31 @@ def sample(
     eta: float = 0.0,
     fidelity: float = 0.0,
     mean_scale: float = 1.0,
+    sampler: str = "ddim",
     flow: torch.Tensor | None = None,
     seed: int | Sequence[int] = 0,
     callback: StepCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
-    """The DM's DDIM steps for a planned clip. high (B, K, C, H, W) model-space -> same shape.
+    """The DM's sampling steps for a planned clip. high (B, K, C, H, W) model-space -> same shape.
 
-    flow: the flow anchor's latents like `high` (flow-anchored models); seed: one for the batch, or
-    one per clip (each clip then gets the noise it gets alone)."""
+    sampler: "ddim" (the paper's) or "dpmpp_2m" (fewer steps, sampler.py); flow: the flow anchor's
+    latents like `high` (flow-anchored models); seed: one for the batch, or one per clip (each clip
+    then gets the noise it gets alone)."""
     device = network_device(model.generator)
     generator = torch.Generator().manual_seed(seed) if isinstance(seed, int) else [torch.Generator().manual_seed(s) for s in seed]
-    return ddim_sample(
+    return denoise(
         model, high.to(device), masked.to(device), None if signal is None else signal.to(device),
-        steps=steps, guidance=guidance, eta=eta, fidelity=fidelity, mean_scale=mean_scale, flow=None if flow is None else flow.to(device),
+        steps=steps, guidance=guidance, eta=eta, fidelity=fidelity, mean_scale=mean_scale, sampler=sampler,
+        flow=None if flow is None else flow.to(device),
         generator=generator, callback=callback, should_stop=should_stop,
     )
 
 
-def check_sampling(steps: int = 25, guidance: float = 1.0, eta: float = 0.0, seed: int = 0, fidelity: float | None = None, **_hooks) -> None:
+def check_sampling(steps: int = 25, guidance: float = 1.0, eta: float = 0.0, seed: int = 0, fidelity: float | None = None,
+                   sampler: str = "ddim", **_hooks) -> None:
     """Raise InputError for sampling settings that cannot run, before any encoding or model call."""
-    check_settings(steps, guidance, eta, 0.0 if fidelity is None else fidelity)
+    check_settings(steps, guidance, eta, 0.0 if fidelity is None else fidelity, sampler)
     if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**64:
         raise InputError(f"seed must be an integer from -2**63 to 2**64 - 1, got {seed!r}")
 

@@ -1,9 +1,10 @@
-"""MarDini Sampler: the light DM generator's DDIM steps, guided by the plan, -> a standard LATENT."""
+"""MarDini Sampler: the light DM generator's steps (DDIM or DPM-Solver++(2M)), guided by the plan, -> a standard LATENT."""
 from __future__ import annotations
 
 import torch
 
 from mardini_core.pipeline import arrange, default_fidelity, default_guidance, from_model_space, mean_scale_for, sample
+from mardini_core.sampler import SAMPLERS
 
 from . import comfy_bridge
 from .checks import same_mask
@@ -57,6 +58,11 @@ FIDELITY = ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.05, "r
     "pictures, one pass: fast), 0 = a free take (more movement and variety). -1 = the model's own choice for this mask."})
 
 
+SAMPLER = (list(SAMPLERS), {"default": "ddim", "tooltip":
+    "How each pass refines the new frames. ddim: the paper's way, made for 25 steps. dpmpp_2m: a smarter pass that "
+    "reaches about the same frames in 10 steps (set steps to 10: 2.5x faster); it needs eta at 0."})
+
+
 def fidelity_for(model, mask, fidelity: float) -> float:
     """The widget's value, or the model's default for the mask when it is -1 (auto)."""
     return default_fidelity(mask, model.config) if fidelity < 0 else fidelity
@@ -73,7 +79,7 @@ def flow_outputs(latents, config) -> dict:
 
 class MarDiniSampler:
     DESCRIPTION = (
-        "Generates the clip's masked frames with the DM generator (DDIM, v-prediction). Output: a LATENT "
+        "Generates the clip's masked frames with the DM generator (DDIM or DPM-Solver++(2M), v-prediction). Output: a LATENT "
         "with frames as the batch, given frames marked kept by its noise_mask; decode it with VAE Decode "
         "or MarDini Frame Assembler."
     )
@@ -92,10 +98,11 @@ class MarDiniSampler:
                 "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),
                 **sampling_inputs(),
             },
-            "optional": {"guidance_follows_mask": GUIDANCE_FOLLOWS_MASK, "fidelity": FIDELITY},
+            "optional": {"guidance_follows_mask": GUIDANCE_FOLLOWS_MASK, "fidelity": FIDELITY, "sampler": SAMPLER},
         }
 
-    def sample(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True, fidelity=-1.0):
+    def sample(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True, fidelity=-1.0,
+               sampler="ddim"):
         same_mask(plan.mask, mask, "plan")
         same_mask(latents.mask, mask, "encoded latents")
         guidance = effective_guidance(guidance, mask, guidance_follows_mask)
@@ -105,7 +112,7 @@ class MarDiniSampler:
         z = sample(
             model.model, arrange(mask, latents.high), mask.to_tensor(), plan.signal,
             steps=steps, guidance=guidance, eta=eta, seed=seed, fidelity=fidelity_for(model, mask, fidelity),
-            mean_scale=mean_scale_for(mask, model.config),
+            mean_scale=mean_scale_for(mask, model.config), sampler=sampler,
             flow=None if latents.flow is None else latents.flow.latents[None],
             callback=lambda step, total, x0: report(step, None if projection is None else strip(x0[0], projection)),
         )[0]

@@ -155,6 +155,7 @@ def test_dry_run_prints_the_plan_without_generating(tmp_path, checkpoint, capsys
         (["--size", "40x40"], "multiple of 32"),
         (["--position", "centre"], "unknown; use one of first, middle, last"),
         (["--frames", "1"], "at least 2"),
+        (["--sampler", "dpmpp_2m", "--eta", "0.5"], "eta must be 0 with sampler dpmpp_2m"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, checkpoint, capsys, extra, message):

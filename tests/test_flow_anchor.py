@@ -14,7 +14,7 @@ from mardini_core.errors import ConfigError, InputError, MemoryBudgetError
 from mardini_core.flow import flow_frames
 from mardini_core.model import MarDini
 from mardini_core.pipeline import default_fidelity, flow_anchor, generate, generate_latents, mean_scale_for
-from mardini_core.sampler import ddim_sample
+from mardini_core.sampler import denoise
 from mardini_core.schedule import alpha_sigma
 from mardini_core.video_io import write_frames
 from support import StandInVAE, live_tiny
@@ -87,7 +87,7 @@ def test_without_the_flow_anchor_a_flow_model_is_refused_in_one_line():
 def test_fidelity_blends_the_first_steps_mean_with_the_sample(fidelity, steps, seed):
     reference, masked = clip()
     target = torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed))
-    run = lambda f: ddim_sample(FakeModel(OracleGenerator(target)), reference, masked, None, steps=steps, fidelity=f,
+    run = lambda f: denoise(FakeModel(OracleGenerator(target)), reference, masked, None, steps=steps, fidelity=f,
                                 generator=torch.Generator().manual_seed(seed))
     sample, mean = run(0.0), run(1.0)
     out = run(fidelity)
@@ -98,11 +98,11 @@ def test_fidelity_blends_the_first_steps_mean_with_the_sample(fidelity, steps, s
 def test_fidelity_one_calls_the_generator_once_and_bad_values_are_refused():
     reference, masked = clip()
     gen = OracleGenerator(torch.randn_like(reference))
-    ddim_sample(FakeModel(gen), reference, masked, None, steps=25, fidelity=1.0)
+    denoise(FakeModel(gen), reference, masked, None, steps=25, fidelity=1.0)
     assert gen.batches == [1]
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(InputError, match="fidelity"):
-            ddim_sample(FakeModel(gen), reference, masked, None, steps=2, fidelity=bad)
+            denoise(FakeModel(gen), reference, masked, None, steps=2, fidelity=bad)
 
 
 def test_default_fidelity_keeps_the_paper_and_follows_the_mask_for_anchored_models():
@@ -160,7 +160,7 @@ def test_mean_scale_shrinks_only_the_mean_part(fidelity, scale, steps, seed):
     """f * scale * mean + (1 - f) * sample: the sample itself (f = 0) is never shrunk, whatever the step count."""
     reference, masked = clip()
     target = torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed))
-    run = lambda f, s: ddim_sample(FakeModel(OracleGenerator(target)), reference, masked, None, steps=steps, fidelity=f,
+    run = lambda f, s: denoise(FakeModel(OracleGenerator(target)), reference, masked, None, steps=steps, fidelity=f,
                                    mean_scale=s, generator=torch.Generator().manual_seed(seed))
     sample, mean = run(0.0, 1.0), run(1.0, 1.0)
     assert torch.equal(run(0.0, scale), sample)

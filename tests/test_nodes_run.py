@@ -117,6 +117,18 @@ def test_sampler_is_seeded(model):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_sampler_choice_is_optional_and_dpmpp_2m_runs(model):
+    vae, mask = FakeVAE(32), mask_of(5, "image-to-video (first)")
+    latents = N["MarDiniVAEEncode"]().encode(model, vae, torch.rand(1, 32, 32, 3), mask)[0]
+    plan = N["MarDiniPlanner"]().plan(model, latents, mask)[0]
+    run = lambda eta=0.0, **kw: N["MarDiniSampler"]().sample(model, plan, latents, mask, 3, 2.5, 0, eta, fidelity=0.0, **kw)[0]["samples"]
+    ddim, dpm = run(), run(sampler="dpmpp_2m")
+    assert torch.equal(ddim, run(sampler="ddim")), "a saved workflow without the input samples as before"
+    assert torch.isfinite(dpm).all() and not torch.equal(dpm, ddim)
+    with pytest.raises(InputError, match="eta must be 0 with sampler dpmpp_2m"):
+        run(eta=0.5, sampler="dpmpp_2m")
+
+
 def test_loop_takes_one_image(model):
     frames = run_clip(model, FakeVAE(32), torch.rand(1, 32, 32, 3), mask_of(5, "loop"))[2]
     assert torch.equal(frames[0], frames[4])

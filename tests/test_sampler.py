@@ -1,15 +1,31 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mardini_core import sampler
 from mardini_core.anchor import neighbour_blend
 from mardini_core.config import MarDiniConfig
 from mardini_core.errors import GenerationInterrupted, InputError
-from mardini_core.sampler import ddim_sample, ddim_times, guided_velocity
-from mardini_core.schedule import alpha_sigma
+from mardini_core.pipeline import check_sampling
+from mardini_core.sampler import LOG_SNR_SPAN, SAMPLERS, denoise, guided_velocity, log_snr, sampling_times
+from mardini_core.schedule import alpha_sigma, predict_x0_eps
 from support import live_tiny
 
 
-class OracleGenerator:
+class FakeGenerator:
+    """What the sampler asks of a generator besides its forward pass: Z_uncond, and no step cache."""
+
+    def uncond_plan_like(self, plan):
+        return torch.full_like(plan, -1.0)
+
+    def sampling_cache(self, reference, plan, masked, unconditional=0):
+        return None
+
+    reference_cache = sampling_cache  # the generator's name for it until the cache rewrite of issue 12 lands
+
+
+class OracleGenerator(FakeGenerator):
     """Predicts the exact v for a known clean target (so DDIM must land on it); counts its calls."""
 
     def __init__(self, target, uncond_target=None, offset=None):
@@ -31,11 +47,22 @@ class OracleGenerator:
         eps = (z_t - offset - a * residual) / s
         return a * eps - s * residual
 
-    def uncond_plan_like(self, plan):
-        return torch.full_like(plan, -1.0)
 
-    def reference_cache(self, reference, plan, masked):
-        return None
+class GaussianGenerator(FakeGenerator):
+    """The exact v for data whose values are independently N(mu, c^2): E[x0 | z_t] is linear in z_t.
+
+    The deterministic sampling path from pure noise e then ends exactly at mu + c e, so a sampler's
+    error at a number of steps is known exactly (the model itself is never wrong).
+    """
+
+    def __init__(self, mu, c):
+        self.mu, self.c = mu, c
+
+    def __call__(self, z_t, t, plan, masked, references=None, anchor=None):
+        a, s = alpha_sigma(t)
+        a, s = a[:, None, None, None, None], s[:, None, None, None, None]
+        x0 = self.mu + a * self.c**2 / (a**2 * self.c**2 + s**2) * (z_t - a * self.mu)
+        return (a * z_t - x0) / s
 
 
 class FakeModel:
@@ -52,16 +79,24 @@ def clip(b=1, k=5):
 
 
 def test_ddim_times():
-    assert ddim_times(4).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert sampling_times(4).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
     with pytest.raises(InputError, match="positive integer"):
-        ddim_times(0)
+        sampling_times(0)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 10, 25])
+def test_dpmpp_2m_times_are_evenly_spaced_in_log_snr_between_pure_noise_and_clean(steps):
+    times = sampling_times(steps, "dpmpp_2m")
+    assert len(times) == steps + 1 and times[0] == 1 and times[-1] == 0 and (times.diff() < 0).all()
+    inside = torch.linspace(*LOG_SNR_SPAN, steps + 1)[1:-1]
+    torch.testing.assert_close(log_snr(times[1:-1]), inside, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_lands_on_the_oracle_target_and_keeps_references_exact(eta):
     reference, masked = clip()
     target = torch.randn_like(reference)
-    out = ddim_sample(FakeModel(OracleGenerator(target)), reference, masked, torch.zeros(1, 5, 2, 3), steps=6, eta=eta,
+    out = denoise(FakeModel(OracleGenerator(target)), reference, masked, torch.zeros(1, 5, 2, 3), steps=6, eta=eta,
                       generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out[masked], target[masked], atol=1e-4, rtol=1e-4)
     assert torch.equal(out[~masked], reference[~masked])
@@ -73,13 +108,13 @@ def test_anchored_ddim_diffuses_the_residual_from_the_neighbour_blend():
     target = torch.randn_like(reference)
     offset = neighbour_blend(reference, masked)
     anchored = OracleGenerator(target, offset=offset)
-    out = ddim_sample(FakeModel(anchored, anchor="neighbours"), reference, masked, None, steps=6,
+    out = denoise(FakeModel(anchored, anchor="neighbours"), reference, masked, None, steps=6,
                       generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out[masked], target[masked], atol=1e-4, rtol=1e-4)
     assert torch.equal(out[~masked], reference[~masked])
     # the first step sees the same noise as the paper's sampler, moved onto the blend
     plain = OracleGenerator(target)
-    ddim_sample(FakeModel(plain), reference, masked, None, steps=6, generator=torch.Generator().manual_seed(0))
+    denoise(FakeModel(plain), reference, masked, None, steps=6, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(anchored.inputs[0][masked], (plain.inputs[0] + offset)[masked])
 
 
@@ -104,12 +139,12 @@ def test_guidance_batches_cond_and_uncond_in_one_call_and_extrapolates():
 def test_guidance_calls_generator_once_per_step():
     reference, masked = clip(b=2)
     gen = OracleGenerator(torch.randn_like(reference))
-    ddim_sample(FakeModel(gen), reference, masked, torch.zeros(2, 5, 2, 3), steps=3, guidance=2.5)
+    denoise(FakeModel(gen), reference, masked, torch.zeros(2, 5, 2, 3), steps=3, guidance=2.5)
     assert gen.batches == [4, 4, 4]
 
 
 def run(model, seed, reference, masked, plan, **kw):
-    return ddim_sample(model, reference, masked, plan, steps=3, generator=torch.Generator().manual_seed(seed), **kw)
+    return denoise(model, reference, masked, plan, steps=3, generator=torch.Generator().manual_seed(seed), **kw)
 
 
 def test_seeds_reproduce_and_differ_with_real_model():
@@ -128,7 +163,7 @@ def test_callback_previews_and_stop_hook():
     reference, masked = clip()
     target = torch.randn_like(reference)
     seen = []
-    ddim_sample(FakeModel(OracleGenerator(target)), reference, masked, None, steps=4,
+    denoise(FakeModel(OracleGenerator(target)), reference, masked, None, steps=4,
                 callback=lambda i, n, x0: seen.append((i, n, x0.clone())))
     assert [(i, n) for i, n, _ in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     for _, _, x0 in seen:
@@ -137,7 +172,7 @@ def test_callback_previews_and_stop_hook():
 
     calls = []
     with pytest.raises(GenerationInterrupted, match="step 2 of 4"):
-        ddim_sample(FakeModel(OracleGenerator(target)), reference, masked, None, steps=4,
+        denoise(FakeModel(OracleGenerator(target)), reference, masked, None, steps=4,
                     callback=lambda i, n, x0: calls.append(i), should_stop=lambda: len(calls) == 2)
     assert calls == [1, 2]
 
@@ -145,14 +180,114 @@ def test_callback_previews_and_stop_hook():
 def test_negative_guidance_refused():
     reference, masked = clip()
     with pytest.raises(InputError, match="must be >= 0"):
-        ddim_sample(FakeModel(OracleGenerator(reference)), reference, masked, None, steps=2, guidance=-1)
+        denoise(FakeModel(OracleGenerator(reference)), reference, masked, None, steps=2, guidance=-1)
 
 
-def test_reference_cache_gives_the_same_samples(monkeypatch):
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_reference_cache_gives_the_same_samples(monkeypatch, name):
     """Steps computing only the masked frames (cached references) match full computation, CFG included."""
     model = live_tiny()
     reference, masked = torch.randn(1, 5, 32, 4, 4), torch.tensor([[False, True, True, False, True]])
     plan = model.planner(torch.randn(1, 5, 32, 2, 2), masked)
-    cached = run(model, 3, reference, masked, plan, guidance=2.5)
-    monkeypatch.setattr(model.generator, "reference_cache", lambda *args: None)
-    torch.testing.assert_close(run(model, 3, reference, masked, plan, guidance=2.5), cached, atol=1e-5, rtol=1e-5)
+    cached = run(model, 3, reference, masked, plan, guidance=2.5, sampler=name)
+    monkeypatch.setattr(sampler, "reference_cache", lambda *args: None)
+    torch.testing.assert_close(run(model, 3, reference, masked, plan, guidance=2.5, sampler=name), cached, atol=1e-5, rtol=1e-5)
+
+
+def gaussian_case(seed: int, mean: float, spread: tuple[float, float]):
+    """A clip, a Gaussian model of random per-value means and scales, and the end of its exact sampling path."""
+    gen = torch.Generator().manual_seed(seed)
+    reference, masked = torch.randn(1, 5, 4, 4, 4, generator=gen), torch.tensor([[False, True, True, False, True]])
+    mu = mean * torch.randn(reference.shape, generator=gen)
+    c = spread[0] + (spread[1] - spread[0]) * torch.rand(reference.shape, generator=gen)
+    exact = mu + c * torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed))  # the sampler's first noise
+    return FakeModel(GaussianGenerator(mu, c)), reference, masked, torch.where(masked[:, :, None, None, None], exact, reference)
+
+
+def gaussian_error(case, name: str, steps: int, seed: int) -> float:
+    model, reference, masked, exact = case
+    out = denoise(model, reference, masked, None, steps=steps, sampler=name, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(out[~masked], reference[~masked])
+    return float((out - exact)[masked].pow(2).mean().sqrt())
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), mean=st.floats(0, 3), spread=st.sampled_from([(0.05, 0.3), (0.3, 1.0), (1.0, 2.0), (0.05, 2.0)]))
+def test_dpmpp_2m_in_10_steps_beats_ddim_in_25_and_converges_to_the_same_path(seed, mean, spread):
+    case = gaussian_case(seed, mean, spread)
+    error = {(name, steps): gaussian_error(case, name, steps, seed) for name in SAMPLERS for steps in (10, 25, 200)}
+    assert error["dpmpp_2m", 10] < error["ddim", 10]
+    assert error["dpmpp_2m", 10] < error["ddim", 25]
+    assert error["dpmpp_2m", 25] < error["ddim", 25]
+    assert error["dpmpp_2m", 200] < 2e-3 and error["ddim", 200] < 2e-2  # both solve the same ODE; 2M faster
+
+
+def old_ddim(model, reference, masked, steps: int, eta: float, seed: int) -> torch.Tensor:
+    """DDIM as the sampler computed it before a second sampler existed, op for op."""
+    generated, times, gen = masked[:, :, None, None, None], torch.linspace(1.0, 0.0, steps + 1), torch.Generator().manual_seed(seed)
+    y = torch.randn(reference.shape, generator=gen)
+    for i in range(steps):
+        t = torch.full((y.shape[0],), float(times[i]))
+        y0, eps = predict_x0_eps(y, model.generator(torch.where(generated, y, reference), t, None, masked), t)
+        (a_now, s_now), (a_next, s_next) = alpha_sigma(times[i]), alpha_sigma(times[i + 1])
+        spread = eta * (s_next / s_now) * (1 - (a_now / a_next) ** 2).clamp(min=0).sqrt()
+        y = a_next * y0 + (s_next**2 - spread**2).clamp(min=0).sqrt() * eps
+        if spread > 0:
+            y = y + spread * torch.randn(reference.shape, generator=gen)
+    return torch.where(generated, y, reference)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), steps=st.integers(1, 30), eta=st.sampled_from([0.0, 0.3, 1.0]))
+def test_ddim_is_bit_identical_to_the_formula_before_the_second_sampler(seed, steps, eta):
+    model, reference, masked, _ = gaussian_case(seed, 1.0, (0.1, 1.5))
+    out = denoise(model, reference, masked, None, steps=steps, eta=eta, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(out, old_ddim(model, reference, masked, steps, eta, seed))
+
+
+@settings(max_examples=10, deadline=None)
+@given(steps=st.integers(1, 12), guidance=st.sampled_from([1.0, 2.5]), anchor=st.sampled_from(["none", "neighbours"]))
+def test_dpmpp_2m_lands_on_the_oracle_target_with_guidance_and_anchors(steps, guidance, anchor):
+    reference, masked = clip(k=6)
+    masked[:, -1] = False
+    cond, uncond = torch.randn_like(reference), torch.randn_like(reference)
+    offset = neighbour_blend(reference, masked) if anchor == "neighbours" else None
+    gen = OracleGenerator(cond, uncond, offset=offset)
+    out = denoise(FakeModel(gen, anchor=anchor), reference, masked, torch.zeros(1, 6, 2, 3), steps=steps, guidance=guidance,
+                  sampler="dpmpp_2m", generator=torch.Generator().manual_seed(steps))
+    torch.testing.assert_close(out[masked], (uncond + guidance * (cond - uncond))[masked], atol=1e-4, rtol=1e-4)
+    assert torch.equal(out[~masked], reference[~masked])
+    assert gen.batches == [2 if guidance != 1 else 1] * steps
+
+
+def test_dpmpp_2m_previews_stops_and_keeps_fidelitys_meaning():
+    model, reference, masked, _ = gaussian_case(3, 1.0, (0.1, 1.5))
+    run = lambda **kw: denoise(model, reference, masked, None, sampler="dpmpp_2m", generator=torch.Generator().manual_seed(2), **kw)
+    seen = []
+    full = run(steps=6, callback=lambda i, n, x0: seen.append((i, n, x0.clone())))
+    assert [(i, n) for i, n, _ in seen] == [(i, 6) for i in range(1, 7)]
+    assert all(torch.equal(x0[~masked], reference[~masked]) for _, _, x0 in seen)
+    torch.testing.assert_close(seen[-1][2], full)  # the last preview is the last clean prediction, the result
+    mean = denoise(model, reference, masked, None, steps=6, fidelity=1.0, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(run(steps=6, fidelity=1.0), mean)  # the same first step as DDIM's
+    torch.testing.assert_close(run(steps=6, fidelity=0.25), 0.25 * mean + 0.75 * full)
+    calls = []
+    with pytest.raises(GenerationInterrupted, match="step 2 of 6"):
+        run(steps=6, callback=lambda i, n, x0: calls.append(i), should_stop=lambda: len(calls) == 2)
+    assert calls == [1, 2]
+
+
+@pytest.mark.parametrize("bad", ["euler", "DDIM", "", None, 3])
+def test_unknown_sampler_is_one_line_naming_the_choices(bad):
+    reference, masked = clip()
+    for call in (lambda: check_sampling(sampler=bad),
+                 lambda: denoise(FakeModel(OracleGenerator(reference)), reference, masked, None, sampler=bad)):
+        with pytest.raises(InputError, match="sampler must be one of ddim, dpmpp_2m") as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_dpmpp_2m_refuses_eta():
+    with pytest.raises(InputError, match="eta must be 0 with sampler dpmpp_2m"):
+        check_sampling(eta=0.5, sampler="dpmpp_2m")
+    check_sampling(eta=0.5, sampler="ddim")

@@ -146,7 +146,7 @@ def clip_workflow(name, note, images, preset, pattern, given=2, guidance=2.5, st
                                                       ("mask", "MARDINI_MASK")], outputs=[("plan", "MARDINI_PLAN")])
     sampler = g.node("MarDiniSampler", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("plan", "MARDINI_PLAN"),
                                                     ("latents", "MARDINI_LATENTS"), ("mask", "MARDINI_MASK")],
-                     outputs=[("latent", "LATENT")], widgets=[steps, guidance, 0, "fixed", 0.0, True, -1.0])
+                     outputs=[("latent", "LATENT")], widgets=[steps, guidance, 0, "fixed", 0.0, True, -1.0, "ddim"])
     assemble = g.node("MarDiniFrameAssembler", 3, 2, inputs=[("vae", "VAE"), ("latent", "LATENT"), ("images", "IMAGE"),
                                                             ("mask", "MARDINI_MASK")], outputs=[("frames", "IMAGE")],
                       widgets=[True, "crop"])

@@ -28,6 +28,7 @@ from ..default_model import load_default
 from ..errors import InputError, MarDiniError
 from ..hierarchical import Window, schedule_windows, run_schedule
 from ..pipeline import default_guidance, images_from_hwc, size_multiple
+from ..sampler import SAMPLERS
 from ..vae import load_vae
 from ..memory import check_fits, generation_bytes
 from ..video_io import check_fps, check_frame_size, check_output, read_images, read_video, resize_and_crop, write_frames
@@ -54,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="i2v: where the image goes: first, middle, last or a frame index (default: first)")
     task.add_argument("--size", metavar="WxH", help="resize and centre-crop the inputs to this size first")
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--steps", type=int, default=25, help="DDIM steps (default: 25, as in the paper)")
+    sampling.add_argument("--steps", type=int, default=25, help="sampling steps (default: 25, as in the paper)")
+    sampling.add_argument("--sampler", choices=SAMPLERS, default="ddim",
+                          help="ddim: the paper's (default); dpmpp_2m: DPM-Solver++(2M), about as good in 10 steps as ddim in 25")
     sampling.add_argument("--guidance", type=float,
                           help="classifier-free guidance on the plan; 1 = off (default: 2.5 for i2v and expand, "
                                "off when the first and last frames are given: interpolate, loop)")
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     progress = TextProgress(len(schedule))
     frames = run_schedule(
         schedule, model, vae, images, seed=args.seed, steps=args.steps, guidance=guidance, eta=args.eta, fidelity=args.fidelity,
-        restore_detail=args.restore_detail, on_window=progress.window, callback=progress.step,
+        sampler=args.sampler, restore_detail=args.restore_detail, on_window=progress.window, callback=progress.step,
     )
     progress.close()
     if args.task == "loop":

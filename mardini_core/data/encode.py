@@ -92,14 +92,15 @@ class _ShardWriter:
 
 def _check_folder(out: Path, world: int, template: ShardIndex) -> None:
     """Refuse an --out holding shards of another world size, VAE or clip shape (they would not mix)."""
-    for path in sorted(out.glob("shard-*.json")):
-        if f"of{world:05d}-" not in path.name:
-            raise InputError(f"{out} holds shards written by another number of processes ({path.name}); "
-                             "continue with that many, or choose a new --out")
-        index = read_index(path)
-        if (index.space, index.geometry) != (template.space, template.geometry):
-            raise InputError(f"{out} holds shards of another VAE or clip shape ({path.name}); choose a new --out")
-        break
+    first = min(out.glob("shard-*.json"), default=None)
+    if first is None:
+        return
+    if f"of{world:05d}-" not in first.name:
+        raise InputError(f"{out} holds shards written by another number of processes ({first.name}); "
+                         "continue with that many, or choose a new --out")
+    index = read_index(first)
+    if (index.space, index.geometry) != (template.space, template.geometry):
+        raise InputError(f"{out} holds shards of another VAE or clip shape ({first.name}); choose a new --out")
 
 
 def encode_videos(videos: Iterable[str | os.PathLike], out: str | os.PathLike, vae, clip: ClipConfig, *, shard_size: int = 256,

@@ -5,7 +5,7 @@ H/(d*p), W/(d*p)): the raw latents (what the VAE's encoder returns, before any s
 clips of K frames at H x W pixels, and of the same clips shrunk p = planner_downscale times. Its
 index `NAME.json` says what they are (see `ShardIndex`); it is written after the tensors, so a shard
 is complete exactly when its index exists. `encode` writes shards from videos (data/encode.py); any
-other program may write them too (README: "Training on latent shards").
+other program may write them too (docs/latent-shards.md).
 
 `LatentShards` reads them for the trainer without the VAE or the videos: clips come out in an order
 seeded by the epoch, shard order shuffled and clips shuffled within a buffer of a few consecutive
@@ -83,6 +83,9 @@ class ShardIndex:
         return {"high": (self.clips, self.frames, self.latent_channels, h, w), "low": (self.clips, self.frames, self.latent_channels, h // p, w // p)}
 
 
+_JSON_TYPES = {"int": int, "str": str, "float | None": (int, float, type(None)), "tuple": list}  # ShardIndex's annotations -> JSON values
+
+
 def read_index(path: Path) -> ShardIndex:
     """A shard's index, checked key by key; InputError naming the file and the key otherwise."""
     try:
@@ -90,16 +93,19 @@ def read_index(path: Path) -> ShardIndex:
     except (OSError, ValueError) as exc:
         raise InputError(f"shard index {path} is unreadable ({exc}); delete it and its .safetensors and write the shard again") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("version") != VERSION:
-        raise InputError(f"{path} is not a version-{VERSION} {FORMAT} index (see the README's 'Training on latent shards')")
+        raise InputError(f"{path} is not a version-{VERSION} {FORMAT} index (see docs/latent-shards.md)")
     known = {f.name: f for f in fields(ShardIndex)}
     if missing := [n for n, f in known.items() if f.default is MISSING and n not in raw]:
         raise InputError(f"shard index {path} lacks {missing}")
     for key, value in raw.items():
-        kind = {"int": int, "str": str, "float | None": (int, float, type(None)), "tuple": list}.get(known[key].type) if key in known else None
+        kind = _JSON_TYPES.get(known[key].type) if key in known else None
         if kind is None or isinstance(value, bool) or not isinstance(value, kind):
             raise InputError(f"shard index {path}: {key!r} = {value!r} is not a known key of the right type")
+    if not all(isinstance(s, list) and len(s) == 2 for s in raw.get("sources", ())):
+        raise InputError(f"shard index {path}: 'sources' must list [file, first frame] pairs")
     index = ShardIndex(**{**raw, "sources": tuple(map(tuple, raw.get("sources", ())))})
-    if min(index.clips, index.latent_channels, index.downscale, index.frames, index.stride, index.planner_downscale) < 1 or index.height % (index.downscale * index.planner_downscale) or index.width % (index.downscale * index.planner_downscale):
+    multiple = index.downscale * index.planner_downscale
+    if min(index.clips, index.latent_channels, index.downscale, index.frames, index.stride, index.planner_downscale) < 1 or index.height % multiple or index.width % multiple:
         raise InputError(f"shard index {path}: sizes must be positive, height and width multiples of downscale * planner_downscale")
     return index
 

@@ -17,9 +17,10 @@ from ..pipeline import Generation, default_guidance, generate, images_from_hwc
 class MardiniMethods:
     """The model's interpolation and image-to-video methods, seeded identically on every clip."""
 
-    def __init__(self, model, vae, steps: int, seed: int, restore_detail: bool = True, fidelity: float | None = None):
+    def __init__(self, model, vae, steps: int, seed: int, restore_detail: bool = True, fidelity: float | None = None,
+                 sampler: str = "ddim"):
         self.model, self.vae = model, vae
-        self.settings = dict(steps=steps, seed=seed, restore_detail=restore_detail, fidelity=fidelity)
+        self.settings = dict(steps=steps, seed=seed, restore_detail=restore_detail, fidelity=fidelity, sampler=sampler)
         self.last: dict[str, Generation] = {}  # task ("interpolation", "i2v") -> its last generation
 
     def _run(self, task: str, images: np.ndarray, mask: masks.FrameMask) -> np.ndarray:
