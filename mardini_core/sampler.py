@@ -102,13 +102,15 @@ def draw_noise(shape: torch.Size, generator: torch.Generator | Sequence[torch.Ge
 
 
 def reference_cache(model, reference: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor, guidance: float):
-    """The generator's cache of reference-frame states (they are the same at every step), or None.
+    """The generator's cache of what stays fixed across steps (reference frames' states, the plan's
+    cross-attention keys and values), or None when the clips of a batch differ in mask.
 
-    Built with the same CFG batching as the steps; skipped when the clips of a batch differ in mask.
+    Built with the same CFG batching as the steps.
     """
     if (masked != masked[:1]).any():
         return None
-    return model.generator.reference_cache(*_cfg_batch(model, reference, plan, masked, guidance))
+    z, p, m = _cfg_batch(model, reference, plan, masked, guidance)
+    return model.generator.sampling_cache(z, p, m, unconditional=z.shape[0] - reference.shape[0])
 
 
 def ddim_step(y0: torch.Tensor, eps: torch.Tensor, t_now, t_next, eta: float, noise: Callable[[], torch.Tensor]) -> torch.Tensor:

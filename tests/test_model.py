@@ -141,18 +141,24 @@ def test_math_backend_matches_sdpa():
 
 
 @pytest.mark.parametrize("name", ["tiny/T", "tiny/ST"])
-@pytest.mark.parametrize("given", [[0], [0, 6], [2, 3, 4]])
-def test_reference_cache_matches_full_computation(name, given):
+@pytest.mark.parametrize("given", [[], [0], [0, 6], [2, 3, 4]])
+@pytest.mark.parametrize("unconditional", [0, 1])
+def test_sampling_cache_matches_full_computation(name, given, unconditional):
+    """Steps through the cache compute the masked frames alone, the same as the full generator; the
+    unconditional CFG clip (plan = Z_uncond) skips its cross-attention and still matches."""
     model = live_tiny(name=name).double()
+    for block in model.generator.blocks:  # make the cross-attention branch live
+        torch.nn.init.normal_(block.cross.proj.weight, std=0.05)
     k = 7
     masked = torch.ones(2, k, dtype=torch.bool)
     masked[:, given] = False
     z = torch.randn(2, k, 32, 8, 12, dtype=torch.float64)
     plan = model.planner(torch.randn(2, k, 32, 4, 6, dtype=torch.float64), masked)
-    plan = torch.cat([plan[:1], model.generator.uncond_plan_like(plan[1:])])  # CFG halves: cond + uncond
-    cache = model.generator.reference_cache(z, plan, masked)
+    if unconditional:
+        plan = torch.cat([plan[:1], model.generator.uncond_plan_like(plan[1:])])  # CFG halves: cond + uncond
+    cache = model.generator.sampling_cache(z, plan, masked, unconditional=unconditional)
     assert torch.equal(cache.masked_frames, masked[0].nonzero().flatten())
-    assert len(cache.layers) == model.config.generator.depth
+    assert len(cache.frame_kv) == len(cache.plan) == model.config.generator.depth
     for t in (0.9, 0.3):  # the same cache serves every step
         tt = torch.full((2,), t, dtype=torch.float64)
         full = model.generator(z, tt, plan, masked)
@@ -161,13 +167,12 @@ def test_reference_cache_matches_full_computation(name, given):
         assert torch.equal(fast[~masked], torch.zeros_like(fast[~masked]))
 
 
-def test_reference_cache_edge_cases():
+def test_sampling_cache_needs_one_mask():
     model = live_tiny().double()
     z = torch.randn(2, 5, 32, 8, 8, dtype=torch.float64)
-    assert model.generator.reference_cache(z, None, torch.ones(2, 5, dtype=torch.bool)) is None
     mixed = torch.tensor([[False, True, True, True, True], [True, True, False, True, True]])
     with pytest.raises(InputError, match="one frame mask shared"):
-        model.generator.reference_cache(z, None, mixed)
+        model.generator.sampling_cache(z, None, mixed)
 
 
 def test_relabel_changes_metadata_only():

@@ -10,6 +10,8 @@ latents, concatenated to its input channels, so it sees clean what it corrects (
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -19,16 +21,7 @@ from ..config import ATTENTION_MODES, Attention, GeneratorConfig, MarDiniConfig
 from ..errors import ConfigError, InputError
 from .attention import FrameGroups
 from .base import FrameTransformer, check_latents
-from .layers import (
-    MLP,
-    CrossAttention,
-    SelfAttention,
-    ReferenceKV,
-    TimestepEmbedder,
-    modulate,
-    patchify,
-    unpatchify,
-)
+from .layers import MLP, CrossAttention, FrameKV, PlanCache, SelfAttention, TimestepEmbedder, modulate, patchify, unpatchify
 from .rope import rope_tables
 
 
@@ -46,20 +39,34 @@ class GeneratorBlock(nn.Module):
         self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.mlp = MLP(d, cfg.mlp)
 
-    def forward(self, x, c, plan, rope, groups, mixing, backend, references=None):
-        # x: (B, K, N, D); c: (B, K, D) time embedding per frame; plan: (B, K, M, Dp)
+    def forward(self, x, c, plan, rotations, groups, mixing, backend, frame_kv=None):
+        # x: (B, K, N, D); c: (B, K or 1, D) time embedding per frame; plan: (B, K, M, Dp) or a PlanCache
         s1, sc1, g1, s2, sc2, g2, s3, sc3, g3 = self.ada(F.silu(c))[:, :, None].chunk(9, dim=-1)
-        x = x + g1 * self.spatial(modulate(self.norm1(x), s1, sc1), rope, groups, Attention.SPATIAL, backend)
-        x = x + g2 * self.mixing(modulate(self.norm2(x), s2, sc2), rope, groups, mixing, backend, references)
+        x = torch.addcmul(x, g1, self.spatial(modulate(self.norm1(x), s1, sc1), rotations, groups, Attention.SPATIAL, backend))
+        x = torch.addcmul(x, g2, self.mixing(modulate(self.norm2(x), s2, sc2), rotations, groups, mixing, backend, frame_kv))
         x = x + self.cross(self.norm_cross(x), plan, backend)
-        return x + g3 * self.mlp(modulate(self.norm3(x), s3, sc3))
+        return torch.addcmul(x, g3, self.mlp(modulate(self.norm3(x), s3, sc3)))
 
 
-def generator_positions(frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """(len(frames) * rows * cols, 3) integer positions: frame index, row, column."""
+@dataclass
+class SamplingCache:
+    """Everything about a window that stays fixed while it is sampled, built once before the first step
+    (`Generator.sampling_cache`): the masked frames' indices and rotary positions, and per block the
+    reference frames' frame-mixing keys and values and the plan's cross-attention keys and values.
+    Each step then computes the masked frames alone."""
+
+    masked_frames: torch.Tensor  # (Km,) frame indices the steps compute
+    rotations: torch.Tensor  # (Km, N, 1, 1, Dh/2)
+    frame_kv: list[FrameKV]  # per block
+    plan: list[PlanCache]  # per block
+
+
+def generator_rotations(frames: torch.Tensor, rows: int, cols: int, head_dim: int) -> torch.Tensor:
+    """RoPE rotations over (frame index, row, column) -> (len(frames), rows * cols, 1, 1, head_dim // 2)."""
     device = frames.device
     grid = torch.meshgrid(frames, torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij")
-    return torch.stack(grid, dim=-1).reshape(-1, 3)
+    positions = torch.stack(grid, dim=-1).reshape(len(frames), rows * cols, 3)
+    return rope_tables(positions, head_dim)[:, :, None, None]
 
 
 class Generator(FrameTransformer):
@@ -110,39 +117,40 @@ class Generator(FrameTransformer):
             raise InputError(f"planning signal of shape {tuple(plan.shape)} does not fit {b} clips of {k} frames")
         return plan.to(dtype)
 
-    def _blocks(self, z, anchor, t_frames, plan, frames, groups, references):
-        """Embed the given frames (indices `frames` of the clip), run every block -> (x, c, rows)."""
-        cfg = self.config.generator
+    def _embed(self, z: torch.Tensor, anchor: torch.Tensor | None):
+        """Latents of some frames (B, Kf, C, H, W), and the anchor's -> tokens (B, Kf, N, D), rows, columns."""
         if self.sees_anchor:
             z = torch.cat([z, anchor.to(z.dtype)], dim=2)  # (B, Kf, 2C, H, W)
-        tokens = self.embed(patchify(z.to(self.embed.weight.dtype), cfg.patch))  # (B, Kf, Y, X, D)
-        rows, cols = tokens.shape[2:4]
-        c = self.time(t_frames)  # (B, Kf, D)
-        x = rearrange(tokens, "b k y x d -> b k (y x) d")
-        rope = rope_tables(generator_positions(frames, rows, cols), cfg.hidden // cfg.heads)
-        mixing = Attention(self.attention)  # "T" or "ST", as the config stores it
-        x = self.run_blocks(x, c, plan, rope, groups, mixing, self.backend_for(x.device), references)
-        return x, c, rows
+        tokens = self.embed(patchify(z.to(self.embed.weight.dtype), self.config.generator.patch))  # (B, Kf, Y, X, D)
+        return rearrange(tokens, "b k y x d -> b k (y x) d"), tokens.shape[2], tokens.shape[3]
 
-    def forward(self, z_t, t, plan, masked, references: ReferenceKV | None = None, anchor: torch.Tensor | None = None):
+    def _rotations(self, frames: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        cfg = self.config.generator
+        return generator_rotations(frames, rows, cols, cfg.hidden // cfg.heads)
+
+    def forward(self, z_t, t, plan, masked, references: SamplingCache | None = None, anchor: torch.Tensor | None = None):
         """z_t (B, K, C, H, W), t (B,), plan (B, K, M, Dp) or None, masked (B, K) -> v (B, K, C, H, W).
 
         `anchor` (B, K, C, H, W): the anchor's latents with the given frames in place (anchor.py);
-        read by flow-anchored models only. With `references` from `reference_cache`, only the masked
-        frames are computed (the v of reference frames is then returned as zeros; samplers never use it).
+        read by flow-anchored models only. With `references` from `sampling_cache`, only the masked
+        frames are computed (the v of reference frames is then returned as zeros; samplers never use it)
+        and the plan comes from the cache.
         """
         plan = self._check(z_t, t, plan, masked)
         if self.sees_anchor and (anchor is None or anchor.shape != z_t.shape):
             raise InputError(f"this flow-anchored generator needs the anchor's latents of shape {tuple(z_t.shape)}")
-        b, k = masked.shape
+        mixing, backend = Attention(self.attention), self.backend_for(z_t.device)  # mixing: "T" or "ST" as stored
         if references is None:
-            frames = torch.arange(k, device=z_t.device)
-            t_frames = torch.where(masked, t[:, None].float(), torch.zeros((), device=t.device))  # refs at t = 0
-            x, c, rows = self._blocks(z_t, anchor, t_frames, plan, frames, FrameGroups(masked), None)
+            x, rows, cols = self._embed(z_t, anchor)
+            rotations = self._rotations(torch.arange(masked.shape[1], device=z_t.device), rows, cols)
+            c = self.time(torch.where(masked, t[:, None].float(), torch.zeros((), device=t.device)))  # refs at t = 0
+            x = self.run_blocks(x, c, plan, rotations, FrameGroups(masked), mixing, backend)
             return self._output(x, c, rows)
         frames = references.masked_frames
-        t_frames = t[:, None].float().expand(b, len(frames))
-        x, c, rows = self._blocks(z_t[:, frames], None if anchor is None else anchor[:, frames], t_frames, plan[:, frames], frames, None, references.replay())
+        x, rows, _ = self._embed(z_t[:, frames], None if anchor is None else anchor[:, frames])
+        c = self.time(t[:, None].float())  # (B, 1, D): every masked frame is at time t
+        for block, frame_kv, plan in zip(self.blocks, references.frame_kv, references.plan):
+            x = block(x, c, plan, references.rotations, None, mixing, backend, frame_kv)
         out = torch.zeros(z_t.shape, dtype=x.dtype, device=x.device)
         out[:, frames] = self._output(x, c, rows)
         return out
@@ -154,22 +162,33 @@ class Generator(FrameTransformer):
         return unpatchify(out, self.config.generator.patch, self.config.latent_channels)
 
     @torch.no_grad()
-    def reference_cache(self, reference: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor) -> ReferenceKV | None:
-        """Run the reference frames once and keep every layer's frame-mixing keys and values.
+    def sampling_cache(self, reference: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor,
+                       unconditional: int = 0) -> SamplingCache:
+        """Run the reference frames once and keep what every step reuses (SamplingCache).
 
-        Reference frames sit at t = 0, attend only within themselves and to their own plan, so their
-        states are the same at every diffusion step: later steps compute the masked frames alone.
-        Needs one mask shared by the batch (as in sampling, CFG halves included); None when there is
-        nothing to cache (no reference frame).
+        Reference frames sit at t = 0 and attend only within themselves and to their own plan, so their
+        states are the same at every step. Needs one mask shared by the batch (as in sampling, CFG
+        halves included). `unconditional`: the batch's last clips are classifier-free guidance's
+        unconditional half (their plan is Z_uncond, whose cross-attention costs nothing).
         """
         plan = self._check(reference, None, plan, masked)
         if (masked != masked[:1]).any():
-            raise InputError("reference caching needs one frame mask shared by the whole batch")
-        ref_frames = (~masked[0]).nonzero().flatten()
-        if len(ref_frames) == 0:
-            return None
-        cache = ReferenceKV(masked[0].nonzero().flatten())
-        t0 = torch.zeros(masked.shape[0], len(ref_frames), device=reference.device)
-        given = reference[:, ref_frames]
-        self._blocks(given, given, t0, plan[:, ref_frames], ref_frames, None, cache)  # a given frame is its own anchor
+            raise InputError("a sampling cache needs one frame mask shared by the whole batch")
+        masked_frames, ref_frames = masked[0].nonzero().flatten(), (~masked[0]).nonzero().flatten()
+        clips = plan.shape[0] - unconditional
+        uncond = self.uncond_plan.to(plan.dtype) if unconditional else None
+        rows, cols = (s // self.config.generator.patch for s in reference.shape[-2:])
+        cache = SamplingCache(
+            masked_frames=masked_frames,
+            rotations=self._rotations(masked_frames, rows, cols),
+            frame_kv=[FrameKV(len(masked_frames), len(ref_frames)) for _ in self.blocks],
+            plan=[PlanCache(plan[:clips, masked_frames], uncond) for _ in self.blocks],
+        )
+        if len(ref_frames):
+            given = reference[:, ref_frames]
+            x, _, _ = self._embed(given, given)  # a given frame is its own anchor
+            c = self.time(torch.zeros(masked.shape[0], 1, device=reference.device))
+            rotations, mixing, backend = self._rotations(ref_frames, rows, cols), Attention(self.attention), self.backend_for(x.device)
+            for block, frame_kv in zip(self.blocks, cache.frame_kv):
+                x = block(x, c, PlanCache(plan[:clips, ref_frames], uncond), rotations, None, mixing, backend, frame_kv)
         return cache

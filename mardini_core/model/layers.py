@@ -5,6 +5,7 @@ Token layout everywhere: (B, K, N, D) = batch, frames, tokens per frame, channel
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -31,61 +32,93 @@ class SelfAttention(nn.Module):
         self.k_norm = nn.LayerNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
-    def project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
-        """x (B, K, N, D) -> q, k, v each (B, K, N, H, Dh), q and k normalised and rotated."""
-        k_frames = x.shape[1]
-        q, k, v = rearrange(self.qkv(x), "b k n (three h d) -> three b (k n) h d", three=3, h=self.heads).unbind(0)
-        q, k = apply_rope(self.q_norm(q), *rope), apply_rope(self.k_norm(k), *rope)
-        return (rearrange(t, "b (k n) h d -> b k n h d", k=k_frames) for t in (q, k, v))
+    def project(self, x: torch.Tensor, rotations: torch.Tensor):
+        """x (B, K, N, D), rotations (K, N, 1, 1, Dh/2) -> q, k, v each (B, K, N, H, Dh), q and k normalised
+        and rotated: q and k share one LayerNorm call and one rotation (their affine weights stacked)."""
+        split = 2 * x.shape[-1]  # q and k are projected apart from v, so both come out contiguous
+        qk = rearrange(F.linear(x, self.qkv.weight[:split], self.qkv.bias[:split]), "b k n (two h d) -> b k n two h d", two=2, h=self.heads)
+        v = rearrange(F.linear(x, self.qkv.weight[split:], self.qkv.bias[split:]), "b k n (h d) -> b k n h d", h=self.heads)
+        weight = torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None]  # (2, 1, Dh)
+        bias = torch.stack([self.q_norm.bias, self.k_norm.bias])[:, None]
+        qk = apply_rope(torch.addcmul(bias, F.layer_norm(qk, weight.shape[-1:], eps=self.q_norm.eps), weight), rotations)
+        return qk[..., 0, :, :], qk[..., 1, :, :], v
 
     def forward(
         self,
         x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
+        rotations: torch.Tensor,
         groups: FrameGroups | None,
         pattern: Attention,
         backend: str,
-        references: ReferenceKV | None = None,
+        frame_kv: FrameKV | None = None,
     ) -> torch.Tensor:
-        """`references`: when set, every frame of x is a masked frame and the reference frames' keys and
-        values come from the cache (frame-mixing patterns only); when recording, they are appended to it."""
-        q, k, v = self.project(x, rope)
+        """`frame_kv` (sampling, frame-mixing patterns only): the layer's cache; x then holds only masked
+        frames, or only reference frames while the cache is being filled."""
+        q, k, v = self.project(x, rotations)
         if pattern == Attention.SPATIAL:
             q, k, v = (rearrange(t, "b k n h d -> (b k) h n d") for t in (q, k, v))
             out = rearrange(attention(q, k, v, backend), "(b k) h n d -> b k n (h d)", b=x.shape[0])
             return self.proj(out)
         temporal = pattern == Attention.TEMPORAL
-        if references is not None and references.recording:
-            references.append(k, v)
-            out = v  # reference frames only: Identity Attention is the identity
-        elif references is not None:
-            ref_k, ref_v = references.next()
-            out = frame_attention(q, torch.cat([ref_k, k], 1), torch.cat([ref_v, v], 1), temporal=temporal, backend=backend)
-        else:
+        if frame_kv is None:
             out = identity_attention(q, k, v, groups, temporal=temporal, backend=backend)
+        elif not frame_kv.filled:
+            out = frame_kv.fill(k, v)  # reference frames only: Identity Attention is the identity
+        else:
+            out = frame_attention(q, *frame_kv.update(k, v), temporal=temporal, backend=backend)
         return self.proj(rearrange(out, "b k n h d -> b k n (h d)"))
 
 
-class ReferenceKV:
-    """Per-layer keys and values of the reference frames, recorded once and replayed at every step."""
+class FrameKV:
+    """One frame-mixing layer's keys and values while a window is sampled (gpt-fast's per-layer KV cache,
+    over frames). Reference frames sit at t = 0 and attend only to themselves, so their keys and values
+    are the same at every step: written once, before the first step, to the front of preallocated
+    buffers; each step writes the masked frames' behind them and attends to the whole."""
 
-    def __init__(self, masked_frames: torch.Tensor) -> None:
-        self.masked_frames = masked_frames  # (Km,) frame indices the cached steps compute
-        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.recording = True
-        self._cursor = 0
+    def __init__(self, masked_frames: int, references: int) -> None:
+        self.masked_frames, self.references = masked_frames, references
+        self.filled = references == 0
+        self.k = self.v = None  # (B, references + masked_frames, N, H, Dh) once filled
 
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        self.layers.append((k, v))
+    def fill(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Write the reference frames' k, v (B, R, N, H, Dh); returns v (their Identity Attention output)."""
+        b, r, n, h, d = k.shape
+        self.k, self.v = k.new_empty(b, r + self.masked_frames, n, h, d), v.new_empty(b, r + self.masked_frames, n, h, d)
+        self.k[:, :r], self.v[:, :r] = k, v
+        self.filled = True
+        return v
 
-    def replay(self) -> "ReferenceKV":
-        self.recording, self._cursor = False, 0
-        return self
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked frames' k, v (B, Km, N, H, Dh) -> every frame's keys and values."""
+        if self.references == 0:
+            return k, v
+        self.k[:, self.references :], self.v[:, self.references :] = k, v
+        return self.k, self.v
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        kv = self.layers[self._cursor]
-        self._cursor += 1
-        return kv
+
+@dataclass
+class PlanKV:
+    """Cross-attention keys and values of a planning signal.
+
+    k, v: (Bc * K, H, M, Dh) for the first Bc clips. The rest are classifier-free guidance's
+    unconditional clips, whose plan is copies of the one token Z_uncond: attention over identical keys
+    returns that token's value, so each of their queries gets `constant` (D,) and costs nothing.
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    clips: int  # Bc
+    constant: torch.Tensor | None = None
+
+
+class PlanCache:
+    """One block's view of a window's plan while the window is sampled: the keys and values are
+    computed at the first step and reused at every later one. (Computed inside the block's forward,
+    where the weights of a sharded model are gathered.)"""
+
+    def __init__(self, plan: torch.Tensor, unconditional: torch.Tensor | None) -> None:
+        self.plan, self.unconditional = plan, unconditional  # (Bc, K, M, Dc); Z_uncond (Dc,) or None
+        self.kv: PlanKV | None = None
 
 
 class CrossAttention(nn.Module):
@@ -100,13 +133,26 @@ class CrossAttention(nn.Module):
         self.k_norm = nn.LayerNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, backend: str) -> torch.Tensor:
-        # x: (B, K, N, D); context: (B, K, M, Dc)
-        b = x.shape[0]
-        q = self.q_norm(rearrange(self.q(x), "b k n (h d) -> (b k) h n d", h=self.heads))
-        kv = rearrange(self.kv(context), "b k m (two h d) -> two (b k) h m d", two=2, h=self.heads)
-        out = attention(q, self.k_norm(kv[0]), kv[1], backend)
-        return self.proj(rearrange(out, "(b k) h n d -> b k n (h d)", b=b))
+    def plan_kv(self, plan: torch.Tensor, unconditional: torch.Tensor | None = None) -> PlanKV:
+        """plan (Bc, K, M, Dc); `unconditional` (Dc,): Z_uncond, for clips after the first Bc."""
+        k, v = rearrange(self.kv(plan), "b k m (two h d) -> two (b k) h m d", two=2, h=self.heads)
+        constant = None if unconditional is None else self.proj(self.kv(unconditional).chunk(2)[1])
+        return PlanKV(self.k_norm(k), v, plan.shape[0], constant)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | PlanCache, backend: str) -> torch.Tensor:
+        """x (B, K, N, D); context: the planning signal (B, K, M, Dc) or a PlanCache -> (B, K, N, D)."""
+        if isinstance(context, PlanCache):
+            if context.kv is None:
+                context.kv = self.plan_kv(context.plan, context.unconditional)
+            kv = context.kv
+        else:
+            kv = self.plan_kv(context)
+        b = kv.clips
+        q = rearrange(self.q_norm(rearrange(self.q(x[:b]), "b k n (h d) -> b k n h d", h=self.heads)), "b k n h d -> (b k) h n d")
+        out = self.proj(rearrange(attention(q, kv.k, kv.v, backend), "(b k) h n d -> b k n (h d)", b=b))
+        if b == x.shape[0]:
+            return out
+        return torch.cat([out, kv.constant.to(out.dtype).expand(x.shape[0] - b, *out.shape[1:])])
 
 
 class MLP(nn.Module):
@@ -136,8 +182,8 @@ class TimestepEmbedder(nn.Module):
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """AdaLN: x (B, K, N, D) with per-frame shift/scale (B, K, 1, D)."""
-    return x * (1 + scale) + shift
+    """AdaLN: x (B, K, N, D) with per-frame shift/scale (B, K, 1, D), in one kernel."""
+    return torch.addcmul(shift, x, 1 + scale)
 
 
 def patchify(z: torch.Tensor, p: int) -> torch.Tensor:
