@@ -3,6 +3,7 @@
   python -m mardini_core train --config configs/stages/tiny_stage1.toml --out runs/s1
   python -m mardini_core train --config configs/stages/tiny_stage2.toml --init runs/s1/model.safetensors --out runs/s2
   torchrun --nproc_per_node=8 -m mardini_core train --config stage3.toml --init runs/s2/model.safetensors --out runs/s3
+  python -m mardini_core train --config configs/stages/stage3_joint_task.toml --plan --gpus 256 --gpu h100 --mfu 0.4
 
 <out>/checkpoints holds atomic training states (--resume continues from the newest), <out>/log.jsonl
 one JSON object per logged step (step, loss, lr, frames_per_s, ...), <out>/samples previews, and
@@ -17,14 +18,16 @@ import sys
 
 import torch
 
+from ..errors import InputError
 from ..training.config import load_stage
 from ..training.distributed import SHARDINGS
+from ..training.plan import GPUS, plan_stage
 from ..training.trainer import RunOptions, Trainer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="stage config (.toml), e.g. configs/stages/tiny_stage1.toml")
-    parser.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, samples, model.safetensors)")
+    parser.add_argument("--out", help="run folder (checkpoints, log.jsonl, samples, model.safetensors); not needed with --plan")
     parser.add_argument("--init", help="start from this MarDini checkpoint (the previous stage's model.safetensors)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     parser.add_argument("--overwrite", action="store_true",
@@ -36,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sharding", default="fsdp", choices=SHARDINGS, help="with torchrun: FSDP2 (default) or replicate + all-reduce")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (0 = torch's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument("--plan", action="store_true",
+                        help="train nothing: print the stage's memory per GPU, FLOPs and time per step and per stage for --gpus x --gpu at --mfu")
+    parser.add_argument("--gpus", type=int, default=1, help="with --plan: GPUs of the run, FSDP2 shards over them (default 1)")
+    parser.add_argument("--gpu", default="h100", choices=sorted(GPUS), help="with --plan: the GPU (datasheet bf16 peak and memory)")
+    parser.add_argument("--mfu", type=float, default=0.4, help="with --plan: model FLOPs utilisation the time assumes (default 0.4)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=tuple(args.data)))
     if args.steps:
         cfg = dataclasses.replace(cfg, steps=args.steps)
+    if args.plan:
+        return print_plan(cfg, args)
+    if not args.out:
+        raise InputError("train needs --out, the run folder (only --plan runs without one)")
     opts = RunOptions(args.out, args.init, args.resume, args.device, args.cache_dir, args.sharding, overwrite=args.overwrite)
     trainer = Trainer(cfg, opts)
     main = trainer.d.main
@@ -53,4 +65,15 @@ def run(args: argparse.Namespace) -> int:
     if main:
         summary = {"model": str(path), "steps": cfg.steps, "stage": cfg.name}
         print(json.dumps(summary) if args.json else f"wrote {path}", file=sys.stdout)
+    return 0
+
+
+def print_plan(cfg, args: argparse.Namespace) -> int:
+    if args.gpus < 1 or not 0 < args.mfu <= 1:
+        raise InputError(f"--gpus must be at least 1 and --mfu in (0, 1], got {args.gpus} and {args.mfu}")
+    plan = plan_stage(cfg, args.gpus, GPUS[args.gpu], args.mfu, args.init)
+    if args.json:
+        print(json.dumps({**dataclasses.asdict(plan), "total_bytes": plan.total_bytes, "fits": plan.fits, "step_seconds": plan.step_seconds, "traffic_bytes": plan.traffic_bytes}))
+    else:
+        print("\n".join(plan.lines()))
     return 0
