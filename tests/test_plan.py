@@ -75,5 +75,6 @@ def test_cli_plans_the_paper_stage_3_on_eight_gpus(capsys):
     assert main(["train", "--config", str(STAGES / "stage3_joint_task.toml"), "--plan", "--gpus", "8", "--gpu", "h200"]) == 0
     out = capsys.readouterr().out
     assert "8 x H200" in out and "activations" in out and "s per step" in out and "DOES NOT FIT" not in out
+    assert "steps 0-50000" in out and "steps 50000-200000" in out and "for its 200000 steps over 2 phases" in out  # 256, then 512 px
     assert main(["train", "--config", str(STAGES / "stage3_joint_task.toml"), "--plan", "--mfu", "1.5"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == ["error: --gpus must be at least 1 and --mfu in (0, 1], got 1 and 1.5"]

@@ -21,7 +21,7 @@ import torch
 from ..errors import InputError
 from ..training.config import load_stage
 from ..training.distributed import SHARDINGS
-from ..training.plan import GPUS, plan_stage
+from ..training.plan import GPUS, plan_phases
 from ..training.trainer import RunOptions, Trainer
 
 
@@ -71,9 +71,13 @@ def run(args: argparse.Namespace) -> int:
 def print_plan(cfg, args: argparse.Namespace) -> int:
     if args.gpus < 1 or not 0 < args.mfu <= 1:
         raise InputError(f"--gpus must be at least 1 and --mfu in (0, 1], got {args.gpus} and {args.mfu}")
-    plan = plan_stage(cfg, args.gpus, GPUS[args.gpu], args.mfu, args.init)
+    plans = plan_phases(cfg, args.gpus, GPUS[args.gpu], args.mfu, args.init)
     if args.json:
-        print(json.dumps({**dataclasses.asdict(plan), "total_bytes": plan.total_bytes, "fits": plan.fits, "step_seconds": plan.step_seconds, "traffic_bytes": plan.traffic_bytes}))
-    else:
-        print("\n".join(plan.lines()))
+        derived = lambda p: {"total_bytes": p.total_bytes, "fits": p.fits, "step_seconds": p.step_seconds, "traffic_bytes": p.traffic_bytes}
+        print(json.dumps({"phases": [{**dataclasses.asdict(p), **derived(p)} for p in plans]}))
+        return 0
+    print("\n\n".join("\n".join(p.lines()) for p in plans))
+    if len(plans) > 1:
+        hours = sum(p.steps * p.step_seconds for p in plans) / 3600
+        print(f"\nstage {cfg.name!r}: {hours:.1f} h ({hours / 24:.1f} days) for its {cfg.steps} steps over {len(plans)} phases")
     return 0

@@ -86,6 +86,23 @@ class CheckpointSection:
     log_every: int = 10
 
 
+CLIP_FIELDS = ("frames", "stride", "height", "width")  # of [data]; a phase changes these and [optim] batch
+
+
+@dataclass(frozen=True)
+class Phase:
+    """From step `start` on, the stage trains on clips of another length, frame rate (stride) or size,
+    and with another number of clips per step (the paper adapts its batch to each, Appendix B);
+    0 keeps the [data] / [optim] value. A `[[phases]]` table of the stage TOML."""
+
+    start: int
+    frames: int = 0
+    stride: int = 0
+    height: int = 0
+    width: int = 0
+    batch: int = 0
+
+
 @dataclass(frozen=True)
 class StageConfig:
     name: str = "stage"
@@ -97,9 +114,27 @@ class StageConfig:
     train: TrainSection = field(default_factory=TrainSection)
     optim: OptimSection = field(default_factory=OptimSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    phases: tuple[Phase, ...] = ()  # the resolution / length / frame-rate schedule within the stage, by first step
 
     def __post_init__(self) -> None:
         _validate(self)
+        _validate_phases(self)
+
+    def phase(self, step: int) -> tuple[int, StageConfig]:
+        """(first step, settings) of the phase in force at `step`: this config with the [data] and
+        [optim] batch values of every phase started by then, and no phases of its own."""
+        started = [p for p in self.phases if p.start <= step]
+        data, batch = self.data, self.optim.batch
+        for p in started:
+            data = dataclasses.replace(data, **{k: getattr(p, k) for k in CLIP_FIELDS if getattr(p, k)})
+            batch = p.batch or batch
+        view = dataclasses.replace(self, data=data, optim=dataclasses.replace(self.optim, batch=batch), phases=())
+        return (started[-1].start if started else 0), view
+
+    @property
+    def max_frames(self) -> int:
+        """The longest clip of any phase (the model's window must hold it)."""
+        return max([self.data.frames] + [self.phase(p.start)[1].data.frames for p in self.phases])
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -159,6 +194,23 @@ def _validate(cfg: StageConfig) -> None:
                 raise bad(f"{n} must be >= 1, got {getattr(owner, n)}")
 
 
+def _validate_phases(cfg: StageConfig) -> None:
+    starts = [p.start for p in cfg.phases]
+    if starts != sorted(set(starts)) or (starts and starts[0] < 1):  # a phase from `steps` on is never reached (a shortened run)
+        raise ConfigError(f"stage config {cfg.name!r}: [[phases]] need increasing start steps from 1 on "
+                          f"(step 0 is the [data] section), got {starts}")
+    for p in cfg.phases:
+        if negative := [k for k in (*CLIP_FIELDS, "batch") if getattr(p, k) < 0]:
+            raise ConfigError(f"stage config {cfg.name!r}: the phase from step {p.start} has negative {negative}; use 0 to keep a value")
+        if cfg.data.loader == "shards" and any(getattr(p, k) for k in CLIP_FIELDS):
+            raise ConfigError(f"stage config {cfg.name!r}: the phase from step {p.start} changes the clips, but latent shards fix their "
+                              "frames, stride and size when encoded; a phase may change only batch, or train the new clips as a stage of their own")
+        try:
+            cfg.phase(p.start)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in the phase from step {p.start})") from None
+
+
 def _coerce(cls, raw: dict, where: str):
     """dict from TOML -> dataclass `cls`, with unknown keys and wrong types reported by name."""
     if not isinstance(raw, dict):
@@ -174,6 +226,10 @@ def _coerce(cls, raw: dict, where: str):
             values[key] = _coerce(hint, value, key)
             continue
         origin = typing.get_origin(hint) or hint
+        item = typing.get_args(hint)[0] if origin is tuple else None
+        if dataclasses.is_dataclass(item) and isinstance(value, list):  # an array of tables, e.g. [[phases]]
+            values[key] = tuple(_coerce(item, v, f"[{key}] #{i + 1}") for i, v in enumerate(value))
+            continue
         ok = isinstance(value, list) if origin is tuple else isinstance(value, origin) and not (origin is int and isinstance(value, bool))
         if origin is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True

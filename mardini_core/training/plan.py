@@ -76,6 +76,7 @@ class Plan:
     steps: int
     batch: int  # clips per GPU and step
     pixel_loss: bool  # its frozen VAE decoder's memory and FLOPs are not counted
+    first_step: int = 0  # of the [[phases]] entry planned (steps: its length)
 
     @property
     def total_bytes(self) -> float:
@@ -99,7 +100,7 @@ class Plan:
         gb = lambda n: f"{n / 1e9:8.2f} GB"
         hours = self.steps * self.step_seconds / 3600
         lines = [
-            f"stage {self.stage!r} on {self.gpus} x {self.gpu.name}: {self.batch} clips per GPU, global batch {self.batch * self.gpus}, "
+            f"stage {self.stage!r}, steps {self.first_step}-{self.first_step + self.steps}, on {self.gpus} x {self.gpu.name}: {self.batch} clips per GPU, global batch {self.batch * self.gpus}, "
             f"{'bf16 compute with fp32 master weights' if self.bf16 else 'fp32'}, FSDP2 {'over ' + str(self.gpus) + ' GPUs' if self.gpus > 1 else 'off (one process)'}, "
             f"activation checkpointing {'on' if self.checkpointing else 'off'}",
             f"parameters: planner {self.planner_params / 1e6:.1f} M, generator {self.generator_params / 1e6:.1f} M"
@@ -115,7 +116,7 @@ class Plan:
             f"FLOPs per step per GPU: {self.flops_per_step / 1e12:.1f} TFLOP (model FLOPs, counted on the meta device); "
             f"all GPUs {self.flops_per_step * self.gpus / 1e15:.2f} PFLOP",
             f"time at {self.mfu:.0%} MFU of {self.gpu.peak_flops / 1e12:.0f} TFLOP/s: {self.step_seconds:.2f} s per step, "
-            f"{hours:.1f} h for {self.steps} steps ({hours / 24:.1f} days, {self.steps * self.batch * self.gpus / 1e6:.1f} M clips)",
+            f"{hours:.1f} h for these {self.steps} steps ({hours / 24:.1f} days, {self.steps * self.batch * self.gpus / 1e6:.1f} M clips)",
         ]
         if self.gpus > 1:
             one_node = self.gpus <= NODE and self.gpu.nvlink
@@ -167,6 +168,15 @@ def plan_stage(cfg: StageConfig, gpus: int, gpu: Accelerator, mfu: float = 0.4, 
         activation_bytes=activations.peak(cfg.model.gradient_checkpointing), flops_per_step=flops,
         steps=cfg.steps, batch=cfg.optim.batch, pixel_loss="pixel" in cfg.train.losses,
     )
+
+
+def plan_phases(cfg: StageConfig, gpus: int, gpu: Accelerator, mfu: float = 0.4, init: str | None = None) -> list[Plan]:
+    """One plan per phase of the stage ([[phases]]; the whole stage when it has none)."""
+    starts = [0] + [p.start for p in cfg.phases if p.start < cfg.steps]
+    return [
+        dataclasses.replace(plan_stage(cfg.phase(first)[1], gpus, gpu, mfu, init), first_step=first, steps=end - first)
+        for first, end in zip(starts, starts[1:] + [cfg.steps])
+    ]
 
 
 @dataclass

@@ -80,7 +80,7 @@ def build_model(cfg: StageConfig, init: str | None, vae) -> MarDini:
     if base and "flow" in (anchor, config.anchor) and anchor != config.anchor:
         raise ConfigError(f"--init {init} has anchor {config.anchor!r} but the stage asks for {anchor!r}; the flow anchor changes the "
                           "generator's input, so start a flow-anchored model from a flow-anchored checkpoint or from scratch")
-    model = MarDini(config.replace(max_frames=max(config.max_frames, cfg.data.frames), anchor=anchor))
+    model = MarDini(config.replace(max_frames=max(config.max_frames, cfg.max_frames), anchor=anchor))
     if base:
         model.load_state_dict(base.state_dict())
     model.set_generator_attention(cfg.model.attention)
@@ -91,7 +91,8 @@ class Trainer:
     def __init__(self, cfg: StageConfig, opts: RunOptions):
         if not cfg.data.paths:
             raise ConfigError(f"stage {cfg.name!r} names no videos: set [data] paths or pass --data")
-        self.cfg, self.opts = cfg, opts
+        self.stage, self.opts = cfg, opts  # self.cfg: the stage as its phase at the current step has it
+        self.phase_start, self.cfg = cfg.phase(0)
         self.d: Dist = init_distributed(opts.device, opts.sharding)
         self.bf16 = cfg.optim.precision == "bf16" or (cfg.optim.precision == "auto" and self.d.device.type == "cuda")
         self.out = check_run_folder(opts.out, opts.resume, opts.overwrite)  # a finished model or log is never replaced unasked
@@ -135,6 +136,7 @@ class Trainer:
         self.ema = EMA(trainable, cfg.optim.ema) if cfg.optim.ema > 0 else None
         self.step = load_state(self.resume_from, self.modules, self.optimizer, self.ema) if self.resume_from else 0
         self.bad_clips: set[int] = set()
+        self.phase_start, self.cfg = cfg.phase(self.step)
         self.data = self._dataset()
         self._clip_pool = ThreadPoolExecutor(max_workers=max(1, min(16, (os.cpu_count() or 2) - 1)))  # OpenCV releases the GIL
 
@@ -167,7 +169,7 @@ class Trainer:
         if self.cfg.data.loader == "frames":
             return self._frames_batch(step)
         cached = self.cfg.data.cache_latents
-        order = data_order(step, self.d.rank, self.cfg.optim.batch, self.d.world, len(self.data), self.cfg.seed, self.shards and self.shards.permutation)
+        order = data_order(step - self.phase_start, self.d.rank, self.cfg.optim.batch, self.d.world, len(self.data), self.cfg.seed, self.shards and self.shards.permutation)
         pairs = [self._load(i, 0 if cached else epoch) for i, epoch in order]
         high, low = (to_model_space(torch.stack(x), self.config).to(self.d.device) for x in zip(*pairs))
         return high, low, *self.draws(step, high.shape), None, None, None
@@ -252,20 +254,27 @@ class Trainer:
         return {"loss": sum(values.values()), **values, "lr": lr, "grad_norm": norm.detach()}
 
     def _meta(self) -> dict:
-        return {"schedule": self.cfg.schedule_json(), "stage": self.cfg.to_json(), "model_config": self.config.to_json()}
+        return {"schedule": self.stage.schedule_json(), "stage": self.stage.to_json(), "model_config": self.config.to_json()}
+
+    def _enter_phase(self, step: int) -> None:
+        """At a [[phases]] boundary (between steps, no batch in flight): the settings from `step` on and the data of their clips."""
+        start, view = self.stage.phase(step)
+        if start != self.phase_start:
+            self.phase_start, self.cfg = start, view
+            self.data = self._dataset()
 
     def run(self) -> Path:
         cfg, ck = self.cfg, self.cfg.checkpoint
         log = RunLog(self.out / "log.jsonl", self.step) if self.d.main else None
         bar = ProgressLine(cfg.steps) if self.d.main else None
-        frames_per_step = cfg.optim.batch * self.d.world * cfg.data.frames
-        start_step, window_time, window_steps, values = self.step, 0.0, 0, None
+        start_step, window_time, window_frames, values = self.step, 0.0, 0, None
         prefetch = ThreadPoolExecutor(max_workers=1)  # the next step's clips load while this step trains
         upcoming = prefetch.submit(self.batch, self.step)
         while self.step < cfg.steps:
             tic = time.perf_counter()
             batch = upcoming.result()
             if self.step + 1 < cfg.steps:
+                self._enter_phase(self.step + 1)
                 upcoming = prefetch.submit(self.batch, self.step + 1)
             record = self.train_step(self.step, *batch)
             lr = record.pop("lr")
@@ -283,12 +292,12 @@ class Trainer:
                         bar.close()
                     raise self._diverged(bad_step, bad)
             window_time += time.perf_counter() - tic
-            window_steps += 1
+            window_frames += batch[0].shape[0] * batch[0].shape[1] * self.d.world  # clips x frames of every rank
             if self.d.main and logged:
-                record = {**latest, "lr": lr, "step": self.step, "frames_per_s": frames_per_step * window_steps / window_time, "time": time.time()}
+                record = {**latest, "lr": lr, "step": self.step, "frames_per_s": window_frames / window_time, "time": time.time()}
                 log.write(record)
                 bar.update(self.step, record["loss"], record["lr"], record["frames_per_s"], self.step - start_step)
-                window_time, window_steps = 0.0, 0
+                window_time, window_frames = 0.0, 0
             if saved:
                 save_state(self.out / "checkpoints", self.step, self.modules, self.optimizer, self.ema, self._meta(), self.d, ck.keep)
             if previewed:
