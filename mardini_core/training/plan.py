@@ -27,11 +27,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..bench import DATASHEET_PEAK
 from ..data.shards import LatentShards
-from ..memory import human
 from ..vae import load_vae
 from .config import StageConfig
 from .losses import PlannerHead, TrainModules
 from .masking import sample_masks
+from .trainer import build_model
 
 RESERVE = 0.1  # of a GPU's memory kept for the CUDA context, NCCL buffers and allocator fragmentation
 NETWORK = 50e9  # bytes/s between nodes per GPU: 400 Gb/s InfiniBand NDR, one link per GPU as on H100 clusters
@@ -128,17 +128,16 @@ class Plan:
         if self.pixel_loss:
             lines.append("not counted: the pixel loss's VAE decoder (its weights, activations and FLOPs)")
         if not self.fits:
+            fixes = "lower [optim] batch" + ("" if self.checkpointing else ", turn on [model] gradient_checkpointing") + " or use more GPUs"
             lines.append(
-                f"DOES NOT FIT: {human(self.total_bytes)} needed per GPU but {human((1 - RESERVE) * self.gpu.memory)} usable on {self.gpu.name}; "
-                "lower [optim] batch, turn on [model] gradient_checkpointing, or use more GPUs"
+                f"DOES NOT FIT: {self.total_bytes / 1e9:.2f} GB needed per GPU but {(1 - RESERVE) * self.gpu.memory / 1e9:.2f} GB "
+                f"usable on {self.gpu.name} ({RESERVE:.0%} kept for CUDA, NCCL and fragmentation); {fixes}"
             )
         return lines
 
 
 def plan_stage(cfg: StageConfig, gpus: int, gpu: Accelerator, mfu: float = 0.4, init: str | None = None) -> Plan:
     """The plan of `cfg` on `gpus` GPUs of kind `gpu` (its batch is per GPU, as the trainer reads it)."""
-    from .trainer import build_model  # the trainer's own model construction (imports torch.distributed)
-
     bf16 = cfg.optim.precision == "bf16" or (cfg.optim.precision == "auto" and gpu.cuda)
     vae = LatentShards(cfg.data.paths, cfg.data.shard_buffer).space if cfg.data.loader == "shards" else load_vae(cfg.data.vae)
     with torch.device("meta"):
