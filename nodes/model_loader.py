@@ -7,17 +7,18 @@ from pathlib import PurePath
 
 import torch
 
+from mardini_core import precision
 from mardini_core.checkpoint import load_checkpoint
 from mardini_core.default_model import load_default
 from mardini_core.errors import CheckpointError
 from mardini_core.model.attention import resolve_backend
+from mardini_core.model.compiled import compile_blocks
 
 from . import comfy_bridge
 from .mardini_vae import embedded_vae
 from .types import MARDINI_MODEL
 
 EMBEDDED_DEFAULT = "(embedded default)"
-DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTENTION = ("auto", "sdpa", "xformers")
 PLANNER_AFTER_RUN = ("gpu", "cpu", "auto")  # appended choices only: saved workflows store the value
 NO_WEIGHTS = (
@@ -63,15 +64,10 @@ class LoadedMarDini:
 
 
 def resolve_dtype(name: str, device: torch.device, comfy_default: bool = False) -> torch.dtype:
-    """auto = ComfyUI's choice for the device (comfy_default; honours --fp16-unet...), else bf16 on GPUs that
-    have it, fp16 on other GPUs, fp32 on the CPU."""
+    """auto = ComfyUI's choice for the device (comfy_default; honours --fp16-unet...), else the library's."""
     if name == "auto" and comfy_default:
         return comfy_bridge.default_dtype(device, 0)
-    if name == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+    return precision.resolve_dtype(name, device)
 
 
 def _no_weights_message() -> str:
@@ -110,17 +106,23 @@ class MarDiniModelLoader:
                 "model": ([EMBEDDED_DEFAULT, *comfy_bridge.model_files()], {"tooltip":
                     "Which MarDini model to use. '(embedded default)' is the small demo model that comes with this pack; "
                     "models you train go in ComfyUI/models/mardini."}),
-                "dtype": (list(DTYPES), {"default": "auto", "tooltip":
+                "dtype": (list(precision.CHOICES), {"default": "auto", "tooltip":
                     "Number precision. auto lets ComfyUI pick for your hardware (half precision on a GPU, full on a CPU)."}),
                 "attention": (list(ATTENTION), {"default": "auto", "tooltip":
                     "Speed-up library for the model's attention. auto uses xformers when it is installed on an NVIDIA GPU."}),
                 "planner_after_run": (list(PLANNER_AFTER_RUN), {"default": "auto", "tooltip":
                     "auto: ComfyUI moves the planner (the big half of the model) off the GPU when memory is needed. "
                     "cpu: always right after it ran, leaving the most memory for the frames. gpu: keep it loaded."}),
-            }
+            },
+            "optional": {
+                "compile": ("BOOLEAN", {"default": False, "tooltip":
+                    "torch.compile the model: the first run takes a minute longer to compile, later steps run faster. "
+                    "Needs Triton on an NVIDIA GPU (a C++ compiler on the CPU); where it is missing the model runs "
+                    "uncompiled with a warning."}),
+            },
         }
 
-    def load(self, model, dtype, attention, planner_after_run):
+    def load(self, model, dtype, attention, planner_after_run, compile=False):
         device = comfy_bridge.compute_device()
         parked = comfy_bridge.offload_device()
         torch_dtype = resolve_dtype(dtype, device, comfy_default=True)
@@ -135,6 +137,8 @@ class MarDiniModelLoader:
         net.eval().requires_grad_(False)
         resolve_backend(attention, device)  # checked against the device it runs on (the weights wait parked)
         net.planner.attention_backend = net.generator.attention_backend = attention
+        if compile:
+            compile_blocks(net, device)
         loaded = LoadedMarDini(
             net, device, torch_dtype, planner_after_run == "cpu", model,
             planner_patcher=comfy_bridge.managed(net.planner, device, parked),

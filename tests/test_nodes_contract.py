@@ -30,6 +30,7 @@ CONTRACT = {
             # "auto" appended (saved workflows keep "gpu"/"cpu"); the default is ComfyUI's memory manager's choice
             ("planner_after_run", ["gpu", "cpu", "auto"], {"default": "auto"}),
         ],
+        "optional": [("compile", "BOOLEAN", {"default": False})],
         "returns": [("MARDINI_MODEL", "model"), ("VAE", "vae")],
     },
     "MarDiniFrameMask": {

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from .. import masks
+from .. import masks, precision
 from ..checkpoint import load_checkpoint, read_config
 from ..default_model import load_default
 from ..errors import InputError, MarDiniError
@@ -31,11 +31,11 @@ from ..pipeline import default_guidance, images_from_hwc, size_multiple
 from ..sampler import SAMPLERS
 from ..vae import load_vae
 from ..memory import check_fits, generation_bytes
+from ..model.compiled import compile_blocks
 from ..video_io import check_fps, check_frame_size, check_output, read_images, read_video, resize_and_crop, write_frames
 
 MAX_SIDE = 8192  # pixels; --size 320000x320000 failed inside OpenCV asking for 1.2 TB
 MAX_GUIDANCE = 100.0  # far past any useful value (the paper uses 2.5); larger ones overflow the sampler to NaN
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", metavar="CHECKPOINT", help="a MarDini .safetensors checkpoint (default: the embedded model)")
     model.add_argument("--vae", help="autoencoder to use instead of the one the checkpoint names")
     model.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    model.add_argument("--dtype", choices=DTYPES, default="fp32", help="model precision (default: fp32)")
+    model.add_argument("--dtype", choices=precision.CHOICES, default="auto",
+                       help="model precision (default: auto = bf16 on a GPU that has it, fp16 on other GPUs, fp32 on the CPU)")
+    model.add_argument("--compile", action="store_true",
+                       help="torch.compile the transformer blocks (faster from the second window on; needs a C++ compiler "
+                            "on the CPU or Triton on CUDA, and runs uncompiled with a warning where it cannot)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", required=True, help="output: name.mp4, name.gif, or a folder for PNG frames")
     output.add_argument("--fps", type=float, default=8.0, help="frames per second of the output (default: 8)")
@@ -91,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
             check_output(args.out, args.overwrite)
             check_fps(args.fps)
         device = resolve_device(args.device)
-        model = load_model(args.model, device, DTYPES[args.dtype])
+        model = load_model(args.model, device, precision.resolve_dtype(args.dtype, device))
+        if args.compile:
+            compile_blocks(model)
         config = model.config
     mask = build_mask(args, len(inputs), config.max_frames)
     schedule = schedule_windows(mask.frames, mask.given_indices, config.max_frames, args.overlap)
