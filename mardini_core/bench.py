@@ -136,11 +136,9 @@ def reference_seconds(best_of: int = 3) -> float:
     return matmul_seconds(torch.device("cpu"), torch.float32, REFERENCE_SIDE, best_of)
 
 
-def measured_peak(device: torch.device, dtype: torch.dtype) -> float:
-    """The device's matmul FLOP/s now: fp32 at 2048 on the CPU, the job's dtype at 8192 on CUDA."""
-    if device.type == "cuda":
-        return 2 * CUDA_PEAK_SIDE**3 / matmul_seconds(device, dtype, CUDA_PEAK_SIDE, 10)
-    return 2 * REFERENCE_SIDE**3 / reference_seconds(5)
+def cuda_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """The GPU's matmul FLOP/s now, in the job's dtype at 8192 (on the CPU the peak is the matmul-time's own)."""
+    return 2 * CUDA_PEAK_SIDE**3 / matmul_seconds(device, dtype, CUDA_PEAK_SIDE, 10)
 
 
 def datasheet_peak(device: torch.device, dtype: torch.dtype) -> float | None:
@@ -276,8 +274,8 @@ class Row:
     model_matmul_times: Spread
     model_tflop: float
     vae_tflop: float
-    peak_tflops: float  # measured matmul peak of the device, this run
-    mfu: float  # (model + VAE) FLOPs / median total / measured peak
+    peak_tflops: float  # the device's matmul peak measured in this run (CPU: median of the repeats' references)
+    mfu: float  # median over repeats of (model + VAE) FLOPs / seconds / measured peak
     mfu_datasheet: float | None
     peak_memory_gb: float | None
     compiled: str  # "no", "yes" or "failed: reason" (the row then ran uncompiled)
@@ -306,6 +304,7 @@ def run(job: Job, device: torch.device, repeats: int = 5) -> Row:
         uncompile(model)
         compiled = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
         generate_once(model, vae, job, inputs)
+    gpu_peak = cuda_peak(device, dtype) if device.type == "cuda" else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     clock = Stopwatch(model.planner, device)
@@ -323,7 +322,8 @@ def run(job: Job, device: torch.device, repeats: int = 5) -> Row:
     totals = [v + m for _, v, m, _ in samples]
     total = statistics.median(totals)
     flops = model_flops + vae_flops
-    peak = measured_peak(device, dtype)
+    # the CPU's peak is its fp32 2048^2 matmul, measured just before each repeat (the load drifts)
+    peaks = [gpu_peak or 2 * REFERENCE_SIDE**3 / r for r, *_ in samples]
     sheet = datasheet_peak(device, dtype)
     return Row(
         job=job,
@@ -336,8 +336,8 @@ def run(job: Job, device: torch.device, repeats: int = 5) -> Row:
         model_matmul_times=Spread.of([m / r for r, _, m, _ in samples]),
         model_tflop=model_flops / 1e12,
         vae_tflop=vae_flops / 1e12,
-        peak_tflops=peak / 1e12,
-        mfu=flops / total / peak,
+        peak_tflops=statistics.median(peaks) / 1e12,
+        mfu=statistics.median(flops / t / p for t, p in zip(totals, peaks)),
         mfu_datasheet=flops / total / sheet if sheet else None,
         peak_memory_gb=peak_memory,
         compiled=compiled,
