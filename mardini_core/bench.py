@@ -410,7 +410,7 @@ def identity_attention_rows(job: Job, device: torch.device, calls: int = 5) -> l
     masked = job.mask().to_tensor(batch, device)
     rows = []
     for name, fn in (
-        ("gather (fast)", lambda: identity_attention(q, k, v, FrameGroups(masked), temporal=temporal)),
+        ("gather (fast)", lambda: identity_attention(q, k, v, FrameGroups(masked, split=True), temporal=temporal)),
         ("dense mask", lambda: identity_attention_dense(q, k, v, masked, temporal=temporal)),
     ):
         fn()
