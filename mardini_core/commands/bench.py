@@ -151,10 +151,22 @@ def _fmt(value, spec: str) -> str:
 def print_table(report: dict) -> None:
     print(f"device: {report['device']}; times over {report['repeats']} repeats after one warm-up; "
           f"mm = matmul-times (one 2048^2 fp32 CPU matmul)")
+    if report["rows"]:
+        print_rows(report["rows"])
+    for r in report["identity_attention"]:
+        ms = r["ms"]
+        print(f"identity attention {r['impl']:<14} {r['preset']}: {r['batch']}x{r['frames']} frames x {r['tokens_per_frame']} tokens, "
+              f"{r['heads']} heads of {r['head_dim']}{' (temporal)' if r['temporal'] else ''}: "
+              f"{ms['min']:.2f}/{ms['median']:.2f}/{ms['max']:.2f} ms, peak {_fmt(r['peak_memory_gb'], '.3f')} GB")
+    for s in report["skipped"]:
+        print(f"skipped {s['suite']} {s['job']} ({s['backend']}): {s['reason']}")
+
+
+def print_rows(rows: list[dict]) -> None:
     print(f"{'suite':<9}{'preset':<9}{'size':>9}{'K':>3} {'given':<12}{'steps':>5}{'cfg':>5}{'fid':>4} {'dtype':<6}{'attn':<9}{'comp':<5}"
           f"{'total s min/med/max':>22}{'s/frame':>8}{'VAE s':>7}{'plan s':>7}{'model mm':>9}{'total mm':>9}"
           f"{'TFLOP':>8}{'peak TF/s':>10}{'MFU':>6}{'MFU ds':>7}{'peak GB':>8}")
-    for r in report["rows"]:
+    for r in rows:
         t = r["total_s"]
         print(f"{r['suite']:<9}{r['preset']:<9}{r['width']:>5}x{r['height']:<3}{r['frames']:>3} {r['given']:<12}{r['steps']:>5}"
               f"{r['guidance']:>5.1f}{r['fidelity']:>4.1f} {r['dtype']:<6}{r['backend']:<9}{r['compiled'][:4]:<5}"
@@ -166,10 +178,3 @@ def print_table(report: dict) -> None:
             print(f"{'':<9}paper: {r['paper']}")
         if r["compiled"].startswith("failed"):
             print(f"{'':<9}compile {r['compiled']}")
-    for r in report["identity_attention"]:
-        ms = r["ms"]
-        print(f"identity attention {r['impl']:<14} {r['preset']}: {r['batch']}x{r['frames']} frames x {r['tokens_per_frame']} tokens, "
-              f"{r['heads']} heads of {r['head_dim']}{' (temporal)' if r['temporal'] else ''}: "
-              f"{ms['min']:.2f}/{ms['median']:.2f}/{ms['max']:.2f} ms, peak {_fmt(r['peak_memory_gb'], '.3f')} GB")
-    for s in report["skipped"]:
-        print(f"skipped {s['suite']} {s['job']} ({s['backend']}): {s['reason']}")
