@@ -56,17 +56,17 @@ class SamplingCache:
     Each step then computes the masked frames alone."""
 
     masked_frames: torch.Tensor  # (Km,) frame indices the steps compute
-    rotations: torch.Tensor  # (Km, N, 1, 1, Dh/2)
+    rotations: torch.Tensor  # (Km, N, 1, Dh/2)
     frame_kv: list[FrameKV]  # per block
     plan: list[PlanCache]  # per block
 
 
 def generator_rotations(frames: torch.Tensor, rows: int, cols: int, head_dim: int) -> torch.Tensor:
-    """RoPE rotations over (frame index, row, column) -> (len(frames), rows * cols, 1, 1, head_dim // 2)."""
+    """RoPE rotations over (frame index, row, column) -> (len(frames), rows * cols, 1, head_dim // 2)."""
     device = frames.device
     grid = torch.meshgrid(frames, torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij")
     positions = torch.stack(grid, dim=-1).reshape(len(frames), rows * cols, 3)
-    return rope_tables(positions, head_dim)[:, :, None, None]
+    return rope_tables(positions, head_dim)[:, :, None]
 
 
 class Generator(FrameTransformer):

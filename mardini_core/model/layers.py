@@ -33,15 +33,9 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def project(self, x: torch.Tensor, rotations: torch.Tensor):
-        """x (B, K, N, D), rotations (K, N, 1, 1, Dh/2) -> q, k, v each (B, K, N, H, Dh), q and k normalised
-        and rotated: q and k share one LayerNorm call and one rotation (their affine weights stacked)."""
-        split = 2 * x.shape[-1]  # q and k are projected apart from v, so both come out contiguous
-        qk = rearrange(F.linear(x, self.qkv.weight[:split], self.qkv.bias[:split]), "b k n (two h d) -> b k n two h d", two=2, h=self.heads)
-        v = rearrange(F.linear(x, self.qkv.weight[split:], self.qkv.bias[split:]), "b k n (h d) -> b k n h d", h=self.heads)
-        weight = torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None]  # (2, 1, Dh)
-        bias = torch.stack([self.q_norm.bias, self.k_norm.bias])[:, None]
-        qk = apply_rope(torch.addcmul(bias, F.layer_norm(qk, weight.shape[-1:], eps=self.q_norm.eps), weight), rotations)
-        return qk[..., 0, :, :], qk[..., 1, :, :], v
+        """x (B, K, N, D), rotations (K, N, 1, Dh/2) -> q, k, v each (B, K, N, H, Dh), q and k normalised and rotated."""
+        q, k, v = rearrange(self.qkv(x), "b k n (three h d) -> three b k n h d", three=3, h=self.heads)
+        return apply_rope(self.q_norm(q), rotations), apply_rope(self.k_norm(k), rotations), v
 
     def forward(
         self,

@@ -29,7 +29,7 @@ class PlannerBlock(nn.Module):
         self.norm3 = nn.RMSNorm(cfg.hidden, eps=1e-6)
         self.mlp = MLP(cfg.hidden, cfg.mlp)
 
-    def forward(self, x, rotations, groups, backend):  # x: (B, K, N, D); rotations: (K, N, 1, 1, Dh/2)
+    def forward(self, x, rotations, groups, backend):  # x: (B, K, N, D); rotations: (K, N, 1, Dh/2)
         x = x + self.spatial(self.norm1(x), rotations, groups, Attention.SPATIAL, backend)
         x = x + self.mixing(self.norm2(x), rotations, groups, Attention.SPATIOTEMPORAL, backend)
         return x + self.mlp(self.norm3(x))
@@ -64,7 +64,7 @@ class Planner(FrameTransformer):
         next_col = self.next_token.to(tokens.dtype).expand(b, k, rows, 1, -1)
         x = rearrange(torch.cat([tokens, next_col], dim=3), "b k y x d -> b k (y x) d")
         positions = planner_positions(k, rows, cols, x.device).view(k, -1, 2)
-        rotations = rope_tables(positions, self.config.planner.hidden // self.config.planner.heads)[:, :, None, None]
+        rotations = rope_tables(positions, self.config.planner.hidden // self.config.planner.heads)[:, :, None]
         x = self.run_blocks(x, rotations, FrameGroups(masked), self.backend_for(x.device))
         x = rearrange(x, "b k (y x) d -> b k y x d", y=rows)[:, :, :, :cols]  # drop [NEXT] tokens
         return self.norm(rearrange(x, "b k y x d -> b k (y x) d"))

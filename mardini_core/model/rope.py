@@ -24,6 +24,6 @@ def rope_tables(positions: torch.Tensor, head_dim: int, theta: float = 10000.0) 
 
 
 def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive pairs of x (..., L, H, D) by `rotations` (L, 1, D/2) (heads broadcast) in float32."""
+    """Rotate consecutive pairs of x (..., D) by `rotations` broadcastable to (..., D/2), in float32."""
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())  # (..., L, H, D/2)
     return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)
