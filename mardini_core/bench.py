@@ -19,6 +19,7 @@ import re
 import resource
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -28,12 +29,13 @@ from .config import ATTENTION_BACKENDS, MarDiniConfig, preset
 from .errors import InputError
 from .masks import FrameMask, expansion, from_pattern, image_to_video, interpolation
 from .model import MarDini
+from .model.compiled import compile_blocks
+from .precision import DTYPES
 from .pipeline import decode_frames, default_fidelity, default_guidance, encode_frames, generate_latents, size_multiple
 from .sampler import guidance_active
 from .vae import TinyAEConfig, TinyAutoencoder
 from .vae.distill import DistillConfig
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # Dense bf16/fp16 tensor-core peaks in FLOP/s (H100 SXM / H200 and A100 datasheets).
 DATASHEET_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 REFERENCE_SIDE = 2048  # the matmul-time unit: one fp32 matmul of this side on the CPU
@@ -238,17 +240,6 @@ def count_flops(model: MarDini, vae: TinyAutoencoder, job: Job, inputs: Inputs) 
     return generate, counter.get_total_flops() - generate
 
 
-def compile_networks(model: MarDini) -> None:
-    """torch.compile each network's forward (instance attributes: hooks stay outside, undone by `uncompile`)."""
-    for network in (model.planner, model.generator):
-        network.forward = torch.compile(network.forward)
-
-
-def uncompile(model: MarDini) -> None:
-    for network in (model.planner, model.generator):
-        network.__dict__.pop("forward", None)
-
-
 @dataclass(frozen=True)
 class Spread:
     """min / median / max over the repeats."""
@@ -292,18 +283,13 @@ def run(job: Job, device: torch.device, repeats: int = 5) -> Row:
     vae = random_vae(model.config.latent_channels, device, dtype)
     inputs = Inputs.of(job, device)
     model_flops, vae_flops = count_flops(model, vae, job, inputs)
-    compiled = "no"
-    if job.compile:
-        compile_networks(model)
-        compiled = "yes"
-    try:
+    with warnings.catch_warnings(record=True) as caught:  # compile falls back to eager with a warning
+        warnings.simplefilter("always")
+        if job.compile:
+            compile_blocks(model, device)
         generate_once(model, vae, job, inputs)  # warm-up (and compilation)
-    except Exception as exc:  # torch.compile can fail where no compiler is installed: the row runs eager
-        if not job.compile:
-            raise
-        uncompile(model)
-        compiled = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
-        generate_once(model, vae, job, inputs)
+    failed = [str(w.message) for w in caught if "compile" in str(w.message)]
+    compiled = "no" if not job.compile else f"failed: {failed[0]}"[:200] if failed else "yes"
     gpu_peak = cuda_peak(device, dtype) if device.type == "cuda" else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -6,8 +6,9 @@ same deterministic sampling path that reuses the previous step's clean predictio
 spaced in log-SNR, so fewer generator calls reach what 25 DDIM steps reach.
 
 The planner's signal is computed once by the caller and reused at every step (the paper's
-asymmetric design: heavy planner once per clip, light generator once per step); the generator's
-states of the reference frames are cached once too, so each step computes only the masked frames.
+asymmetric design: heavy planner once per clip, light generator once per step); what else stays
+fixed (the reference frames' states, the plan's cross-attention keys and values) is cached once per
+window too (`sampling_cache`), so each step computes only the masked frames.
 Reference frames are re-inserted clean after every step, so they come back bit-exact. An anchored
 model diffuses masked frames as a residual from their anchor (anchor.py).
 
@@ -80,11 +81,11 @@ def _cfg_batch(model, z: torch.Tensor, plan: torch.Tensor | None, masked: torch.
     return torch.cat([z, z]), torch.cat([plan, model.generator.uncond_plan_like(plan)]), torch.cat([masked, masked])
 
 
-def guided_velocity(model, z_t, t, plan, masked, guidance: float, references=None, anchor=None) -> torch.Tensor:
+def guided_velocity(model, z_t, t, plan, masked, guidance: float, cache=None, anchor=None) -> torch.Tensor:
     """v = v_uncond + g (v_cond - v_uncond), conditional and unconditional in one batched call."""
     z, p, m = _cfg_batch(model, z_t, plan, masked, guidance)
     a = None if anchor is None else anchor.repeat(z.shape[0] // anchor.shape[0], 1, 1, 1, 1)
-    v = model.generator(z, t.repeat(z.shape[0] // t.shape[0]), p, m, references=references, anchor=a).float()
+    v = model.generator(z, t.repeat(z.shape[0] // t.shape[0]), p, m, cache=cache, anchor=a).float()
     if z.shape[0] == z_t.shape[0]:
         return v
     v_cond, v_uncond = v.chunk(2)
@@ -101,7 +102,7 @@ def draw_noise(shape: torch.Size, generator: torch.Generator | Sequence[torch.Ge
     return torch.stack([torch.randn(shape[1:], generator=g) for g in generator])
 
 
-def reference_cache(model, reference: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor, guidance: float):
+def sampling_cache(model, reference: torch.Tensor, plan: torch.Tensor | None, masked: torch.Tensor, guidance: float):
     """The generator's cache of what stays fixed across steps (reference frames' states, the plan's
     cross-attention keys and values), or None when the clips of a batch differ in mask.
 
@@ -190,7 +191,7 @@ def denoise(
         return torch.where(generated, offset + y, reference)
 
     y = noise()
-    references = reference_cache(model, reference, plan, masked, guidance)
+    cache = sampling_cache(model, reference, plan, masked, guidance)
     run = 1 if fidelity >= 1 else steps
     previous_y0 = None  # the last step's clean prediction (dpmpp_2m's history)
     for i in range(run):
@@ -198,7 +199,7 @@ def denoise(
             raise GenerationInterrupted(f"generation stopped at step {i} of {run}")
         t_now, t_next = times[i], times[i + 1]
         t = torch.full((y.shape[0],), float(t_now), device=y.device)
-        v = guided_velocity(model, clip(y), t, plan, masked, guidance, references, offset)
+        v = guided_velocity(model, clip(y), t, plan, masked, guidance, cache, offset)
         y0, eps = predict_x0_eps(y, v, t)
         if i == 0:
             mean = mean_scale * y0  # the model's mean estimate of the residual (t = 1)

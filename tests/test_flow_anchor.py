@@ -63,7 +63,7 @@ def test_a_zero_residual_returns_the_flow_frames_exactly_through_generate(monkey
     mask = masks.interpolation(9)
     images = torch.from_numpy(truth[[0, -1]]).permute(0, 3, 1, 2)
 
-    def zero_residual(z_t, t, plan, masked, references=None, anchor=None):  # v of a clean residual of zero
+    def zero_residual(z_t, t, plan, masked, cache=None, anchor=None):  # v of a clean residual of zero
         a, s = (c[:, None, None, None, None] for c in alpha_sigma(t))
         return a / s * (z_t - anchor)
 
@@ -176,7 +176,7 @@ def test_the_pixel_loss_of_a_zero_residual_is_the_anchors_own_error(seed):
 
     gen = torch.Generator().manual_seed(seed)
     model = flow_tiny()
-    model.generator.forward = lambda z_t, t, plan, masked, references=None, anchor=None: torch.zeros_like(z_t)
+    model.generator.forward = lambda z_t, t, plan, masked, cache=None, anchor=None: torch.zeros_like(z_t)
     decoder = torch.nn.Sequential(torch.nn.Conv2d(32, 3, 1), torch.nn.Upsample(scale_factor=8))
     masked = masks.interpolation(5).to_tensor(batch=2)
     z = torch.randn(2, 5, 32, 4, 4, generator=gen)

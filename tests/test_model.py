@@ -162,7 +162,7 @@ def test_sampling_cache_matches_full_computation(name, given, unconditional):
     for t in (0.9, 0.3):  # the same cache serves every step
         tt = torch.full((2,), t, dtype=torch.float64)
         full = model.generator(z, tt, plan, masked)
-        fast = model.generator(z, tt, plan, masked, references=cache)
+        fast = model.generator(z, tt, plan, masked, cache=cache)
         torch.testing.assert_close(fast[masked], full[masked], rtol=1e-9, atol=1e-9)
         assert torch.equal(fast[~masked], torch.zeros_like(fast[~masked]))
 

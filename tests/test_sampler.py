@@ -22,7 +22,6 @@ class FakeGenerator:
     def sampling_cache(self, reference, plan, masked, unconditional=0):
         return None
 
-    reference_cache = sampling_cache  # the generator's name for it until the cache rewrite of issue 12 lands
 
 
 class OracleGenerator(FakeGenerator):
@@ -33,7 +32,7 @@ class OracleGenerator(FakeGenerator):
         self.offset = torch.zeros_like(target) if offset is None else offset  # what the anchor adds to masked frames
         self.batches, self.inputs = [], []
 
-    def __call__(self, z_t, t, plan, masked, references=None, anchor=None):
+    def __call__(self, z_t, t, plan, masked, cache=None, anchor=None):
         self.batches.append(z_t.shape[0])
         self.inputs.append(z_t.clone())
         target = self.target.repeat(z_t.shape[0] // self.target.shape[0], 1, 1, 1, 1)
@@ -58,7 +57,7 @@ class GaussianGenerator(FakeGenerator):
     def __init__(self, mu, c):
         self.mu, self.c = mu, c
 
-    def __call__(self, z_t, t, plan, masked, references=None, anchor=None):
+    def __call__(self, z_t, t, plan, masked, cache=None, anchor=None):
         a, s = alpha_sigma(t)
         a, s = a[:, None, None, None, None], s[:, None, None, None, None]
         x0 = self.mu + a * self.c**2 / (a**2 * self.c**2 + s**2) * (z_t - a * self.mu)
@@ -184,13 +183,13 @@ def test_negative_guidance_refused():
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_reference_cache_gives_the_same_samples(monkeypatch, name):
+def test_sampling_cache_gives_the_same_samples(monkeypatch, name):
     """Steps computing only the masked frames (cached references) match full computation, CFG included."""
     model = live_tiny()
     reference, masked = torch.randn(1, 5, 32, 4, 4), torch.tensor([[False, True, True, False, True]])
     plan = model.planner(torch.randn(1, 5, 32, 2, 2), masked)
     cached = run(model, 3, reference, masked, plan, guidance=2.5, sampler=name)
-    monkeypatch.setattr(sampler, "reference_cache", lambda *args: None)
+    monkeypatch.setattr(sampler, "sampling_cache", lambda *args: None)
     torch.testing.assert_close(run(model, 3, reference, masked, plan, guidance=2.5, sampler=name), cached, atol=1e-5, rtol=1e-5)
 
 

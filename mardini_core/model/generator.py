@@ -128,11 +128,11 @@ class Generator(FrameTransformer):
         cfg = self.config.generator
         return generator_rotations(frames, rows, cols, cfg.hidden // cfg.heads)
 
-    def forward(self, z_t, t, plan, masked, references: SamplingCache | None = None, anchor: torch.Tensor | None = None):
+    def forward(self, z_t, t, plan, masked, cache: SamplingCache | None = None, anchor: torch.Tensor | None = None):
         """z_t (B, K, C, H, W), t (B,), plan (B, K, M, Dp) or None, masked (B, K) -> v (B, K, C, H, W).
 
         `anchor` (B, K, C, H, W): the anchor's latents with the given frames in place (anchor.py);
-        read by flow-anchored models only. With `references` from `sampling_cache`, only the masked
+        read by flow-anchored models only. With a `cache` from `sampling_cache`, only the masked
         frames are computed (the v of reference frames is then returned as zeros; samplers never use it)
         and the plan comes from the cache.
         """
@@ -140,17 +140,17 @@ class Generator(FrameTransformer):
         if self.sees_anchor and (anchor is None or anchor.shape != z_t.shape):
             raise InputError(f"this flow-anchored generator needs the anchor's latents of shape {tuple(z_t.shape)}")
         mixing, backend = Attention(self.attention), self.backend_for(z_t.device)  # mixing: "T" or "ST" as stored
-        if references is None:
+        if cache is None:
             x, rows, cols = self._embed(z_t, anchor)
             rotations = self._rotations(torch.arange(masked.shape[1], device=z_t.device), rows, cols)
             c = self.time(torch.where(masked, t[:, None].float(), torch.zeros((), device=t.device)))  # refs at t = 0
             x = self.run_blocks(x, c, plan, rotations, FrameGroups(masked), mixing, backend)
             return self._output(x, c, rows)
-        frames = references.masked_frames
+        frames = cache.masked_frames
         x, rows, _ = self._embed(z_t[:, frames], None if anchor is None else anchor[:, frames])
         c = self.time(t[:, None].float())  # (B, 1, D): every masked frame is at time t
-        for block, frame_kv, plan in zip(self.blocks, references.frame_kv, references.plan):
-            x = block(x, c, plan, references.rotations, None, mixing, backend, frame_kv)
+        for block, frame_kv, plan in zip(self.blocks, cache.frame_kv, cache.plan):
+            x = block(x, c, plan, cache.rotations, None, mixing, backend, frame_kv)
         out = torch.zeros(z_t.shape, dtype=x.dtype, device=x.device)
         out[:, frames] = self._output(x, c, rows)
         return out
