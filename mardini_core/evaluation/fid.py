@@ -26,12 +26,13 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 2 or len(b) < 2:
         raise InputError(f"FID needs at least 2 frames per side, got {len(a)} and {len(b)}; evaluate more clips")
     mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    # Tr (S_a S_b)^(1/2) = sum of sqrt(eigenvalues) of the symmetric S_a^(1/2) S_b S_a^(1/2)
-    w, v = np.linalg.eigh(cov_a)
-    root_a = (v * np.sqrt(w.clip(min=0))) @ v.T
-    cross = np.sqrt(np.linalg.eigvalsh(root_a @ cov_b @ root_a).clip(min=0)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+    # S_a = A^T A and S_b = B^T B with A, B the centred sets over sqrt(N - 1), sqrt(M - 1). The nonzero
+    # eigenvalues of S_a S_b are the squared singular values of A B^T, so Tr (S_a S_b)^(1/2) is the sum of
+    # those: an (N, M) problem instead of (D, D) ones (a few hundred frames beside 2048 features; 30 s -> ms).
+    centred_a = (a - mu_a) / np.sqrt(len(a) - 1)
+    centred_b = (b - mu_b) / np.sqrt(len(b) - 1)
+    cross = np.linalg.svd(centred_a @ centred_b.T, compute_uv=False).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + (centred_a**2).sum() + (centred_b**2).sum() - 2 * cross)
 
 
 class FeatureBank:

