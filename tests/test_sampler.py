@@ -8,7 +8,7 @@ from mardini_core.anchor import neighbour_blend
 from mardini_core.config import MarDiniConfig
 from mardini_core.errors import GenerationInterrupted, InputError
 from mardini_core.pipeline import check_sampling
-from mardini_core.sampler import LOG_SNR_SPAN, SAMPLERS, denoise, guided_velocity, log_snr, sampling_times
+from mardini_core.sampler import MAX_STEPS, SAMPLERS, denoise, guided_velocity, log_snr, sampling_times
 from mardini_core.schedule import alpha_sigma, predict_x0_eps
 from support import live_tiny
 
@@ -83,12 +83,16 @@ def test_ddim_times():
         sampling_times(0)
 
 
-@pytest.mark.parametrize("steps", [1, 2, 3, 10, 25])
-def test_dpmpp_2m_times_are_evenly_spaced_in_log_snr_between_pure_noise_and_clean(steps):
+@settings(deadline=None)
+@given(steps=st.integers(1, MAX_STEPS))
+def test_dpmpp_2m_times_go_from_pure_noise_to_clean_evenly_in_log_snr(steps):
     times = sampling_times(steps, "dpmpp_2m")
     assert len(times) == steps + 1 and times[0] == 1 and times[-1] == 0 and (times.diff() < 0).all()
-    inside = torch.linspace(*LOG_SNR_SPAN, steps + 1)[1:-1]
-    torch.testing.assert_close(log_snr(times[1:-1]), inside, atol=1e-4, rtol=1e-4)
+    lam = log_snr(times[1:-1])
+    if 2 < steps <= 200:  # past that, float32 times near 1 cannot hold the spacing exactly
+        torch.testing.assert_close(lam.diff(), lam.diff()[:1].expand(steps - 2), atol=1e-3, rtol=1e-3)
+        more = log_snr(sampling_times(steps + 1, "dpmpp_2m")[1:-1])
+        assert more[0] < lam[0] and more[-1] > lam[-1]  # more steps reach further towards both ends
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
