@@ -19,7 +19,6 @@ import re
 import resource
 import statistics
 import time
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +28,7 @@ from .config import ATTENTION_BACKENDS, MarDiniConfig, preset
 from .errors import InputError
 from .masks import FrameMask, expansion, from_pattern, image_to_video, interpolation
 from .model import MarDini
-from .model.compiled import compile_blocks
+from .model.compiled import compile_blocks, compile_errors, compile_unavailable
 from .precision import DTYPES
 from .pipeline import decode_frames, default_fidelity, default_guidance, encode_frames, generate_latents, size_multiple
 from .sampler import guidance_active
@@ -283,13 +282,12 @@ def run(job: Job, device: torch.device, repeats: int = 5) -> Row:
     vae = random_vae(model.config.latent_channels, device, dtype)
     inputs = Inputs.of(job, device)
     model_flops, vae_flops = count_flops(model, vae, job, inputs)
-    with warnings.catch_warnings(record=True) as caught:  # compile falls back to eager with a warning
-        warnings.simplefilter("always")
-        if job.compile:
-            compile_blocks(model, device)
-        generate_once(model, vae, job, inputs)  # warm-up (and compilation)
-    failed = [str(w.message) for w in caught if "compile" in str(w.message)]
-    compiled = "no" if not job.compile else f"failed: {failed[0]}"[:200] if failed else "yes"
+    compiled = "no"
+    if job.compile:
+        compiled = "yes" if compile_blocks(model, device) else f"failed: {compile_unavailable(device)}"
+    generate_once(model, vae, job, inputs)  # warm-up (and compilation; a block that fails runs eagerly)
+    if compile_errors(model):
+        compiled = f"failed: {compile_errors(model)[0]}"[:200]
     gpu_peak = cuda_peak(device, dtype) if device.type == "cuda" else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -46,6 +46,7 @@ def test_a_compile_failure_falls_back_to_eager_for_good(monkeypatch):
     assert len(calls) == blocks  # each block tried its compiled forward once, then stayed eager
     window(model)
     assert len(calls) == blocks
+    assert compiled.compile_errors(model) == ["RuntimeError: inductor: no working C++ compiler"] * blocks
 
 
 @pytest.mark.slow
@@ -56,5 +57,6 @@ def test_compiled_blocks_give_the_eager_result():
     eager = window(model, steps=3)
     assert compile_blocks(model)
     torch.testing.assert_close(window(model, steps=3), eager, rtol=1e-5, atol=1e-5)
+    assert compiled.compile_errors(model) == []
     state = model.state_dict()
     assert all("_orig_mod" not in name for name in state)  # checkpoints keep their names

@@ -35,16 +35,15 @@ class CompiledForward:
     def __init__(self, block: nn.Module):
         self.eager = block.forward
         self.compiled = torch.compile(self.eager, dynamic=False)
-        self.failed = False
+        self.error: str | None = None  # why compile failed, once it has
 
     def __call__(self, *args, **kwargs):
-        if not self.failed:
+        if self.error is None:
             try:
                 return self.compiled(*args, **kwargs)
             except Exception as exc:  # a compiler error must not lose the user's run
-                self.failed = True
-                warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                              "running without compile", stacklevel=2)
+                self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                warnings.warn(f"torch.compile failed ({self.error}); running without compile", stacklevel=2)
         return self.eager(*args, **kwargs)
 
 
@@ -63,3 +62,9 @@ def compile_blocks(model: nn.Module, device: torch.device | None = None) -> bool
             if not isinstance(block.__dict__.get("forward"), CompiledForward):
                 block.forward = CompiledForward(block)
     return True
+
+
+def compile_errors(model: nn.Module) -> list[str]:
+    """Why compiled blocks fell back to eager (empty while they run compiled, or were never compiled)."""
+    blocks = [*model.planner.blocks, *model.generator.blocks]
+    return [f.error for f in (b.__dict__.get("forward") for b in blocks) if isinstance(f, CompiledForward) and f.error]
