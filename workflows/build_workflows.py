@@ -118,7 +118,7 @@ def load_video(g, name="mardini_video.mp4"):
 def load_model(g, col=1, row=0):
     """The embedded default model and its own autoencoder (the loader's vae output): nothing to download."""
     return g.node("MarDiniModelLoader", col, row, outputs=[("model", "MARDINI_MODEL"), ("vae", "VAE")],
-                  widgets=["(embedded default)", "auto", "auto", "auto"])
+                  widgets=["(embedded default)", "auto", "auto", "auto", False])
 
 
 def save_webp(g, image_node, out, prefix, col, row=0, fps=8.0, fps_from=None):
