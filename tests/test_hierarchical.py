@@ -38,13 +38,19 @@ def check_plan(plan, total, inputs, window):
     assert known == set(range(total))
 
 
+@st.composite
+def requests(draw):
+    """A long-video request: total frames, the given ones, the model's window and the overlap."""
+    total = draw(st.integers(2, 300))
+    window = draw(st.integers(3, 33))
+    inputs = draw(st.sets(st.integers(0, total - 1), min_size=1, max_size=min(total - 1, 8)))
+    return total, inputs, window, draw(st.integers(1, window - 1))
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.data())
-def test_any_request_is_covered_within_the_window(data):
-    total = data.draw(st.integers(2, 300))
-    window = data.draw(st.integers(3, 33))
-    inputs = data.draw(st.sets(st.integers(0, total - 1), min_size=1, max_size=min(total - 1, 8)))
-    overlap = data.draw(st.integers(1, window - 1))
+@given(requests())
+def test_any_request_is_covered_within_the_window(request):
+    total, inputs, window, overlap = request
     check_plan(schedule_windows(total, sorted(inputs), window, overlap), total, inputs, window)
 
 
@@ -149,12 +155,10 @@ def check_batches(plan, size):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.data())
-def test_batches_produce_every_frame_once(data):
-    total = data.draw(st.integers(2, 300))
-    window = data.draw(st.integers(3, 33))
-    inputs = data.draw(st.sets(st.integers(0, total - 1), min_size=1, max_size=min(total - 1, 8)))
-    check_batches(schedule_windows(total, sorted(inputs), window, data.draw(st.integers(1, window - 1))), data.draw(st.integers(1, 9)))
+@given(requests(), st.integers(1, 9))
+def test_batches_produce_every_frame_once(request, batch):
+    total, inputs, window, overlap = request
+    check_batches(schedule_windows(total, sorted(inputs), window, overlap), batch)
 
 
 def test_slow_motion_levels_run_as_batches():
