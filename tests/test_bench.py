@@ -3,7 +3,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from mardini_core import bench
 from mardini_core.cli import build_parser, main
 from mardini_core.commands.bench import chosen_jobs, parse_size
 from mardini_core.config import preset
-from mardini_core.errors import InputError, MaskError
+from mardini_core.errors import InputError
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parents[1]

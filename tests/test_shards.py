@@ -19,7 +19,6 @@ from mardini_core.data.encode import encode_videos
 from mardini_core.data.frames import FrameBank
 from mardini_core.data.shards import FORMAT, VERSION, LatentShards, ShardIndex, _epoch_order, write_shard
 from mardini_core.errors import ConfigError, InputError
-from mardini_core.pipeline import to_model_space
 from mardini_core.training.config import StageConfig
 from mardini_core.training.trainer import RunOptions, Trainer, data_order
 
