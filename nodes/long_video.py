@@ -15,7 +15,7 @@ from mardini_core.pipeline import images_from_hwc, size_multiple
 from . import comfy_bridge
 from .comfy_vae import ComfyVAE
 from .fitting import FIT
-from .sampler import RESTORE_DETAIL, sampling_inputs
+from .sampler import FIDELITY, RESTORE_DETAIL, SAMPLER, sampling_inputs
 from .types import MODEL_AND_VAE
 
 MODES = ("slow motion", "expansion", "loop")
@@ -60,10 +60,11 @@ class MarDiniLongVideo:
                     "expansion: how many finished frames each next piece looks back at; 0 = automatic."}),
                 **sampling_inputs(guidance_default=1.0),
             },
-            "optional": {"restore_detail": RESTORE_DETAIL, "fit": FIT},
+            "optional": {"restore_detail": RESTORE_DETAIL, "fit": FIT, "fidelity": FIDELITY, "sampler": SAMPLER},
         }
 
-    def generate(self, model, vae, images, mode, frames, overlap, steps, guidance, seed, eta, restore_detail=True, fit="crop"):
+    def generate(self, model, vae, images, mode, frames, overlap, steps, guidance, seed, eta, restore_detail=True, fit="crop",
+                 fidelity=-1.0, sampler="ddim"):
         net, config = model.model, model.config
         if images.dim() != 4 or images.shape[0] == 0:
             raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
@@ -80,8 +81,9 @@ class MarDiniLongVideo:
         model.load_all()  # the planner runs once per window: both networks stay loaded for the whole plan
         video = run_schedule(
             schedule, net, adapter, pixels, seed=seed, steps=steps, guidance=guidance, eta=eta, restore_detail=restore_detail,
+            fidelity=None if fidelity < 0 else fidelity, sampler=sampler,  # None: each window's own default
             on_window=lambda i, w: window.__setitem__(0, i),
-            callback=lambda step, total_steps, x0: report(window[0] * steps + step),
+            callback=lambda step, total_steps, x0: report(window[0] * steps + step * steps // total_steps),
         )
         model.planner_done()
         out = video[:frames].movedim(1, -1).to(comfy_bridge.output_device())

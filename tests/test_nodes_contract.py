@@ -78,7 +78,9 @@ CONTRACT = {
             ("overlap", "INT", {"default": 0, "min": 0, "max": 1024}),
             SAMPLING[0], ("guidance", "FLOAT", {**SAMPLING[1][2], "default": 1.0}), SAMPLING[2], SAMPLING[3],
         ],
-        "optional": [RESTORE_DETAIL, FIT],
+        "optional": [RESTORE_DETAIL, FIT,
+                     ("fidelity", "FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.05, "round": 0.01}),
+                     ("sampler", ["ddim", "dpmpp_2m"], {"default": "ddim"})],
         "returns": [("IMAGE", "frames"), ("STRING", "plan")],
     },
     "MarDiniSmootherVideo": {

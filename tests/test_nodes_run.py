@@ -192,6 +192,21 @@ def test_long_video(model, mode, count, frames):
         assert torch.equal(video[-1], images[-1])
 
 
+def test_long_video_takes_fidelity_and_sampler_and_fills_its_progress_bar(model):
+    images = torch.rand(3, 32, 32, 3)
+
+    def run(**optional):
+        return N["MarDiniLongVideo"]().generate(model, FakeVAE(32, packed=True), images, "slow motion", 20, 0, 3, 1.0, 0, 0.0,
+                                                **optional)[0]
+
+    ddim = run()
+    assert not torch.equal(run(sampler="dpmpp_2m"), ddim)  # the sampler reaches the windows
+    comfy.utils.UPDATES.clear()
+    assert not torch.equal(run(fidelity=1.0), ddim)
+    done, total = comfy.utils.UPDATES[-1][:2]
+    assert done == total  # one pass per window still ends at a full bar
+
+
 def test_long_video_slow_motion_needs_two_images(model):
     with pytest.raises(InputError, match="at least 2 images"):
         N["MarDiniLongVideo"]().generate(model, FakeVAE(32), torch.rand(1, 32, 32, 3), "slow motion", 20, 0, 1, 1.0, 0, 0.0)

@@ -215,7 +215,7 @@ def slow_motion_workflow():
     model = load_model(g, col=2)
     long_video = g.node("MarDiniLongVideo", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE")],
                         outputs=[("frames", "IMAGE"), ("plan", "STRING")],
-                        widgets=["slow motion", 25, 0, 12, 1.0, 0, "fixed", 0.0, True, "crop"])
+                        widgets=["slow motion", 25, 0, 12, 1.0, 0, "fixed", 0.0, True, "crop", -1.0, "ddim"])
     g.link(model, "model", long_video, "model")
     g.link(model, "vae", long_video, "vae")
     g.link(pixels, "IMAGE", long_video, "images")
