@@ -83,7 +83,7 @@ class MarDiniSmootherVideo:
         frames = run_schedule(
             schedule, model.model, adapter, pixels, seed=seed, steps=steps, guidance=1.0, eta=0.0,
             restore_detail=restore_detail, on_window=lambda i, w: window.__setitem__(0, i),
-            callback=lambda step, total_steps, x0: report(window[0] * steps + step),
+            callback=lambda step, total_steps, x0: report(window[0] * steps + step * steps // total_steps),
         )
         model.planner_done()
         return (frames.movedim(1, -1).to(comfy_bridge.output_device()), float(fps) * factor, schedule.describe())
