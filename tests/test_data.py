@@ -59,6 +59,12 @@ def test_only_broken_files_is_a_clear_error(tmp_path):
         VideoClips(tmp_path, SMALL)
 
 
+def test_a_missing_data_path_is_named(tmp_path):
+    (tmp_path / "real.mp4").write_bytes(b"garbage")
+    with pytest.raises(InputError, match=r"typo\.mp4 does not exist; give a video file or a folder of videos"):
+        find_segments([tmp_path / "real.mp4", tmp_path / "typo.mp4"])
+
+
 def test_clip_is_the_strided_frames_and_low_view_is_a_box_filter():
     clips = VideoClips(CLIPS / "video_with_failing_audio.mp4", ClipConfig(frames=3, stride=5, height=64, width=64))
     high, low = clips.load(2)

@@ -55,6 +55,8 @@ def _manifest_segments(folder: Path) -> list[Wanted]:
 def _wanted(paths: Iterable[str | os.PathLike]) -> list[Wanted]:
     wanted: list[Wanted] = []
     for p in map(Path, paths):
+        if not p.exists():
+            raise InputError(f"{p} does not exist; give a video file or a folder of videos")
         if p.is_dir():
             if (p / MANIFEST).is_file():
                 wanted += _manifest_segments(p)
