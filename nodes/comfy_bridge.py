@@ -146,6 +146,21 @@ def step_reporter(total: int):
     return report
 
 
+class ScheduleProgress:
+    """A window schedule on ComfyUI's progress bar: `steps` units per window whatever number of passes a
+    window really makes (one at fidelity 1), so the bar always ends full; Cancel is honoured at every step."""
+
+    def __init__(self, windows: int, steps: int):
+        self.steps, self.window = steps, 0
+        self.report = step_reporter(windows * steps)
+
+    def on_window(self, index: int, _window) -> None:
+        self.window = index
+
+    def step(self, step: int, total: int, _x0) -> None:
+        self.report(self.window * self.steps + step * self.steps // total)
+
+
 def input_directory() -> str:
     """ComfyUI's input folder (what LoadImage and LoadVideo list)."""
     import folder_paths

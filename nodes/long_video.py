@@ -76,14 +76,12 @@ class MarDiniLongVideo:
         pixels = fit_images(images_from_hwc(images[..., :3]), size_multiple(config, adapter.downscale), fit)
         if mode == "loop":
             pixels = torch.cat([pixels, pixels[:1]])
-        report = comfy_bridge.step_reporter(len(schedule) * steps)
-        window = [0]
+        progress = comfy_bridge.ScheduleProgress(len(schedule), steps)
         model.load_all()  # the planner runs once per window: both networks stay loaded for the whole plan
         video = run_schedule(
             schedule, net, adapter, pixels, seed=seed, steps=steps, guidance=guidance, eta=eta, restore_detail=restore_detail,
             fidelity=None if fidelity < 0 else fidelity, sampler=sampler,  # None: each window's own default
-            on_window=lambda i, w: window.__setitem__(0, i),
-            callback=lambda step, total_steps, x0: report(window[0] * steps + step * steps // total_steps),
+            on_window=progress.on_window, callback=progress.step,
         )
         model.planner_done()
         out = video[:frames].movedim(1, -1).to(comfy_bridge.output_device())

@@ -77,13 +77,11 @@ class MarDiniSmootherVideo:
         print(f"[MarDini] smoother video schedule:\n{schedule.describe()}")
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
         pixels = fit_images(images_from_hwc(video[..., :3]), size_multiple(config, adapter.downscale), fit)
-        report = comfy_bridge.step_reporter(len(schedule) * steps)
-        window = [0]
+        progress = comfy_bridge.ScheduleProgress(len(schedule), steps)
         model.load_all()
         frames = run_schedule(
             schedule, model.model, adapter, pixels, seed=seed, steps=steps, guidance=1.0, eta=0.0,
-            restore_detail=restore_detail, on_window=lambda i, w: window.__setitem__(0, i),
-            callback=lambda step, total_steps, x0: report(window[0] * steps + step * steps // total_steps),
+            restore_detail=restore_detail, on_window=progress.on_window, callback=progress.step,
         )
         model.planner_done()
         return (frames.movedim(1, -1).to(comfy_bridge.output_device()), float(fps) * factor, schedule.describe())
