@@ -19,9 +19,9 @@ import torch
 from ..data.clips import ClipConfig
 from ..data.encode import encode_videos
 from ..errors import InputError
+from ..precision import DTYPES
 from ..vae import load_vae
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def size(text: str) -> tuple[int, int]:
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random crops")
     parser.add_argument("--shard-size", type=int, default=256, help="clips per shard")
     parser.add_argument("--batch", type=int, default=16, help="clips encoded at once")
-    parser.add_argument("--dtype", default="float32", choices=DTYPES, help="stored latent precision (float16 halves the disk)")
+    parser.add_argument("--dtype", default="fp32", choices=DTYPES, help="stored latent precision (fp16 or bf16 halve the disk)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (0 = torch's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per process at the end")
