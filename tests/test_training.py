@@ -287,10 +287,14 @@ def test_the_default_flow_stage_trains_from_frames_with_flow_anchors_at_reduced_
         optim=dataclasses.replace(cfg.optim, batch=2, warmup=1),
         checkpoint=dataclasses.replace(cfg.checkpoint, log_every=1, every=2),
     )
-    pixel = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, losses=("diffusion", "pixel")))
+    pixel = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, losses=("diffusion", "pixel")),
+                                data=dataclasses.replace(cfg.data, short_side=48))
     with_pixels = Trainer(pixel, RunOptions(tmp_path / "pixel"))
+    assert {min(s.shape[1:3]) for s in with_pixels.data.segments} == {48}  # shrunk to short_side, crops upscaled to fit
     *_, pixels, anchor_pixels = with_pixels.batch(0)
     assert pixels.shape == anchor_pixels.shape == (2, 9, 3, 64, 64) and 0 <= float(pixels.min()) <= float(pixels.max()) <= 1
+    with pytest.raises(ConfigError, match="short_side"):
+        dataclasses.replace(pixel, data=dataclasses.replace(pixel.data, short_side=-1))
     assert math.isfinite(with_pixels.train_step(0, *with_pixels.batch(0))["pixel"])
     with pytest.raises(ConfigError, match="pixel"):
         dataclasses.replace(pixel, model=dataclasses.replace(pixel.model, anchor="neighbours"))

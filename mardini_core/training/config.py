@@ -44,6 +44,7 @@ class DataSection:
     loader: str = "latents"  # "latents": clips encoded once; "frames": every video decoded once into memory, fresh clips encoded every step (data/frames.py; needed for "flow"); "shards": paths are folders of latent shards written by `encode` (data/shards.py), no video is decoded
     shard_buffer: int = 4  # loader "shards": clips are shuffled within runs of this many shards (shard order is shuffled every epoch)
     stride_max: int = 0  # loader "frames": strides drawn from stride..stride_max (0 = stride only)
+    short_side: int = 0  # loader "frames": videos shrunk to this short side before crops are cut (0 = just over the crop); the eval scores at 256, so crops of a 256 frame train at the scale of its motion
     synthetic: float = 0.0  # loader "frames": fraction of clips replaced by synthetic motion over their frames (data/synthetic.py)
     held_out: bool = False  # leave out the project's held-out files (data/split.py)
 
@@ -182,6 +183,8 @@ def _validate(cfg: StageConfig) -> None:
         raise bad("data.synthetic and train.regression must lie in [0, 1]")
     if cfg.data.stride_max and cfg.data.stride_max < cfg.data.stride:
         raise bad(f"data.stride_max ({cfg.data.stride_max}) must be 0 or at least data.stride ({cfg.data.stride})")
+    if cfg.data.short_side < 0:
+        raise bad(f"data.short_side must be 0 (just over the crop) or a size in pixels, got {cfg.data.short_side}")
     if cfg.data.frames < 2:
         raise bad("data.frames must be >= 2 (a clip needs a kept and a masked frame)")
     if cfg.optim.precision not in ("auto", "bf16", "fp32"):

@@ -153,7 +153,8 @@ class Trainer:
             self.shards.check(c.frames, c.stride, c.height, c.width, self.config)
             return self.shards
         if c.loader == "frames":
-            return FrameBank(c.paths, side=int(1.15 * max(c.height, c.width * 9 / 16)), frames=c.frames, held_out=c.held_out)
+            side = c.short_side or int(1.15 * max(c.height, c.width * 9 / 16))
+            return FrameBank(c.paths, side=side, frames=c.frames, held_out=c.held_out)
         clip = ClipConfig(c.frames, c.stride, c.height, c.width, c.crop, planner_downscale=self.config.planner_downscale)
         clips = VideoClips(c.paths, clip, seed=self.cfg.seed, exclude=HELD_OUT_FILES if c.held_out else frozenset())
         latents = LatentClips(clips, self.vae, (self.opts.cache_dir or self.out / "latents") if c.cache_latents else None)
