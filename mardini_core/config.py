@@ -68,6 +68,7 @@ class MarDiniConfig:
     vae: str = ""  # name of the autoencoder whose latents the model was trained on ("" = unknown)
     anchor: str = "none"  # "none": masked latents diffused from noise (the paper); "neighbours" / "flow": as a residual from an anchor (anchor.py)
     mean_scale: float = 1.0  # anchored models: the share of their mean residual estimate kept between given frames (pipeline.mean_scale_for), calibrated on training clips
+    open_fidelity: float = 1.0  # anchored models: the sampler's default fidelity where a generated frame has a given frame on one side only (pipeline.default_fidelity), calibrated so clips move as much as true ones
 
     def __post_init__(self) -> None:
         validate(self)
@@ -122,6 +123,8 @@ def validate(cfg: MarDiniConfig) -> None:
         raise ConfigError(f"config.anchor must be one of {ANCHORS}, got {cfg.anchor!r}")
     if not (_number(cfg.mean_scale) and 0 <= cfg.mean_scale <= 1 and (cfg.mean_scale == 1 or cfg.anchor != "none")):
         raise ConfigError(f"mean_scale must lie in 0..1, and be 1 for a model without an anchor, got {cfg.mean_scale!r}")
+    if not (_number(cfg.open_fidelity) and 0 <= cfg.open_fidelity <= 1 and (cfg.open_fidelity == 1 or cfg.anchor != "none")):
+        raise ConfigError(f"open_fidelity must lie in 0..1, and be 1 for a model without an anchor, got {cfg.open_fidelity!r}")
     if not (_number(cfg.latent_scale) and cfg.latent_scale > 0 and math.isfinite(cfg.latent_scale)):
         raise ConfigError(f"latent_scale must be a positive finite number, got {cfg.latent_scale!r}")
     if not (_number(cfg.latent_shift) and math.isfinite(cfg.latent_shift)):

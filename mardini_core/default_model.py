@@ -35,7 +35,7 @@ def load_default(device: str | torch.device = "cpu", dtype: torch.dtype | None =
 
 
 def package_default(model_path: str | os.PathLike, vae_path: str | os.PathLike, out_dir: str | os.PathLike = DEFAULT_DIR,
-                    mean_scale: float | None = None) -> Path:
+                    mean_scale: float | None = None, open_fidelity: float | None = None) -> Path:
     """Write a trained model (fp16, its VAE named mardini-tae, `mean_scale` as calibrated with
     `eval --split train --mean-scale`) and its autoencoder into `out_dir`."""
     from .vae import load_mardini_tae, save_mardini_tae
@@ -43,7 +43,8 @@ def package_default(model_path: str | os.PathLike, vae_path: str | os.PathLike, 
     model = load_checkpoint(model_path)
     if model.config.latent_channels != 32:
         raise CheckpointError(f"{model_path} uses {model.config.latent_channels}-channel latents; mardini-tae makes 32")
-    model.relabel(vae=DEFAULT_VAE, **({} if mean_scale is None else {"mean_scale": mean_scale}))
+    calibrated = {k: v for k, v in (("mean_scale", mean_scale), ("open_fidelity", open_fidelity)) if v is not None}
+    model.relabel(vae=DEFAULT_VAE, **calibrated)
     out = Path(out_dir)
     save_checkpoint(out / MODEL_FILE.name, model.half(), {"source": Path(model_path).name})
     save_mardini_tae(out / VAE_FILE.name, load_mardini_tae(vae_path), {"source": Path(vae_path).name})

@@ -51,9 +51,13 @@ def test_switching_to_or_from_the_flow_anchor_is_refused_where_shapes_would_chan
     model = live_tiny()
     with pytest.raises(ConfigError, match="flow"):
         model.relabel(anchor="flow")
-    model.relabel(anchor="neighbours", mean_scale=0.5)
+    model.relabel(anchor="neighbours", mean_scale=0.5, open_fidelity=0.8)
+    assert (model.config.mean_scale, model.config.open_fidelity) == (0.5, 0.8)
     with pytest.raises(ConfigError, match="mean_scale"):
         MarDiniConfig(mean_scale=0.5)  # no anchor: nothing to shrink towards
+    for bad in (0.5, -0.1, 1.5, float("nan")):  # no anchor: the paper's DDIM, nothing to mix
+        with pytest.raises(ConfigError, match="open_fidelity"):
+            MarDiniConfig(anchor="none" if bad == 0.5 else "flow", open_fidelity=bad)
 
 
 def test_a_zero_residual_returns_the_flow_frames_exactly_through_generate(monkeypatch):
@@ -105,11 +109,18 @@ def test_fidelity_one_calls_the_generator_once_and_bad_values_are_refused():
             denoise(FakeModel(gen), reference, masked, None, steps=2, fidelity=bad)
 
 
-def test_default_fidelity_keeps_the_paper_and_follows_the_mask_for_anchored_models():
-    assert default_fidelity(masks.interpolation(9), MarDiniConfig()) == 0.0
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.booleans(), min_size=3, max_size=9).filter(lambda g: any(g) and not all(g)),
+       st.sampled_from(["flow", "neighbours"]), st.floats(0, 1))
+def test_default_fidelity_keeps_the_paper_and_follows_the_mask_for_anchored_models(given_row, anchor, open_fidelity):
+    """The paper's DDIM without an anchor; the mean between given frames; the calibrated open_fidelity
+    wherever an end is generated (image-to-video, expansion)."""
+    mask = masks.from_indices(len(given_row), [i for i, g in enumerate(given_row) if g])
+    assert default_fidelity(mask, MarDiniConfig()) == 0.0
+    anchored = MarDiniConfig(anchor=anchor, open_fidelity=open_fidelity)
+    assert default_fidelity(mask, anchored) == (1.0 if given_row[0] and given_row[-1] else open_fidelity)
+    assert default_fidelity(masks.image_to_video(9), MarDiniConfig(anchor=anchor)) == 1.0  # checkpoints from before keep theirs
     anchored = MarDiniConfig(anchor="flow")
-    assert default_fidelity(masks.interpolation(9), anchored) == 1.0
-    assert default_fidelity(masks.image_to_video(9), anchored) == 1.0
     shrunk = anchored.replace(mean_scale=0.25)
     assert mean_scale_for(masks.interpolation(9), shrunk) == 0.25
     assert mean_scale_for(masks.image_to_video(9), shrunk) == 1.0  # an open clip's residual is its motion: never shrunk

@@ -10,7 +10,7 @@ from .generator import Generator
 from .planner import Planner
 
 
-RELABELLABLE = {"name", "vae", "latent_scale", "latent_shift", "max_frames", "generator_attention", "anchor", "mean_scale"}
+RELABELLABLE = {"name", "vae", "latent_scale", "latent_shift", "max_frames", "generator_attention", "anchor", "mean_scale", "open_fidelity"}
 
 
 class MarDini(nn.Module):
