@@ -169,6 +169,9 @@ def clip_workflow(name, note, images, preset, pattern, given=2, guidance=2.5, st
 GPU = "On a GPU: raise {what}."
 FREER = ("the picture size (any multiple of 32); for a freer take than the model's best guess, set the Sampler's "
          "fidelity below 1 (e.g. 0.5) and steps to 25")
+OPEN = ("the picture size (any multiple of 32). Here the Sampler's fidelity -1 (the model's own) samples at 0.8: where "
+        "an end is generated the model's best guess alone would stand still; lower it (e.g. 0.5) for a freer take, or "
+        "set the sampler to dpmpp_2m and steps to 10 for a faster one")
 CPU_TIME = "On a 2-core CPU it ran in {time} in ComfyUI 0.33 (fresh install, model loading included)."
 
 
@@ -180,10 +183,10 @@ EXAMPLE_IMAGES = ("The example pictures are frames of Big Buck Bunny (c) Blender
                   "into ComfyUI's input folder when the pack loaded. Pick your own in Load Image (any size: 'fit' "
                   "crops them to multiples of 32).")
 TIMES = {  # "Prompt executed in" of a fresh ComfyUI 0.33 (CPU, 2 shared cores), ../shared/tools comfy_ui_check.js --run
-    "image to video": "25 s",
+    "image to video": "48 s",
     "interpolation": "17 s",
     "loop": "26 s",
-    "expansion": "24 s",
+    "expansion": "37 s",
     "slow motion": "103 s (25 frames)",
     "novel view": "34 s",
     "smoother": "74 s (17 frames in, 33 out)",
@@ -200,7 +203,7 @@ def expansion_workflow():
         "model's window). For longer continuations use MarDini Long Video, mode expansion.",
         "The example video is 17 frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0, copied into ComfyUI's "
         "input folder when the pack loaded; pick your own in Load Video.",
-        FREER, TIMES["expansion"]),
+        OPEN, TIMES["expansion"]),
         None, "expansion", "xxx......", given=3, steps=25, image_node=(g, first), fps=12.5)
 
 
@@ -255,7 +258,7 @@ def smoother_workflow():
 def main():
     clip_workflow("MarDini image to video", note(
         "Image to video: one picture as the first frame, 8 more frames made from it (guidance 2.5, the paper's "
-        "setting for one given end).", EXAMPLE_IMAGES, FREER, TIMES["image to video"]),
+        "setting for one given end).", EXAMPLE_IMAGES, OPEN, TIMES["image to video"]),
         ["mardini_first_frame.png"], "image-to-video (first)", "x........")
     clip_workflow("MarDini interpolation", note(
         "Interpolation: a first and a last picture, the 7 frames between made by the model (guidance turns itself "
