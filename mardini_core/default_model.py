@@ -36,8 +36,9 @@ def load_default(device: str | torch.device = "cpu", dtype: torch.dtype | None =
 
 def package_default(model_path: str | os.PathLike, vae_path: str | os.PathLike, out_dir: str | os.PathLike = DEFAULT_DIR,
                     mean_scale: float | None = None, open_fidelity: float | None = None) -> Path:
-    """Write a trained model (fp16, its VAE named mardini-tae, `mean_scale` as calibrated with
-    `eval --split train --mean-scale`) and its autoencoder into `out_dir`."""
+    """Write a trained model (fp16, its VAE named mardini-tae, `mean_scale` and `open_fidelity` as
+    calibrated on the training split with `eval --split train --mean-scale / --fidelity`) and its
+    autoencoder into `out_dir`."""
     from .vae import load_mardini_tae, save_mardini_tae
 
     model = load_checkpoint(model_path)
