@@ -24,6 +24,22 @@ import torch
 from .config import MarDiniConfig
 
 
+def nearest_given(masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """masked (..., K) bool -> (left, right) (..., K): each frame's nearest given frame at or before it
+    (-1 if none) and at or after it (K if none). Scans on the mask's device: no host sync."""
+    k = masked.shape[-1]
+    pos = torch.arange(k, device=masked.device)
+    left = torch.where(~masked, pos, -1).cummax(-1).values
+    right = torch.where(~masked, pos, k).flip(-1).cummin(-1).values.flip(-1)
+    return left, right
+
+
+def between_given(masked: torch.Tensor) -> torch.Tensor:
+    """masked (..., K) bool -> (..., K) bool: masked frames with a given frame on both sides."""
+    left, right = nearest_given(masked)
+    return masked & (left >= 0) & (right < masked.shape[-1])
+
+
 def neighbour_weights(masked: torch.Tensor) -> torch.Tensor:
     """masked (..., K) bool -> (..., K, K) float weights: row k blends the given frames for frame k.
 
@@ -31,9 +47,7 @@ def neighbour_weights(masked: torch.Tensor) -> torch.Tensor:
     """
     k = masked.shape[-1]
     pos = torch.arange(k, device=masked.device)
-    given = ~masked
-    left = torch.where(given, pos, -1).cummax(-1).values  # nearest given frame at or before, -1 if none
-    right = torch.where(given, pos, k).flip(-1).cummin(-1).values.flip(-1)  # at or after, k if none
+    left, right = nearest_given(masked)
     has_left, has_right = left >= 0, right < k
     between = has_left & has_right & (left != right)
     span = (right - left).clamp(min=1)

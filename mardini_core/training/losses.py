@@ -16,7 +16,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from ..config import MarDiniConfig
-from ..anchor import diffusion_offset
+from ..anchor import between_given, diffusion_offset
 from ..pipeline import from_model_space
 from ..schedule import add_noise, v_target
 
@@ -79,14 +79,6 @@ def diffusion_loss(
 
 
 PIXEL_FLOOR = 1 / (12 * 255**2)  # MSE floor of the pixel loss's log ratio: 8-bit quantisation noise (59 dB), below it nothing shows in a saved video
-
-
-def between_given(masked: torch.Tensor) -> torch.Tensor:
-    """(B, K) bool: masked frames with a given frame on both sides, where the flow anchor warps from both."""
-    given = (~masked).int()
-    before = given.cummax(dim=1).values.bool()
-    after = given.flip(1).cummax(dim=1).values.flip(1).bool()
-    return masked & before & after
 
 
 def pixel_loss(model, decoder: nn.Module, z_high, plan, masked, eps, flow, pixels, anchor_pixels) -> torch.Tensor:
