@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,6 +172,40 @@ def test_every_stage_config_parses(tmp_path):
     bad.write_text('[data]\nframes = "nine"\n')
     with pytest.raises(ConfigError, match="frames must be int"):
         load_stage(bad)
+
+
+_OVERRIDABLE = {("stage", "steps"): st.integers(1, 10**6), ("stage", "seed"): st.integers(0, 2**31), ("optim", "batch"): st.integers(1, 512),
+                ("optim", "warmup"): st.integers(0, 10**4), ("data", "height"): st.integers(1, 16).map(lambda k: 32 * k),
+                ("checkpoint", "every"): st.integers(1, 10**5), ("checkpoint", "log_every"): st.integers(1, 1000)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(picks=st.lists(st.sampled_from(sorted(_OVERRIDABLE)).flatmap(lambda k: st.tuples(st.just(k), _OVERRIDABLE[k])), min_size=1, max_size=5),
+       lr=st.floats(1e-7, 1e-1, allow_nan=False))
+def test_set_overrides_replace_exactly_the_named_values(picks, lr):
+    """--set section.key=value: the config equals the file's with those values (the last of a repeated key) replaced."""
+    base = load_stage(STAGES / "tiny_stage2.toml")
+    cfg = load_stage(STAGES / "tiny_stage2.toml", [f"{s}.{k}={v}" for (s, k), v in picks] + [f"optim.lr={lr!r}", "stage.name=retuned"])
+    expected = dict(picks)
+    for (section, key), value in expected.items():
+        assert getattr(cfg if section == "stage" else getattr(cfg, section), key) == value
+    assert cfg.optim.lr == lr and cfg.name == "retuned"
+    untouched = {f.name for f in dataclasses.fields(base)} - {s for s, _ in expected} - {"optim", "name", "steps", "seed"}
+    for section in untouched:
+        assert getattr(cfg, section) == getattr(base, section)
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("optim.batch", "section.key=value"),
+    ("batch=4", "section.key=value"),
+    ("optimizer.batch=4", "unknown section 'optimizer'"),
+    ("optim.bacth=4", "bacth"),
+    ("optim.batch=four", "batch must be int"),
+    ("data.paths=['x']", "--data"),
+])
+def test_set_refuses_bad_overrides_by_name(assignment, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_stage(STAGES / "tiny_stage2.toml", [assignment])
 
 
 # --- the three stages on real clips ----------------------------------------------------------------

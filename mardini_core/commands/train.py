@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace a run already in --out (its model.safetensors, log and checkpoints); without it such a folder is refused")
     parser.add_argument("--data", nargs="+", help="video files or folders, replacing the config's [data] paths")
     parser.add_argument("--steps", type=int, help="replace the config's step count")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="replace one config value (repeatable), e.g. --set optim.batch=24 --set data.height=256")
     parser.add_argument("--cache-dir", help="latent cache folder, shareable between runs and stages (default <out>/latents)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--sharding", default="fsdp", choices=SHARDINGS, help="with torchrun: FSDP2 (default) or replicate + all-reduce")
@@ -49,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_stage(args.config)
+    cfg = load_stage(args.config, args.set)
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=tuple(args.data)))
     if args.steps:
