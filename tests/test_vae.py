@@ -125,3 +125,6 @@ def test_train_vae_and_vae_psnr_commands(tmp_path, capsys):
     assert main(["vae-psnr", "--data", clip, "--vae", str(out), "--vae", "taef2", "--per-segment", "1", "--size", "64", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)["psnr_db"]
     assert set(table) == {str(out), "taef2"} and table["taef2"]["carphone_pristine.mp4"] > 25
+    # --held-out leaves the project's held-out files out: carphone_pristine.mp4 is one, so nothing is left to train on
+    assert main(["train-vae", *args[:2], "--out", str(tmp_path / "none.safetensors"), "--held-out", "--steps", "1", "--bank", "2"]) == 2
+    assert "carphone_pristine.mp4" in capsys.readouterr().err and not (tmp_path / "none.safetensors").exists()

@@ -2,7 +2,8 @@
 
 Encoder: MSE to TAEF2's latents of real frames; decoder: L1 to the frames from TAEF2's latents. The
 result is one fp16 .safetensors file (a few MB) that `load_vae` reads; its reconstruction PSNR next
-to TAEF2's is printed at the end (files given to --exclude are held out of training).
+to TAEF2's is printed at the end. Files given to --exclude, and with --held-out the project's held-out
+files, are left out of training (and marked in the table).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 
 import torch
 
+from ..data.split import HELD_OUT_FILES
 from ..outputs import check_new_file
 from ..vae import load_mardini_tae, load_taef2, save_mardini_tae
 from ..vae.distill import DistillConfig, crop_bank, distil
@@ -26,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", default=None, help="TAEF2 weights folder (default: $MARDINI_TAEF2_DIR or ../shared/weights/taef2)")
     parser.add_argument("--init", help="continue training this mardini-tae .safetensors (its width and blocks are kept)")
     parser.add_argument("--exclude", action="append", default=[], help="file name held out of training (repeatable)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="also leave out the project's held-out files (mardini_core/data/split.py), as a stage's `[data] held_out = true` does")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     parser.add_argument("--eval-per-segment", type=int, default=2, help="frames per segment for the final PSNR (0 = skip)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the PSNR table")
@@ -39,17 +43,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.endswith(".safetensors"):
         args.out += ".safetensors"
     check_new_file(args.out, args.overwrite)  # before any training: a refusal costs nothing
+    exclude = set(args.exclude) | (HELD_OUT_FILES if args.held_out else set())
     cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)})
     teacher = load_taef2(args.teacher)
     start = load_mardini_tae(args.init) if args.init else None
-    student = distil(teacher, crop_bank(args.data, cfg, set(args.exclude)), cfg, student=start)
+    student = distil(teacher, crop_bank(args.data, cfg, exclude), cfg, student=start)
     save_mardini_tae(args.out, student, {"distilled_from": "taef2", "training": json.dumps(dataclasses.asdict(cfg))})
     result = {"out": args.out, "params": sum(p.numel() for p in student.parameters())}
     if args.eval_per_segment:
         vaes = {"taef2": teacher, "mardini-tae": student, "enc:ours>dec:taef2": Crossed(student, teacher), "enc:taef2>dec:ours": Crossed(teacher, student)}
         table = psnr_table(vaes, evaluation_frames(args.data, args.eval_per_segment))
-        result.update(psnr_db=table, held_out=args.exclude)
+        result.update(psnr_db=table, held_out=sorted(exclude))
         if not args.json:
-            print_table(table, set(args.exclude))
+            print_table(table, exclude)
     print(json.dumps(result) if args.json else f"wrote {args.out} ({result['params']} parameters)")
     return 0

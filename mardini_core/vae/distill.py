@@ -23,6 +23,7 @@ from einops import rearrange
 from ..data.clips import resize_crop
 from ..data.sources import find_segments
 from ..data.video import read_indices
+from ..errors import InputError
 from ..training.optim import cosine_lr
 from .autoencoder import TinyAutoencoder
 from .loading import MARDINI_TAE
@@ -46,13 +47,15 @@ class DistillConfig:
 
 def crop_bank(paths: Iterable[str | os.PathLike], cfg: DistillConfig, exclude: set[str]) -> torch.Tensor:
     """Random crops of real frames -> (bank, 3, crop, crop) float in [0, 1]; files named in `exclude` are left out."""
-    rng = random.Random(cfg.seed)
+    rng, paths = random.Random(cfg.seed), list(paths)
     frames = []
     for seg in find_segments(paths)[0]:
         if seg.path.name in exclude:
             continue
         picked = read_indices(seg.path, list(range(seg.start, seg.start + seg.frames, cfg.every)))
         frames += list(resize_crop(picked, cfg.short_side, cfg.short_side, (0.5, 0.5)))
+    if not frames:
+        raise InputError(f"no training frames in {', '.join(map(str, paths))} once {sorted(exclude)} are left out; give more videos")
     crops = []
     for _ in range(cfg.bank):
         frame = frames[rng.randrange(len(frames))]
