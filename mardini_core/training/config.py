@@ -261,7 +261,11 @@ def apply_override(raw: dict, assignment: str) -> None:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()
-    raw.setdefault(section, {})[key] = value
+    if section == "stage":  # [stage] keys may also stand at the top of the file; the override replaces either
+        raw.get("stage", {}).pop(key, None)
+        raw[key] = value
+    else:
+        raw.setdefault(section, {})[key] = value
 
 
 def load_stage(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> StageConfig:
