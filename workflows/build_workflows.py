@@ -172,7 +172,7 @@ FREER = ("the picture size (any multiple of 32); for a freer take than the model
 OPEN = ("the picture size (any multiple of 32). Here the Sampler's fidelity -1 (the model's own) samples at 0.8: where "
         "an end is generated the model's best guess alone would stand still; lower it (e.g. 0.5) for a freer take, or "
         "set the sampler to dpmpp_2m and steps to 10 for a faster one")
-CPU_TIME = "On a 2-core CPU it ran in {time} in ComfyUI 0.33 (fresh install, model loading included)."
+CPU_TIME = "On a 2-core CPU it ran in {time} in a fresh ComfyUI 0.33 (loading the model adds about a second)."
 
 
 def note(what, inputs, gpu, time):
@@ -182,14 +182,14 @@ def note(what, inputs, gpu, time):
 EXAMPLE_IMAGES = ("The example pictures are frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0; they were copied "
                   "into ComfyUI's input folder when the pack loaded. Pick your own in Load Image (any size: 'fit' "
                   "crops them to multiples of 32).")
-TIMES = {  # "Prompt executed in" of a fresh ComfyUI 0.33 (CPU, 2 shared cores), ../shared/tools comfy_ui_check.js --run
-    "image to video": "48 s",
-    "interpolation": "17 s",
-    "loop": "26 s",
-    "expansion": "37 s",
-    "slow motion": "103 s (25 frames)",
-    "novel view": "34 s",
-    "smoother": "74 s (17 frames in, 33 out)",
+TIMES = {  # "Prompt executed in", all templates run one after another in one fresh ComfyUI 0.33 (CPU, 2 shared cores), ../shared/tools comfy_ui_check.js --run
+    "image to video": "61 s",
+    "interpolation": "7 s",
+    "loop": "7 s",
+    "expansion": "43 s",
+    "slow motion": "16 s (25 frames)",
+    "novel view": "7 s",
+    "smoother": "20 s (17 frames in, 33 out)",
 }
 
 
