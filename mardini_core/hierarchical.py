@@ -26,6 +26,7 @@ from .errors import InputError, MaskError
 from .masks import FrameMask
 from .pipeline import (
     assemble_window, check_sampling, check_vae, decode_frames, encode_scaled, flow_anchor, frames_to_decode, generate_latents_batch,
+    interpolator_for,
 )
 
 
@@ -212,6 +213,7 @@ def run_schedule(
     restore_detail: bool = True,
     on_window: Callable[[int, Window], None] | None = None,
     batch: int = 4,
+    interpolator=None,
     **sampling,
 ) -> torch.Tensor:
     """Execute a schedule: images (len(inputs), 3, H, W) for the input positions -> (total, 3, H, W).
@@ -220,7 +222,7 @@ def run_schedule(
     low-resolution latents of generated frames are encoded from their finished pixels. Window i is
     seeded with seed + i; windows of one level with one mask run `batch` at a time in one planner and
     one sampler call, with the same result as one by one (`on_window(i, w)` is called for each window
-    of a batch before it runs). `restore_detail` as in `pipeline.generate`. `sampling`: steps,
+    of a batch before it runs). `restore_detail` and `interpolator` as in `pipeline.generate`. `sampling`: steps,
     guidance, eta, fidelity, callback, should_stop.
     """
     config = model.config
@@ -233,13 +235,14 @@ def run_schedule(
     check_vae(vae, config)
     check_sampling(seed=seed, **sampling)
     known = KnownFrames(vae, config, schedule, images)
+    interpolator = interpolator_for(model, interpolator)
     for indices in batches(schedule, batch):
         windows = [schedule[i] for i in indices]
         for i, w in zip(indices, windows):
             if on_window is not None:
                 on_window(i, w)
         given = [known.given(w) for w in windows]
-        anchors = [flow_anchor(vae, g_pixels, g_high, w.mask, config) for w, (g_pixels, g_high, _) in zip(windows, given)]
+        anchors = [flow_anchor(vae, g_pixels, g_high, w.mask, config, interpolator) for w, (g_pixels, g_high, _) in zip(windows, given)]
         flow = None if anchors[0] is None else torch.stack([a.latents for a in anchors])
         latents = generate_latents_batch(
             model, windows[0].mask, torch.stack([g[1] for g in given]), torch.stack([g[2] for g in given]),

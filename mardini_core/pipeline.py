@@ -20,7 +20,7 @@ from einops import rearrange
 from .assemble import assemble_frames, neighbour_anchor
 from .config import MarDiniConfig
 from .errors import InputError
-from .flow import flow_frames
+from .interpolation import Interpolator, anchor_frames, load_interpolator
 from .masks import FrameMask
 from .sampler import StepCallback, check_settings, denoise
 
@@ -151,18 +151,28 @@ class FlowAnchor:
     latents: torch.Tensor  # (K, C, H/d, W/d) model-space
 
 
-def flow_anchor(vae, images: torch.Tensor, high: torch.Tensor, mask: FrameMask, config: MarDiniConfig) -> FlowAnchor | None:
+def flow_anchor(vae, images: torch.Tensor, high: torch.Tensor, mask: FrameMask, config: MarDiniConfig,
+                interpolator: Interpolator) -> FlowAnchor | None:
     """images (S, 3, H, W) and their latents `high` (S, C, h, w), one per mask source -> the window's
-    flow anchor (flow.py), its generated frames encoded; None unless the model is flow-anchored."""
+    anchor (interpolation/anchors.py), its generated frames encoded; None unless the model is flow-anchored."""
     if config.anchor != "flow":
         return None
     clip = arrange(mask, images.float().cpu())[0]  # (K, 3, H, W)
-    pixels = torch.from_numpy(flow_frames(np.ascontiguousarray(clip.permute(0, 2, 3, 1).numpy()), list(mask.given))).permute(0, 3, 1, 2)
+    frames = anchor_frames(np.ascontiguousarray(clip.permute(0, 2, 3, 1).numpy()), list(mask.given), interpolator)
+    pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
     latents = arrange(mask, high)[0].clone()
     generated = list(mask.generated_indices)
     if generated:
         latents[generated] = encode_scaled(vae.encode, pixels[generated], config, vae.downscale, 1).to(latents)
     return FlowAnchor(pixels=pixels, latents=latents)
+
+
+def interpolator_for(model, interpolator: Interpolator | None) -> Interpolator | None:
+    """The interpolator a flow-anchored model's anchors use: the one given, else the default (interpolation/)
+    on the generator's device; None for other models, which never load one."""
+    if interpolator is not None or model.config.anchor != "flow":
+        return interpolator
+    return load_interpolator(device=network_device(model.generator))
 
 
 def network_device(network) -> torch.device:
@@ -272,10 +282,12 @@ def generate_latents_batch(model, mask: FrameMask, high: torch.Tensor, low: torc
     return z
 
 
-def generate(model, vae, images: torch.Tensor, mask: FrameMask, *, restore_detail: bool = True, **sampling) -> Generation:
+def generate(model, vae, images: torch.Tensor, mask: FrameMask, *, restore_detail: bool = True,
+             interpolator: Interpolator | None = None, **sampling) -> Generation:
     """A whole window: images (S, 3, H, W) in [0, 1], one per mask source -> the clip of mask.frames.
 
     `restore_detail`: put generated frames back around their anchor in pixel space (assemble.py).
+    `interpolator`: what makes a flow-anchored model's anchor (None: the default, `interpolator_for`).
     `sampling`: steps, guidance, eta, fidelity, seed, callback, should_stop (see `sample`).
     """
     config = model.config
@@ -285,7 +297,7 @@ def generate(model, vae, images: torch.Tensor, mask: FrameMask, *, restore_detai
     if images.shape[0] != mask.images_needed:
         raise InputError(f"mask {mask.pattern} takes {mask.images_needed} input images, got {images.shape[0]}")
     high, low = encode_frames(vae.encode, images, config, vae.downscale)
-    anchor = flow_anchor(vae, images, high, mask, config)
+    anchor = flow_anchor(vae, images, high, mask, config, interpolator_for(model, interpolator))
     latents = generate_latents(model, mask, high, low, flow=None if anchor is None else anchor.latents, **sampling)
     frames = window_frames(vae, latents, images, mask, config, anchor, restore_detail)
     return Generation(frames=frames, latents=latents.cpu(), mask=mask, anchor=anchor)

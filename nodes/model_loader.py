@@ -11,10 +11,13 @@ from mardini_core import precision
 from mardini_core.checkpoint import load_checkpoint
 from mardini_core.default_model import load_default
 from mardini_core.errors import CheckpointError
+from mardini_core.interpolation import DEFAULT_INTERPOLATOR, DEFAULT_QUALITY, INTERPOLATORS, QUALITIES, Dis, Rife, at_quality
+from mardini_core.interpolation.rife import embedded_ifnet
 from mardini_core.model.attention import resolve_backend
 from mardini_core.model.compiled import compile_blocks
 
 from . import comfy_bridge
+from .comfy_interpolator import ComfyInterpolator
 from .mardini_vae import embedded_vae
 from .types import MARDINI_MODEL
 
@@ -38,6 +41,14 @@ class LoadedMarDini:
     name: str
     planner_patcher: object = None  # ComfyUI ModelPatchers: ComfyUI's memory manager loads and offloads the
     generator_patcher: object = None  # two networks (None outside ComfyUI: the networks stay where they are)
+    anchor: object = None  # the interpolator of a flow-anchored model's anchor (mardini_core.interpolation)
+    anchor_patcher: object = None  # the ModelPatcher of the embedded RIFE network behind it, where it has one
+
+    def interpolator(self):
+        """The anchor's interpolator, its network loaded on the run device first (None unless flow-anchored)."""
+        if self.anchor_patcher is not None:
+            comfy_bridge.load_on_device(self.anchor_patcher)
+        return self.anchor
 
     def load_planner(self) -> None:
         """Put the planner on the run device through ComfyUI's model management (frees other models' memory)."""
@@ -49,7 +60,7 @@ class LoadedMarDini:
             comfy_bridge.load_on_device(self.generator_patcher)
 
     def load_all(self) -> None:
-        patchers = [p for p in (self.planner_patcher, self.generator_patcher) if p is not None]
+        patchers = [p for p in (self.planner_patcher, self.generator_patcher, self.anchor_patcher) if p is not None]
         if patchers:
             comfy_bridge.load_on_device(*patchers)
 
@@ -119,10 +130,21 @@ class MarDiniModelLoader:
                     "torch.compile the model: the first run takes a minute longer to compile, later steps run faster. "
                     "Needs Triton on an NVIDIA GPU (a C++ compiler on the CPU); where it is missing the model runs "
                     "uncompiled with a warning."}),
+                "interpolator": (list(INTERPOLATORS), {"default": DEFAULT_INTERPOLATOR, "tooltip":
+                    "The first guess of every frame made between your frames, which the model then corrects. rife: the "
+                    "RIFE 4.x network that comes with this pack (best). dis: optical flow, no network, fastest. "
+                    "Ignored when interp_model is connected."}),
+                "anchor_quality": (list(QUALITIES), {"default": DEFAULT_QUALITY, "tooltip":
+                    "best: the interpolator is asked four ways (mirrored and reversed) and the answers averaged: sharper "
+                    "and steadier on nearly every video, about 3x the interpolator's time. fast: asked once."}),
+                "interp_model": ("INTERP_MODEL", {"tooltip":
+                    "Optional: a RIFE or FILM model from core's Load Frame Interpolation Model, used instead of the "
+                    "pack's own interpolator."}),
             },
         }
 
-    def load(self, model, dtype, attention, planner_after_run, compile=False):
+    def load(self, model, dtype, attention, planner_after_run, compile=False, interpolator=DEFAULT_INTERPOLATOR,
+             anchor_quality=DEFAULT_QUALITY, interp_model=None):
         device = comfy_bridge.compute_device()
         parked = comfy_bridge.offload_device()
         torch_dtype = resolve_dtype(dtype, device, comfy_default=True)
@@ -139,9 +161,26 @@ class MarDiniModelLoader:
         net.planner.attention_backend = net.generator.attention_backend = attention
         if compile:
             compile_blocks(net, device)
+        anchor, anchor_patcher = anchor_interpolator(net.config, interpolator, anchor_quality, interp_model, device, parked)
         loaded = LoadedMarDini(
             net, device, torch_dtype, planner_after_run == "cpu", model,
             planner_patcher=comfy_bridge.managed(net.planner, device, parked),
             generator_patcher=comfy_bridge.managed(net.generator, device, parked),
+            anchor=anchor, anchor_patcher=anchor_patcher,
         )
         return (loaded, embedded_vae())
+
+
+def anchor_interpolator(config, name: str, quality: str, interp_model, device, parked):
+    """(interpolator, its ModelPatcher or None) for a flow-anchored model; (None, None) for others."""
+    if name not in INTERPOLATORS or quality not in QUALITIES:
+        raise CheckpointError(f"interpolator must be one of {', '.join(INTERPOLATORS)} and anchor_quality one of "
+                              f"{', '.join(QUALITIES)}, got {name!r} and {quality!r}")
+    if config.anchor != "flow":
+        return None, None
+    if interp_model is not None:
+        return at_quality(ComfyInterpolator(interp_model), quality), None
+    if name == "dis":
+        return at_quality(Dis(), quality), None
+    net = embedded_ifnet(parked)
+    return at_quality(Rife(net), quality), comfy_bridge.managed(net, device, parked)

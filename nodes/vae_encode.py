@@ -43,6 +43,6 @@ class MarDiniVAEEncode:
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
         pixels = fit_images(images_from_hwc(rgb), size_multiple(config, adapter.downscale), fit)
         high, low = encode_frames(adapter.encode, pixels, config, adapter.downscale)
-        flow = flow_anchor(adapter, pixels, high, mask, config)  # None unless the model is flow-anchored
+        flow = flow_anchor(adapter, pixels, high, mask, config, model.interpolator())  # None unless flow-anchored
         preview_rgb = rgb_at_latent_size(pixels, tuple(high.shape[-2:]))
         return (EncodedFrames(high=high.cpu(), low=low.cpu(), mask=mask, packed=adapter.packed, preview_rgb=preview_rgb, flow=flow),)

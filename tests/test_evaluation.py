@@ -15,7 +15,8 @@ from mardini_core import cli
 from mardini_core.checkpoint import save_checkpoint
 from mardini_core.commands import eval as eval_cmd
 from mardini_core.config import preset
-from mardini_core import default_model, flow
+from mardini_core import default_model
+from mardini_core.interpolation import Dis, dis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mardini_core.errors import InputError, MarDiniError
@@ -101,7 +102,7 @@ def test_linear_blend_hits_both_ends_and_the_average():
 def test_dis_flow_recovers_translated_mid_frame_better_than_blending():
     truth = translated_clip()
     mid = len(truth) // 2
-    flow = baselines.dis_flow_interpolate(truth[0], truth[-1], len(truth))
+    flow = baselines.interpolated(Dis())(truth[0], truth[-1], len(truth))
     blend = baselines.linear_blend(truth[0], truth[-1], len(truth))
     assert np.array_equal(flow[0], truth[0]) and np.array_equal(flow[-1], truth[-1])
     assert metrics.psnr(truth[mid], flow[mid]) > 30
@@ -111,28 +112,7 @@ def test_dis_flow_recovers_translated_mid_frame_better_than_blending():
 
 def test_backward_warp_of_zero_flow_is_identity():
     a = texture()
-    assert np.allclose(flow.backward_warp(a, np.zeros((*a.shape[:2], 2), np.float32)), a, atol=1e-6)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.booleans(), min_size=2, max_size=9).filter(any), st.integers(0, 2**31))
-def test_flow_frames_keep_given_frames_and_copy_the_only_neighbour(given_list, seed):
-    """Given frames are their own anchor; a frame with a given frame on one side only is that frame."""
-    frames = np.random.default_rng(seed).random((len(given_list), 12, 16, 3), dtype=np.float32)
-    out = flow.flow_frames(frames, given_list)
-    positions = [k for k, g in enumerate(given_list) if g]
-    for k, g in enumerate(given_list):
-        if g:
-            assert np.array_equal(out[k], frames[k])
-        elif k < positions[0] or k > positions[-1]:
-            assert np.array_equal(out[k], frames[positions[0] if k < positions[0] else positions[-1]])
-        else:
-            assert out[k].min() >= 0 and out[k].max() <= 1
-
-
-def test_flow_frames_need_a_given_frame():
-    with pytest.raises(ValueError, match="given frame"):
-        flow.flow_frames(np.zeros((3, 8, 8, 3), np.float32), [False] * 3)
+    assert np.allclose(dis.backward_warp(a, np.zeros((*a.shape[:2], 2), np.float32)), a, atol=1e-6)
 
 
 # --- protocol ---
@@ -154,9 +134,30 @@ def test_protocol_scores_mid_frame_for_interpolation_and_generated_frames_for_i2
     still = protocol.scores(truth[1:], baselines.repeat_first(truth[0], 9)[1:])
     assert result.i2v["repeat_first"] == {**still, "motion": 0.0}  # a still frame does not move
     assert result.true_motion == pytest.approx(protocol.motion(truth)) and result.true_motion > 0
-    assert {task: list(clips) for task, clips in outputs.items()} == {"interpolation": ["perfect", "wrong_mid"], "i2v": ["repeat_first"]}
+    assert {task: list(clips) for task, clips in outputs.items()} == {
+        "interpolation": ["perfect", "wrong_mid"], "i2v": ["repeat_first"], "smoother": []}  # no 17-frame truth: no smoother
     means = protocol.mean_scores([result, result], "interpolation")
     assert means["wrong_mid"] == pytest.approx(result.interpolation["wrong_mid"])
+    assert protocol.mean_scores([result], "smoother") == {}
+
+
+def test_the_smoother_task_gives_every_other_frame_and_scores_only_the_ones_between():
+    long_truth = translated_clip(frames=protocol.SMOOTHER_FRAMES)
+    seen = []
+
+    def perfect_but_given(given):  # returns the truth, except the given frames are blanked: they are not scored
+        seen.append(given)
+        out = long_truth.copy()
+        out[::2] = 0
+        return out
+
+    dis_pairs = protocol.interpolator_baselines({"dis_flow": Dis()})[1]["dis_flow"]
+    result, outputs = protocol.evaluate_clip("c", long_truth[:9], {}, {}, {"odd": perfect_but_given, "dis_flow": dis_pairs}, long_truth)
+    assert np.array_equal(seen[0], long_truth[::2])
+    assert result.smoother["odd"] == {"psnr": metrics.PSNR_CAP, "ssim": pytest.approx(1.0)}
+    clip = outputs["smoother"]["dis_flow"]
+    assert clip.shape == long_truth.shape and np.array_equal(clip[::2], long_truth[::2])
+    assert 25 < result.smoother["dis_flow"]["psnr"] < metrics.PSNR_CAP
 
 
 # --- clips ---
@@ -248,15 +249,17 @@ def test_eval_command_end_to_end_on_a_real_clip(tmp_path, checkpoint, vae_args, 
     assert code == 0, captured.err
     report = json.loads(captured.out)
     assert report["clips"] == 1 and report["clip_names"] == ["carphone_pristine"]
-    assert set(report["methods"]) == {"mardini", "linear", "dis_flow"}
+    assert set(report["methods"]) == {"mardini", "linear", "dis_flow", "rife_fast", "rife_best"}
     assert set(report["i2v"]) == {"mardini", "repeat_first"}
-    for scores in [*report["methods"].values(), *report["i2v"].values()]:
+    assert report["smoother_clips"] == 1 and set(report["smoother"]) == {"mardini", "dis_flow", "rife_fast", "rife_best"}
+    assert report["settings"]["interpolator"] == "rife" and report["settings"]["anchor_quality"] == "best"
+    for scores in [*report["methods"].values(), *report["i2v"].values(), *report["smoother"].values()]:
         assert 0 < scores["psnr"] <= metrics.PSNR_CAP and -1 <= scores["ssim"] <= 1
     assert report["methods"]["dis_flow"]["psnr"] > report["methods"]["mardini"]["psnr"]  # random weights lose
     assert report["skipped"] == [f"skipping short: {short.name} has 3 frames from frame 0, fewer than the 9 evaluated"]
     assert "warning: skipping short" in captured.err
     image = cv2.imread(str(out / "carphone_pristine.png"))
-    assert image.shape[0] == 6 * (sheet.ROW_HEIGHT + sheet.GAP)  # truth, 3 interpolations, 2 i2v
+    assert image.shape[0] == 8 * (sheet.ROW_HEIGHT + sheet.GAP)  # truth, 5 interpolations, 2 i2v
 
 
 def test_eval_command_table_and_clear_errors(tmp_path, checkpoint, monkeypatch, capsys):

@@ -11,7 +11,7 @@ from mardini_core.data.frames import FrameBank
 from mardini_core.data.split import HELD_OUT_FILES
 from mardini_core.data.synthetic import synthetic_clip
 from mardini_core.errors import ConfigError, InputError, MemoryBudgetError
-from mardini_core.flow import flow_frames
+from mardini_core.interpolation import Dis, anchor_frames, load_interpolator
 from mardini_core.model import MarDini
 from mardini_core.pipeline import default_fidelity, flow_anchor, generate, generate_latents, mean_scale_for
 from mardini_core.sampler import denoise
@@ -72,12 +72,17 @@ def test_a_zero_residual_returns_the_flow_frames_exactly_through_generate(monkey
         return a / s * (z_t - anchor)
 
     monkeypatch.setattr(model.generator, "forward", zero_residual)
-    out = generate(model, vae, images, mask, steps=3, fidelity=0.0)
-    expected = torch.from_numpy(flow_frames(truth * np.array(mask.given)[:, None, None, None], list(mask.given))).permute(0, 3, 1, 2)
-    torch.testing.assert_close(out.frames[1:-1], expected[1:-1].clamp(0, 1), atol=1e-5, rtol=0)
-    assert torch.equal(out.frames[[0, -1]], images)
-    anchor = flow_anchor(vae, images, torch.zeros(2, 32, 8, 8), mask, model.config)
-    torch.testing.assert_close(out.latents[1:-1], anchor.latents[1:-1], atol=1e-5, rtol=0)
+    for interpolator in (None, Dis(), load_interpolator("rife", "fast")):  # None: the default (embedded RIFE, best)
+        out = generate(model, vae, images, mask, steps=3, fidelity=0.0, interpolator=interpolator)
+        used = load_interpolator() if interpolator is None else interpolator
+        given_frames = truth * np.array(mask.given)[:, None, None, None]
+        expected = torch.from_numpy(anchor_frames(given_frames, list(mask.given), used)).permute(0, 3, 1, 2)
+        torch.testing.assert_close(out.frames[1:-1], expected[1:-1].clamp(0, 1), atol=1e-5, rtol=0)
+        assert torch.equal(out.frames[[0, -1]], images)
+        anchor = flow_anchor(vae, images, torch.zeros(2, 32, 8, 8), mask, model.config, used)
+        torch.testing.assert_close(out.latents[1:-1], anchor.latents[1:-1], atol=1e-5, rtol=0)
+    dis_frames, rife_frames = (generate(model, vae, images, mask, steps=1, interpolator=i).frames for i in (Dis(), None))
+    assert not torch.allclose(dis_frames, rife_frames, atol=1e-3)  # the choice reaches the output
 
 
 def test_without_the_flow_anchor_a_flow_model_is_refused_in_one_line():

@@ -30,7 +30,10 @@ CONTRACT = {
             # "auto" appended (saved workflows keep "gpu"/"cpu"); the default is ComfyUI's memory manager's choice
             ("planner_after_run", ["gpu", "cpu", "auto"], {"default": "auto"}),
         ],
-        "optional": [("compile", "BOOLEAN", {"default": False})],
+        "optional": [("compile", "BOOLEAN", {"default": False}),
+                     ("interpolator", ["rife", "dis"], {"default": "rife"}),
+                     ("anchor_quality", ["best", "fast"], {"default": "best"}),
+                     ("interp_model", "INTERP_MODEL", {})],  # core's Load Frame Interpolation Model
         "returns": [("MARDINI_MODEL", "model"), ("VAE", "vae")],
     },
     "MarDiniFrameMask": {

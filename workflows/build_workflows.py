@@ -117,8 +117,9 @@ def load_video(g, name="mardini_video.mp4"):
 
 def load_model(g, col=1, row=0):
     """The embedded default model and its own autoencoder (the loader's vae output): nothing to download."""
-    return g.node("MarDiniModelLoader", col, row, outputs=[("model", "MARDINI_MODEL"), ("vae", "VAE")],
-                  widgets=["(embedded default)", "auto", "auto", "auto", False])
+    return g.node("MarDiniModelLoader", col, row, inputs=[("interp_model", "INTERP_MODEL")],  # optional, left open
+                  outputs=[("model", "MARDINI_MODEL"), ("vae", "VAE")],
+                  widgets=["(embedded default)", "auto", "auto", "auto", False, "rife", "best"])  # interpolator, anchor_quality
 
 
 def save_webp(g, image_node, out, prefix, col, row=0, fps=8.0, fps_from=None):
@@ -172,6 +173,9 @@ FREER = ("the picture size (any multiple of 32); for a freer take than the model
 OPEN = ("the picture size (any multiple of 32). Here the Sampler's fidelity -1 (the model's own) samples at 0.8: where "
         "an end is generated the model's best guess alone would stand still; lower it (e.g. 0.5) for a freer take, or "
         "set the sampler to dpmpp_2m and steps to 10 for a faster one")
+ANCHOR = ("Each frame made between two given frames starts from RIFE 4.x's in-between (the loader's interpolator at "
+          "best quality: asked four ways and averaged), which the model then corrects. To use your own RIFE or FILM "
+          "checkpoint, connect core's Load Frame Interpolation Model to the loader's interp_model.")
 CPU_TIME = "On a 2-core CPU it ran in {time} in a fresh ComfyUI 0.33 (loading the model adds about a second)."
 
 
@@ -211,7 +215,7 @@ def slow_motion_workflow():
     g = Graph()
     g.note(note(
         "Slow motion from keyframes (paper, Fig. 10): 4 pictures spread over 25 frames, everything between made by the "
-        "model in several runs of its 9-frame window (the plan is shown in the text box).",
+        "model in several runs of its 9-frame window (the plan is shown in the text box). " + ANCHOR,
         EXAMPLE_IMAGES,
         "frames to 128 (the paper's 4 -> 128)", TIMES["slow motion"]))
     pixels = load_images(g, [f"mardini_keyframe_{i}.jpg" for i in range(1, 5)])
@@ -234,7 +238,7 @@ def smoother_workflow():
     g.note(note(
         "Smoother or slower video: a new frame between every two frames of the video (x2; x4 and x8 make 3 and 7), "
         "the video's own frames kept exactly. Saved at twice the fps: the same duration, smoother. For slow motion "
-        "instead, disconnect the fps link into Save and type the video's own fps.",
+        "instead, disconnect the fps link into Save and type the video's own fps. " + ANCHOR,
         "The example video is 17 frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0 (12.5 fps), copied into "
         "ComfyUI's input folder when the pack loaded; pick your own in Load Video.",
         "the multiplier as you like", TIMES["smoother"]))
@@ -262,19 +266,19 @@ def main():
         ["mardini_first_frame.png"], "image-to-video (first)", "x........")
     clip_workflow("MarDini interpolation", note(
         "Interpolation: a first and a last picture, the 7 frames between made by the model (guidance turns itself "
-        "off between two given frames). For many in-betweens use MarDini Smoother / Slower Video or Long Video.",
+        "off between two given frames). For many in-betweens use MarDini Smoother / Slower Video or Long Video. " + ANCHOR,
         EXAMPLE_IMAGES, FREER, TIMES["interpolation"]),
         ["mardini_first_frame.png", "mardini_last_frame.png"], "interpolation", "x.......x")
     clip_workflow("MarDini loop", note(
         "Loop: one picture as first and last frame, the motion between made by the model, so the clip repeats "
-        "seamlessly.", EXAMPLE_IMAGES, FREER, TIMES["loop"]),
+        "seamlessly. " + ANCHOR, EXAMPLE_IMAGES, FREER, TIMES["loop"]),
         ["mardini_first_frame.png"], "loop", "x.......x")
     expansion_workflow()
     slow_motion_workflow()
     clip_workflow("MarDini novel view", note(
         "Novel-view synthesis (paper, Fig. 8): two photos of an object from two angles as first and last frame, the "
         "views between made by the model (zero-shot). The example pictures stand in for two views: replace them with "
-        "your own photos.", EXAMPLE_IMAGES, FREER, TIMES["novel view"]),
+        "your own photos. " + ANCHOR, EXAMPLE_IMAGES, FREER, TIMES["novel view"]),
         ["mardini_view_a.jpg", "mardini_view_b.jpg"], "interpolation", "x.......x")
     smoother_workflow()
 

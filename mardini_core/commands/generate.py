@@ -27,6 +27,7 @@ from ..checkpoint import load_checkpoint, read_config
 from ..default_model import load_default
 from ..errors import InputError, MarDiniError
 from ..hierarchical import Window, schedule_windows, run_schedule
+from ..interpolation import DEFAULT_INTERPOLATOR, DEFAULT_QUALITY, QUALITIES, load_interpolator
 from ..pipeline import default_guidance, images_from_hwc, size_multiple
 from ..sampler import SAMPLERS
 from ..vae import load_vae
@@ -67,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="0 = the full sample .. 1 = the model's mean estimate, one step (default: the model's own: "
                                "0 for the paper's formulation; for anchored models 1 between given frames)")
     sampling.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same video")
+    sampling.add_argument("--interpolator", default=DEFAULT_INTERPOLATOR, metavar="NAME_OR_PATH",
+                          help="what makes a flow-anchored model's anchor: rife (the embedded RIFE 4.x, default), dis (OpenCV DIS "
+                               "flow: no network, fastest), or the path of a RIFE 4.x checkpoint (.safetensors or .pth)")
+    sampling.add_argument("--anchor-quality", choices=QUALITIES, default=DEFAULT_QUALITY, dest="anchor_quality",
+                          help=f"RIFE anchors: best = its 4-view ensemble (about 3x the time, better on nearly every clip), "
+                               f"fast = one view (default: {DEFAULT_QUALITY})")
     sampling.add_argument("--overlap", type=int, help="known frames each expansion window continues from "
                                                       "(default: a quarter of the window)")
     model = parser.add_argument_group("model")
@@ -116,11 +123,13 @@ def run(args: argparse.Namespace) -> int:
     multiple = size_multiple(config, vae.downscale)
     check_budget(args.out, mask.frames, config.max_frames, vae, device, *target_size(*inputs.shape[1:3], multiple, args.size))
     images = images_from_hwc(fit_size(inputs, multiple, args.size))[list(mask.sources)]
+    interpolator = load_interpolator(args.interpolator, args.anchor_quality, device) if config.anchor == "flow" else None
     guidance = default_guidance(mask) if args.guidance is None else args.guidance
     progress = TextProgress(len(schedule))
     frames = run_schedule(
         schedule, model, vae, images, seed=args.seed, steps=args.steps, guidance=guidance, eta=args.eta, fidelity=args.fidelity,
-        sampler=args.sampler, restore_detail=args.restore_detail, on_window=progress.window, callback=progress.step,
+        sampler=args.sampler, restore_detail=args.restore_detail, interpolator=interpolator, on_window=progress.window,
+        callback=progress.step,
     )
     progress.close()
     if args.task == "loop":

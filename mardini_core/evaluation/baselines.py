@@ -1,16 +1,16 @@
-"""Training-free baselines the model is compared with: linear blending, DIS optical flow, a still frame.
+"""Training-free baselines the model is compared with: linear blending, the interpolators, a still frame.
 
 Each interpolation baseline maps the two end frames (H, W, 3) float RGB in [0, 1] to a clip of
 `frames` frames (frames, H, W, 3) with the ends in place, frame i at time t = i / (frames - 1).
 
-DIS flow interpolation: the flow anchor of flow-anchored models (flow.py) with nothing added, so
-a flow-anchored MarDini whose residual is zero scores exactly this.
+An interpolator (DIS flow, RIFE 4.x, its ensemble) is scored through the same `anchor_frames` that makes a
+flow-anchored model's anchor, so a MarDini whose residual is zero scores exactly its interpolator.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..flow import flow_frames
+from ..interpolation import Interpolator, anchor_frames
 
 
 def times(frames: int) -> np.ndarray:
@@ -29,8 +29,10 @@ def repeat_first(first: np.ndarray, frames: int) -> np.ndarray:
     return np.repeat(first[None].astype(np.float32), frames, axis=0)
 
 
-def dis_flow_interpolate(first: np.ndarray, last: np.ndarray, frames: int) -> np.ndarray:
-    """Flow-based interpolation (flow.py). -> (frames, H, W, 3)."""
-    clip = np.zeros((frames, *first.shape), np.float32)
-    clip[0], clip[-1] = first, last
-    return flow_frames(clip, [True] + [False] * (frames - 2) + [True])
+def interpolated(interpolator: Interpolator):
+    """The interpolator as an interpolation baseline: (first, last, frames) -> (frames, H, W, 3)."""
+    def interpolate(first: np.ndarray, last: np.ndarray, frames: int) -> np.ndarray:
+        clip = np.zeros((frames, *first.shape), np.float32)
+        clip[0], clip[-1] = first, last
+        return anchor_frames(clip, [True] + [False] * (frames - 2) + [True], interpolator)
+    return interpolate

@@ -52,11 +52,12 @@ class FeatureBank:
     def distance(self, key: str, reference: str) -> float:
         return frechet_distance(np.concatenate(self.features[key]), np.concatenate(self.features[reference]))
 
-    def add_clip(self, truth: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]) -> None:
-        """The generated frames of every method of one clip, and the true frames they stand for."""
+    def add_clip(self, truths: dict[str, np.ndarray], outputs: dict[str, dict[str, np.ndarray]]) -> None:
+        """The generated frames of every method of one clip, and the true frames they stand for (per task)."""
         for task, clips in outputs.items():
             frames = GENERATED[task]
-            self.add(f"{task}/truth", truth[frames])
+            if clips:
+                self.add(f"{task}/truth", truths[task][frames])
             for method, clip in clips.items():
                 self.add(f"{task}/{method}", clip[frames])
 

@@ -4,6 +4,7 @@ Sampling follows the paper's inference settings (Appendix B, `pipeline.default_g
 classifier-free guidance for interpolation (redundant with two references), 2.5 for image-to-video;
 fidelity None is the model's own default (`pipeline.default_fidelity`), what `generate` and the nodes use.
 The last generation of each task is kept in `MardiniMethods.last` so the evaluation can score its residual.
+The smoother task runs the Smoother node's schedule (mardini_core.hierarchical) with its settings.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 import torch
 
 from .. import masks
+from ..hierarchical import run_schedule, schedule_windows
+from ..interpolation import Interpolator
 from ..pipeline import Generation, default_guidance, generate, images_from_hwc
 
 
@@ -18,9 +21,10 @@ class MardiniMethods:
     """The model's interpolation and image-to-video methods, seeded identically on every clip."""
 
     def __init__(self, model, vae, steps: int, seed: int, restore_detail: bool = True, fidelity: float | None = None,
-                 sampler: str = "ddim"):
+                 sampler: str = "ddim", interpolator: Interpolator | None = None):
         self.model, self.vae = model, vae
-        self.settings = dict(steps=steps, seed=seed, restore_detail=restore_detail, fidelity=fidelity, sampler=sampler)
+        self.settings = dict(steps=steps, seed=seed, restore_detail=restore_detail, fidelity=fidelity, sampler=sampler,
+                             interpolator=interpolator)
         self.last: dict[str, Generation] = {}  # task ("interpolation", "i2v") -> its last generation
 
     def _run(self, task: str, images: np.ndarray, mask: masks.FrameMask) -> np.ndarray:
@@ -34,3 +38,11 @@ class MardiniMethods:
 
     def animate(self, first: np.ndarray, frames: int) -> np.ndarray:
         return self._run("i2v", first[None], masks.image_to_video(frames))
+
+    def smooth(self, given: np.ndarray) -> np.ndarray:
+        """given (N, H, W, 3) -> (2N - 1, H, W, 3): a frame made between every two, as the Smoother node's x2."""
+        total = 2 * len(given) - 1
+        schedule = schedule_windows(total, list(range(0, total, 2)), self.model.config.max_frames)
+        with torch.inference_mode():
+            frames = run_schedule(schedule, self.model, self.vae, images_from_hwc(given), guidance=1.0, **self.settings)
+        return frames.permute(0, 2, 3, 1).numpy()

@@ -5,6 +5,8 @@ between are generated; the middle frame (the 5th of 9, the farthest from both re
 scored with PSNR and SSIM. Image-to-video: the first frame is given, the rest generated, and every
 generated frame is scored. Against a single ground truth that is a weak metric for i2v (many
 futures are plausible, so a still frame often scores well); it is reported for tracking only.
+Smoother (the Smoother node's x2): every other frame of a 17-frame clip given (0, 2, ..., 16), the
+8 between generated, all 8 scored; clips shorter than 17 frames are left out of this task only.
 
 A method is a function of numpy frames (H, W, 3) in [0, 1] returning the whole clip
 (frames, H, W, 3) with the given frames in place, so models and baselines are scored alike.
@@ -16,17 +18,40 @@ from typing import Callable
 
 import numpy as np
 
-from .baselines import dis_flow_interpolate, linear_blend, repeat_first
+from ..interpolation import Dis, Interpolator, anchor_frames
+from .baselines import interpolated, linear_blend, repeat_first
 from .metrics import psnr, ssim
 
-Interpolator = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # first, last, frames -> clip
+InterpolationMethod = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # first, last, frames -> clip
 Animator = Callable[[np.ndarray, int], np.ndarray]  # first, frames -> clip
+Smoother = Callable[[np.ndarray], np.ndarray]  # given frames (N, H, W, 3) -> (2N - 1, H, W, 3) with them at even places
 
-TASKS = ("interpolation", "i2v")
-GENERATED = {"interpolation": slice(1, -1), "i2v": slice(1, None)}  # frames each task generates (FID's frames)
+TASKS = ("interpolation", "i2v", "smoother")
+GENERATED = {"interpolation": slice(1, -1), "i2v": slice(1, None), "smoother": slice(1, None, 2)}  # scored and FID frames
+SMOOTHER_FRAMES = 17
 
-INTERPOLATION_BASELINES: dict[str, Interpolator] = {"linear": linear_blend, "dis_flow": dis_flow_interpolate}
 I2V_BASELINES: dict[str, Animator] = {"repeat_first": repeat_first}
+
+
+def interpolator_baselines(interpolators: dict[str, Interpolator]) -> tuple[dict[str, InterpolationMethod], dict[str, Smoother]]:
+    """Linear blending and each interpolator (by name: "dis_flow", "rife_best"...), as interpolation and smoother methods."""
+    interpolation: dict[str, InterpolationMethod] = {"linear": linear_blend}
+    interpolation.update({name: interpolated(i) for name, i in interpolators.items()})
+    return interpolation, {name: pairwise(i) for name, i in interpolators.items()}
+
+
+def pairwise(interpolator: Interpolator) -> Smoother:
+    """An interpolator as a x2 smoother: the frame halfway between every two given frames."""
+    def smooth(given: np.ndarray) -> np.ndarray:
+        clip = np.zeros((2 * len(given) - 1, *given.shape[1:]), np.float32)
+        clip[::2] = given
+        return anchor_frames(clip, [k % 2 == 0 for k in range(len(clip))], interpolator)
+    return smooth
+
+
+def dis_baselines() -> tuple[dict[str, InterpolationMethod], dict[str, Smoother]]:
+    """The baselines that need no weights: linear blending and DIS flow."""
+    return interpolator_baselines({"dis_flow": Dis()})
 
 
 def scores(truth: np.ndarray, generated: np.ndarray) -> dict[str, float]:
@@ -49,18 +74,21 @@ class ClipResult:
     name: str
     interpolation: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> mid-frame scores
     i2v: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> scores over generated frames, and motion
+    smoother: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> scores over the odd frames (17-frame clips)
     true_motion: float = 0.0  # the true clip's motion, beside the i2v methods'
 
 
 def evaluate_clip(
-    name: str, truth: np.ndarray, interpolators: dict[str, Interpolator], animators: dict[str, Animator]
+    name: str, truth: np.ndarray, interpolators: dict[str, InterpolationMethod], animators: dict[str, Animator],
+    smoothers: dict[str, Smoother] | None = None, long_truth: np.ndarray | None = None,
 ) -> tuple[ClipResult, dict[str, dict[str, np.ndarray]]]:
-    """Run every method on one ground-truth clip (frames, H, W, 3) and score it.
+    """Run every method on one ground-truth clip (frames, H, W, 3) and score it; the smoothers on
+    `long_truth` (SMOOTHER_FRAMES, H, W, 3) where the clip has that many frames.
 
-    Returns the scores and each method's clip: {"interpolation": {method: clip}, "i2v": {...}}.
+    Returns the scores and each method's clip: {"interpolation": {method: clip}, "i2v": {...}, "smoother": {...}}.
     """
     frames, mid = len(truth), len(truth) // 2
-    result, outputs = ClipResult(name, true_motion=motion(truth)), {"interpolation": {}, "i2v": {}}
+    result, outputs = ClipResult(name, true_motion=motion(truth)), {task: {} for task in TASKS}
     for method, interpolate in interpolators.items():
         clip = outputs["interpolation"][method] = interpolate(truth[0], truth[-1], frames)
         result.interpolation[method] = scores(truth[mid : mid + 1], clip[mid : mid + 1])
@@ -68,13 +96,20 @@ def evaluate_clip(
         clip = outputs["i2v"][method] = animate(truth[0], frames)
         generated = GENERATED["i2v"]
         result.i2v[method] = {**scores(truth[generated], clip[generated]), "motion": motion(clip)}
+    for method, smooth in (smoothers or {}).items() if long_truth is not None else ():
+        clip = outputs["smoother"][method] = smooth(long_truth[::2])
+        odd = GENERATED["smoother"]
+        result.smoother[method] = scores(long_truth[odd], clip[odd])
     return result, outputs
 
 
 def mean_scores(results: list[ClipResult], task: str) -> dict[str, dict[str, float]]:
-    """Per method, the mean over clips of each score. task: "interpolation" or "i2v"."""
-    methods = getattr(results[0], task)
+    """Per method, the mean over clips (those the task scored) of each score. task: one of TASKS."""
+    scored = [r for r in results if getattr(r, task)]
+    if not scored:
+        return {}
+    methods = getattr(scored[0], task)
     return {
-        method: {metric: float(np.mean([getattr(r, task)[method][metric] for r in results])) for metric in methods[method]}
+        method: {metric: float(np.mean([getattr(r, task)[method][metric] for r in scored])) for metric in methods[method]}
         for method in methods
     }

@@ -25,7 +25,7 @@ from ..data.frames import FrameBank
 from ..data.shards import LatentShards
 from ..data.split import HELD_OUT_FILES
 from ..data.synthetic import synthetic_clip
-from ..flow import flow_frames
+from ..interpolation import Dis, anchor_frames
 from ..errors import ConfigError, InputError, TrainingError
 from ..model import MarDini
 from ..outputs import check_run_folder
@@ -198,13 +198,15 @@ class Trainer:
         return high, low, masked, t, eps, drop, flow, device(pixels), device(anchors)
 
     def _frames_clip(self, seed: int, given: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
-        """One clip (K, H, W, 3) uint8 drawn with its own seed, and its flow anchor (float) for "flow" models."""
+        """One clip (K, H, W, 3) uint8 drawn with its own seed, and its flow anchor (float) for "flow" models.
+        Training anchors with DIS (milliseconds a clip, no network on the loader's threads); the residual
+        learnt around DIS frames measured harmless around RIFE's at inference (README: Quality)."""
         c, gen = self.cfg.data, torch.Generator().manual_seed(seed)
         clip = self.data.clip(c.height, c.width, (c.stride, c.stride_max or c.stride), gen)
         if c.synthetic and float(torch.rand((), generator=gen)) < c.synthetic:
             other = self.data.clip(c.height, c.width, (1, 1), gen)
             clip = synthetic_clip(clip[len(clip) // 2], other[0], c.frames, gen)
-        anchor = flow_frames(clip.astype(np.float32) / 255, given) if self.config.anchor == "flow" else None
+        anchor = anchor_frames(clip.astype(np.float32) / 255, given, Dis()) if self.config.anchor == "flow" else None
         return clip, anchor
 
     def _load(self, index: int, variant: int) -> tuple[torch.Tensor, torch.Tensor]:

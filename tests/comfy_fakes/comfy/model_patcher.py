@@ -9,5 +9,8 @@ class ModelPatcher:
         if not hasattr(model, "device"):
             model.device = offload_device  # as ComfyUI's does
 
+    def model_dtype(self):
+        return next(self.model.parameters()).dtype
+
 
 CoreModelPatcher = ModelPatcher
