@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ATTENTION_BACKENDS, MarDiniConfig, preset
 from .errors import InputError
+from .interpolation import load_interpolator
 from .masks import FrameMask, expansion, from_pattern, image_to_video, interpolation
 from .model import MarDini
 from .model.compiled import compile_blocks, compile_errors, compile_unavailable
@@ -410,4 +411,37 @@ def identity_attention_rows(job: Job, device: torch.device, calls: int = 5) -> l
         rows.append({"impl": name, "preset": job.preset, "batch": batch, "frames": job.frames, "tokens_per_frame": tokens,
                      "heads": heads, "head_dim": head_dim, "temporal": temporal, "ms": dataclasses.asdict(Spread.of([t * 1e3 for t in times])),
                      "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None})
+    return rows
+
+
+ANCHOR_CHOICES = (("dis", "fast"), ("rife", "fast"), ("rife", "best"))  # (interpolator, quality) rows of the anchor suite
+
+
+def anchor_rows(width: int, height: int, frames: int, device: torch.device, repeats: int) -> list[dict]:
+    """Each interpolator making the anchor of a window with both ends given (frames - 2 generated frames):
+    seconds and matmul-times per generated frame, GFLOP per frame (the networks' convolutions, counted with
+    FlopCounterMode; DIS runs in OpenCV and counts none) and the share of its FLOP floor at the measured peak."""
+    g = torch.Generator().manual_seed(2)
+    first, last = (torch.rand(height, width, 3, generator=g).numpy() for _ in range(2))
+    times = [k / (frames - 1) for k in range(1, frames - 1)]
+    rows = []
+    for name, quality in ANCHOR_CHOICES:
+        interpolator = load_interpolator(name, quality, device)
+        make = lambda: interpolator.pair(first, last).at(times)  # noqa: E731
+        with FlopCounterMode(display=False) as counter:
+            make()  # also the warm-up
+        samples = []
+        for _ in range(repeats):
+            reference = reference_seconds()
+            sync(device)
+            start = time.perf_counter()
+            make()
+            sync(device)
+            samples.append((reference, (time.perf_counter() - start) / len(times)))
+        seconds = statistics.median(s for _, s in samples)
+        flops = counter.get_total_flops() / len(times)
+        peak = cuda_peak(device, torch.float32) if device.type == "cuda" else statistics.median(2 * REFERENCE_SIDE**3 / r for r, _ in samples)
+        rows.append({"interpolator": name, "quality": quality, "width": width, "height": height, "frames": len(times),
+                     "seconds_per_frame": seconds, "matmul_times_per_frame": statistics.median(s / r for r, s in samples),
+                     "gflop_per_frame": flops / 1e9, "floor_share": flops / peak / seconds if flops else None})
     return rows

@@ -144,3 +144,15 @@ def test_gpu_script_small_mode_writes_one_json_report(tmp_path):
     rows = [r for c in ran for r in c["bench"]["rows"]]
     assert any("6.05 s, 42.57 G" in r["paper"] for r in rows)
     assert all(r["preset"].startswith(("small/", "tiny/")) for r in rows)
+
+
+def test_anchor_suite_times_each_interpolator_per_generated_frame(single_thread, capsys):
+    """DIS, RIFE fast and RIFE best at the given size: the ensemble does four times RIFE's work per frame."""
+    assert main(["bench", "--suite", "anchor", "--size", "64x64", "--frames", "4", "--repeats", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["anchor"]
+    assert [(r["interpolator"], r["quality"]) for r in rows] == list(bench.ANCHOR_CHOICES)
+    dis, fast, best = rows
+    assert all(r["frames"] == 2 and (r["width"], r["height"]) == (64, 64) and r["seconds_per_frame"] > 0 for r in rows)
+    assert dis["gflop_per_frame"] == 0 and dis["floor_share"] is None
+    assert fast["gflop_per_frame"] > 0 and best["gflop_per_frame"] == pytest.approx(4 * fast["gflop_per_frame"], rel=0.01)
+    assert 0 < fast["floor_share"] < 2

@@ -9,6 +9,8 @@ Suites (the flags you also give replace those fields in every job of the suite):
   cpu      small presets at 256, sdpa and math
   window   issue 12's bar: small/T, neighbours anchor, 9 frames with both ends given, 448x256, 10 steps, fp32
   identity Identity Attention fast path vs dense mask at the generator's real shapes of the other jobs
+  anchor   each interpolator (DIS, RIFE 4.x fast and best) making a window's anchor, both ends given:
+           seconds, matmul-times and GFLOP per generated frame, share of its FLOP floor (--size, --frames)
 --reduced shrinks the jobs, after the flags, for a CPU try (L -> small, S -> tiny presets, sides / 8;
 the paper's figures stay beside them). Jobs run in bf16 on CUDA, fp32 on the CPU, unless --dtype says.
 Columns: min / median / max total seconds over the repeats (after one warm-up), VAE and planner
@@ -30,7 +32,8 @@ from ..config import ATTENTION_BACKENDS
 from ..errors import BackendUnavailableError, InputError
 
 GPU_SUITES = ("table2", "table4", "backends", "compile", "memory")
-SUITES = (*GPU_SUITES, "cpu", "window", "identity")
+SUITES = (*GPU_SUITES, "cpu", "window", "identity", "anchor")
+ANCHOR_SIZE, ANCHOR_FRAMES = (448, 256), 9  # the anchor suite's window unless --size / --frames say otherwise
 JOB_FLAGS = ("preset", "size", "frames", "given", "steps", "guidance", "fidelity", "dtype", "backend", "compile", "anchor")
 
 
@@ -102,7 +105,9 @@ def chosen_jobs(args: argparse.Namespace, device: torch.device) -> tuple[list[st
     suites = chosen_suites(args, device, fields)
     if device.type != "cuda":
         fields.setdefault("dtype", "fp32")  # CPUs have no fast bf16 matmuls
-    rows = [(name, job) for name in suites if name not in ("custom", "identity") for job in bench.suites()[name]]
+    rows = [(name, job) for name in suites if name not in ("custom", "identity", "anchor") for job in bench.suites()[name]]
+    if not rows and suites == ["anchor"]:
+        return suites, []
     if not rows:  # the job from flags (alone, or for the identity rows)
         if "preset" not in fields:
             raise InputError("a job from flags needs --preset (e.g. --preset small/T), or choose a --suite")
@@ -124,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     timed = [(name, job) for name, job in jobs if suites != ["identity"]]
+    fields = overrides(args)
+    anchor = []
+    if "anchor" in suites:
+        size = (fields["width"], fields["height"]) if "width" in fields else ANCHOR_SIZE
+        anchor = bench.anchor_rows(*size, fields.get("frames", ANCHOR_FRAMES), device, args.repeats)
     rows, skipped = [], []
     for suite, job in timed:
         try:
@@ -135,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         shapes = {(j.preset, j.width, j.height, j.frames, j.given, j.dtype): j for _, j in jobs}
         identity = [r for job in shapes.values() for r in bench.identity_attention_rows(job, device)]
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "repeats": args.repeats, "rows": rows, "identity_attention": identity, "skipped": skipped}
+              "repeats": args.repeats, "rows": rows, "identity_attention": identity, "anchor": anchor, "skipped": skipped}
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -158,6 +168,10 @@ def print_table(report: dict) -> None:
         print(f"identity attention {r['impl']:<14} {r['preset']}: {r['batch']}x{r['frames']} frames x {r['tokens_per_frame']} tokens, "
               f"{r['heads']} heads of {r['head_dim']}{' (temporal)' if r['temporal'] else ''}: "
               f"{ms['min']:.2f}/{ms['median']:.2f}/{ms['max']:.2f} ms, peak {_fmt(r['peak_memory_gb'], '.3f')} GB")
+    for r in report["anchor"]:
+        print(f"anchor {r['interpolator']:<5}{r['quality']:<5} {r['width']}x{r['height']}, {r['frames']} frames: "
+              f"{r['seconds_per_frame']:.3f} s = {r['matmul_times_per_frame']:.1f} mm per frame, {r['gflop_per_frame']:.1f} GFLOP, "
+              f"floor share {_fmt(r['floor_share'], '.2f')}")
     for s in report["skipped"]:
         print(f"skipped {s['suite']} {s['job']} ({s['backend']}): {s['reason']}")
 
