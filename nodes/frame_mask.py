@@ -49,6 +49,7 @@ def build_mask(frames: int, preset: str, given_frames: int, pattern: str) -> mas
 
 
 class MarDiniFrameMask:
+    SEARCH_ALIASES = ["image to video", "i2v", "interpolation", "loop", "extend", "keyframes", "timeline"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Frame mask of the clip: x = given frame (from your images), . = generated. Click the timeline to "
         "toggle a frame. Given frames take the input images in order; a loop uses one image at both ends."

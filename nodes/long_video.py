@@ -33,6 +33,7 @@ def input_positions(mode: str, images: int, frames: int) -> list[int]:
 
 
 class MarDiniLongVideo:
+    SEARCH_ALIASES = ["slow motion", "keyframes", "extend video", "video expansion", "continue video", "loop", "long video", "interpolation"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Clips longer than the model's window, one model call per window (paper, Appendix F.1). "
         "slow motion: the images spread evenly over `frames` and everything between generated "

@@ -95,6 +95,7 @@ def check_model_name(name: str) -> None:
 
 
 class MarDiniModelLoader:
+    SEARCH_ALIASES = ["video model", "image to video", "frame interpolation", "rife"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Loads a MarDini model (planner + generator) and the autoencoder it was trained with, ready for MarDini VAE "
         "Encode, the Frame Assembler and ComfyUI's VAE Decode: nothing to download. "

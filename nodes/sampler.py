@@ -79,6 +79,7 @@ def flow_outputs(latents, config) -> dict:
 
 
 class MarDiniSampler:
+    SEARCH_ALIASES = ["image to video", "i2v", "animate image", "interpolation", "loop", "extend", "video sampler"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Generates the clip's masked frames with the DM generator (DDIM or DPM-Solver++(2M), v-prediction). Output: a LATENT "
         "with frames as the batch, given frames marked kept by its noise_mask; decode it with VAE Decode "

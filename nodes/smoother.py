@@ -29,6 +29,7 @@ def smoother_positions(frames: int, multiplier: int) -> tuple[int, list[int]]:
 
 
 class MarDiniSmootherVideo:
+    SEARCH_ALIASES = ["interpolation", "frame interpolation", "interpolate frames", "rife", "film", "vfi", "slow motion", "fps", "frame rate", "smooth video", "more frames"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Makes a video smoother or slower: new frames are made between every two frames of your video (x2, x4 or x8), "
         "and your frames are kept exactly. Connect fps to Create Video for a smoother video of the same length; "

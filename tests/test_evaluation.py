@@ -135,10 +135,25 @@ def test_protocol_scores_mid_frame_for_interpolation_and_generated_frames_for_i2
     assert result.i2v["repeat_first"] == {**still, "motion": 0.0}  # a still frame does not move
     assert result.true_motion == pytest.approx(protocol.motion(truth)) and result.true_motion > 0
     assert {task: list(clips) for task, clips in outputs.items()} == {
-        "interpolation": ["perfect", "wrong_mid"], "i2v": ["repeat_first"], "smoother": []}  # no 17-frame truth: no smoother
+        "interpolation": ["perfect", "wrong_mid"], "i2v": ["repeat_first"], "expansion": [], "smoother": []}  # no 17-frame truth: no smoother
     means = protocol.mean_scores([result, result], "interpolation")
     assert means["wrong_mid"] == pytest.approx(result.interpolation["wrong_mid"])
     assert protocol.mean_scores([result], "smoother") == {}
+
+
+def test_expansion_scores_the_frames_after_the_given_ones_and_measures_motion_by_optical_flow():
+    """A texture sliding 1 px a frame: continuing the motion beats holding the last frame, and moves about 1 px a frame."""
+    truth = translated_clip(step=1)
+    result, outputs = protocol.evaluate_clip("c", truth, {}, {}, expanders=protocol.EXPANSION_BASELINES)
+    still, moving = result.expansion["repeat_last"], result.expansion["continued"]
+    assert np.array_equal(outputs["expansion"]["repeat_last"][:3], truth[:3]) and np.array_equal(outputs["expansion"]["continued"][:3], truth[:3])
+    assert still["motion"] == 0.0 and 0.7 < moving["motion"] < 1.3
+    assert 0.7 < protocol.motion(truth) < 1.3  # optical flow in pixels per frame
+    assert moving["psnr"] > still["psnr"] + 5
+    flicker = np.repeat(truth[:1], 9, axis=0)
+    flicker[1::2] = np.clip(flicker[1::2] * 0.8, 0, 1)  # brightness flicker, nothing moves
+    assert protocol.motion(flicker) < 0.3 < protocol.motion(truth)
+    assert np.abs(np.diff(flicker, axis=0)).mean() > np.abs(np.diff(truth, axis=0)).mean()  # what a frame difference would call motion
 
 
 def test_the_smoother_task_gives_every_other_frame_and_scores_only_the_ones_between():
@@ -251,15 +266,16 @@ def test_eval_command_end_to_end_on_a_real_clip(tmp_path, checkpoint, vae_args, 
     assert report["clips"] == 1 and report["clip_names"] == ["carphone_pristine"]
     assert set(report["methods"]) == {"mardini", "linear", "dis_flow", "rife_fast", "rife_best"}
     assert set(report["i2v"]) == {"mardini", "repeat_first"}
+    assert set(report["expansion"]) == {"mardini", "repeat_last", "continued"}
     assert report["smoother_clips"] == 1 and set(report["smoother"]) == {"mardini", "dis_flow", "rife_fast", "rife_best"}
     assert report["settings"]["interpolator"] == "rife" and report["settings"]["anchor_quality"] == "best"
-    for scores in [*report["methods"].values(), *report["i2v"].values(), *report["smoother"].values()]:
+    for scores in [*report["methods"].values(), *report["i2v"].values(), *report["expansion"].values(), *report["smoother"].values()]:
         assert 0 < scores["psnr"] <= metrics.PSNR_CAP and -1 <= scores["ssim"] <= 1
     assert report["methods"]["dis_flow"]["psnr"] > report["methods"]["mardini"]["psnr"]  # random weights lose
     assert report["skipped"] == [f"skipping short: {short.name} has 3 frames from frame 0, fewer than the 9 evaluated"]
     assert "warning: skipping short" in captured.err
     image = cv2.imread(str(out / "carphone_pristine.png"))
-    assert image.shape[0] == 8 * (sheet.ROW_HEIGHT + sheet.GAP)  # truth, 5 interpolations, 2 i2v
+    assert image.shape[0] == 11 * (sheet.ROW_HEIGHT + sheet.GAP)  # truth, 5 interpolations, 2 i2v, 3 expansions
 
 
 def test_eval_command_table_and_clear_errors(tmp_path, checkpoint, monkeypatch, capsys):

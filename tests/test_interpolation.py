@@ -3,6 +3,7 @@ through the same code, the ensemble's symmetry, one anchor builder for every mas
 import pickle
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from mardini_core.errors import CheckpointError, InputError
-from mardini_core.interpolation import Dis, Ensemble, Rife, anchor_frames, at_quality, load_interpolator, rife
+from mardini_core.evaluation.metrics import psnr
+from mardini_core.interpolation import Dis, Ensemble, Rife, anchor_frames, at_quality, dis, load_interpolator, rife
 from mardini_core.interpolation.ifnet import ALIGN, IFNet, IFNetConfig
 
 REFERENCE = Path(__file__).parent / "data" / "rife4_reference.npz"
@@ -91,10 +93,10 @@ class Recorder:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.booleans(), min_size=2, max_size=17).filter(any), st.integers(0, 2**31))
-def test_anchor_frames_ask_once_per_gap_and_keep_given_frames(given_list, seed):
+def test_anchor_frames_ask_once_per_gap_and_continue_the_motion_outside(given_list, seed):
     """One pair and one call per gap between given frames, at each frame's time; given frames are their own
-    anchor and a frame with a given frame on one side only is that frame."""
-    clip = np.random.default_rng(seed).random((len(given_list), 6, 8, 3), dtype=np.float32)
+    anchor; past the ends the two nearest given frames' motion continues, or the one given frame is copied."""
+    clip = np.random.default_rng(seed).random((len(given_list), 12, 16, 3), dtype=np.float32)
     recorder = Recorder()
     out = anchor_frames(clip, given_list, recorder)
     positions = [k for k, g in enumerate(given_list) if g]
@@ -108,8 +110,26 @@ def test_anchor_frames_ask_once_per_gap_and_keep_given_frames(given_list, seed):
     for k, g in enumerate(given_list):
         if g:
             assert np.array_equal(out[k], clip[k])
-        elif k < positions[0] or k > positions[-1]:
-            assert np.array_equal(out[k], clip[positions[0] if k < positions[0] else positions[-1]])
+    for outside, side in ((range(positions[-1] + 1, len(clip)), positions[::-1]), (range(positions[0]), positions)):
+        if not outside:
+            continue
+        if len(side) == 1:
+            assert all(np.array_equal(out[k], clip[side[0]]) for k in outside)
+        else:
+            last, before = side[0], side[1]
+            expected = dis.continued(clip[last], clip[before], abs(last - before), [abs(k - last) for k in outside])
+            np.testing.assert_array_equal(out[list(outside)], expected)
+
+
+def test_continued_motion_carries_a_constant_translation_on():
+    """A texture sliding at constant speed: the frames after the last two given follow the slide, far better than a copy."""
+    rng = np.random.default_rng(3)
+    big = cv2.GaussianBlur(rng.random((80, 160, 3), dtype=np.float32), (0, 0), 2.0)
+    truth = np.stack([big[8:72, 20 + 2 * i : 116 + 2 * i] for i in range(6)])  # 2 px a frame
+    out = dis.continued(truth[1], truth[0], 1, [1, 2, 3, 4])
+    for d in range(1, 5):
+        crop = (slice(4, -4), slice(4, -4 - 2 * d))  # away from the border that entered the picture
+        assert psnr(truth[1 + d][crop], out[d - 1][crop]) > psnr(truth[1 + d][crop], truth[1][crop]) + 6
 
 
 def test_anchor_frames_need_a_given_frame():

@@ -149,3 +149,15 @@ def test_defaults_fit_their_ranges():
                 assert options["default"] in entry[0], (node_id, name)
             if "min" in options:
                 assert options["min"] <= options["default"] <= options["max"], (node_id, name)
+
+
+def test_node_search_finds_the_smoother_and_long_video_by_the_words_artists_type():
+    """ComfyUI's node search reads SEARCH_ALIASES (server.py: object_info's search_aliases)."""
+    words = {node_id: set(getattr(cls, "SEARCH_ALIASES", [])) for node_id, cls in PACK.NODE_CLASS_MAPPINGS.items()}
+    assert all(isinstance(w, str) and w == w.strip().lower() for ws in words.values() for w in ws)
+    for word in ("interpolation", "frame interpolation", "rife", "film", "slow motion", "fps", "frame rate"):
+        assert word in words["MarDiniSmootherVideo"], word
+    for word in ("extend video", "loop", "slow motion"):
+        assert word in words["MarDiniLongVideo"], word
+    for word in ("image to video", "loop"):
+        assert word in words["MarDiniSampler"], word

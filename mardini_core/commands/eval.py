@@ -8,10 +8,12 @@ each interpolator of --baselines (OpenCV DIS flow, RIFE 4.x fast and best).
 Smoother: every other frame of the middle 17 given, the 8 between made as the Smoother node's x2 and
 scored (segments shorter than 17 frames are left out of this task only).
 Image-to-video: the first frame given, the rest generated; every generated frame is scored, which
-is a weak metric (many futures are plausible), so the mean frame-to-frame change (motion) of each
-method is printed beside the true clip's: a still frame scores well and does not move.
-Methods: MarDini, the first frame repeated. For a flow-anchored model, the cosine between the
-residual it predicted for the scored frame and the true one (encoded truth minus the anchor's latent)
+is a weak metric (many futures are plausible), so each method's motion (optical flow, px per frame)
+is printed beside the true clip's: a still frame scores well and does not move.
+Methods: MarDini, the first frame repeated.
+Expansion: the first 3 frames given, the 6 after them generated and scored, with their motion.
+Methods: MarDini, the last given frame repeated, the given frames' motion continued (the anchor).
+For a flow-anchored model, the cosine between the residual it predicted for the scored frame and the true one (encoded truth minus the anchor's latent)
 is reported as residual_cos. --split held-out scores only the project's held-out files
 (mardini_core/data/split.py), which no shipped model was trained on.
 FID of each method's generated frames against the true frames is added with the InceptionV3 of --inception, or
@@ -39,7 +41,8 @@ from ..evaluation.inception import find_fid_network
 from ..data.split import HELD_OUT_FILES
 from ..evaluation.model_methods import MardiniMethods
 from ..evaluation.protocol import (
-    I2V_BASELINES, SMOOTHER_FRAMES, TASKS, ClipResult, evaluate_clip, interpolator_baselines, mean_scores,
+    EXPANSION_BASELINES, EXPANSION_GIVEN, I2V_BASELINES, SMOOTHER_FRAMES, TASKS, ClipResult, evaluate_clip, interpolator_baselines,
+    mean_scores,
 )
 from ..interpolation import DEFAULT_INTERPOLATOR, DEFAULT_QUALITY, QUALITIES, load_interpolator
 from ..evaluation.sheet import save_sheet
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     interpolators = {"mardini": mardini.interpolate, **baselines[0]} if "interpolation" in args.tasks else {}
     animators = {"mardini": mardini.animate, **I2V_BASELINES} if "i2v" in args.tasks else {}
     smoothers = {"mardini": mardini.smooth, **baselines[1]} if "smoother" in args.tasks else {}
+    expanders = {"mardini": mardini.expand, **EXPANSION_BASELINES} if "expansion" in args.tasks else {}
 
     results: list[ClipResult] = []
     for source in sources:
@@ -129,12 +133,12 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"clip {len(results) + 1}: {source.name} ({truth.shape[2]}x{truth.shape[1]})", file=sys.stderr, flush=True)
         long_truth = load_long(source, args.size, multiple) if smoothers else None
-        result, outputs = evaluate_clip(source.name, truth, interpolators, animators, smoothers, long_truth)
+        result, outputs = evaluate_clip(source.name, truth, interpolators, animators, smoothers, long_truth, expanders)
         if model.config.anchor == "flow" and interpolators:
             result.interpolation["mardini"]["residual_cos"] = residual_cosine(mardini.last["interpolation"], truth, vae, model.config)
         results.append(result)
         if bank is not None:
-            bank.add_clip({"interpolation": truth, "i2v": truth, "smoother": long_truth}, outputs)
+            bank.add_clip({"interpolation": truth, "i2v": truth, "expansion": truth, "smoother": long_truth}, outputs)
         if args.out:
             save_sheet(inside(args.out, source.name, ".png"), sheet_rows(truth, outputs))  # a manifest's name never leaves --out
     if not results:
@@ -166,12 +170,13 @@ def build_report(args: argparse.Namespace, vae_name: str, results: list[ClipResu
     report = {
         "methods": mean_scores(results, "interpolation"),
         "i2v": mean_scores(results, "i2v"),
+        "expansion": mean_scores(results, "expansion"),
         "smoother": mean_scores(results, "smoother"),
         "smoother_clips": sum(1 for r in results if r.smoother),
         "i2v_true_motion": float(np.mean([r.true_motion for r in results])),
         "clips": len(results),
         "clip_names": [r.name for r in results],
-        "per_clip": [{"name": r.name, "interpolation": r.interpolation, "i2v": r.i2v, "smoother": r.smoother,
+        "per_clip": [{"name": r.name, "interpolation": r.interpolation, "i2v": r.i2v, "expansion": r.expansion, "smoother": r.smoother,
                       "true_motion": r.true_motion} for r in results],
         "skipped": skipped,
         "settings": {"model": args.model or "embedded default", "vae": vae_name, "size": args.size,
@@ -183,7 +188,7 @@ def build_report(args: argparse.Namespace, vae_name: str, results: list[ClipResu
         "sheets": args.out,
     }
     if bank is not None:
-        for task, table in zip(TASKS, (report["methods"], report["i2v"], report["smoother"])):
+        for task, table in zip(TASKS, (report["methods"], report["i2v"], report["expansion"], report["smoother"])):
             for method, fid in bank.scores(task).items():
                 table[method]["fid"] = fid
     return report
@@ -196,10 +201,11 @@ def fid_note(args: argparse.Namespace, bank: FeatureBank | None) -> str:
 
 
 def sheet_rows(truth: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
-    """Ground truth first, then each interpolation method, then each image-to-video method."""
+    """Ground truth first, then each interpolation method, then each image-to-video and expansion method."""
     rows = [("ground truth", truth)]
     rows += [(method, clip) for method, clip in outputs["interpolation"].items()]
     rows += [(f"i2v {method}", clip) for method, clip in outputs["i2v"].items()]
+    rows += [(f"expansion {method}", clip) for method, clip in outputs["expansion"].items()]
     return rows
 
 
@@ -215,9 +221,12 @@ def format_report(report: dict) -> str:
         "  mean",
         *_table(report["methods"]),
         "",
-        f"image-to-video (first given; frames 1-{s['frames'] - 1} scored); motion: mean frame-to-frame change, "
-        f"true clips {report['i2v_true_motion']:.4f}",
+        f"image-to-video (first given; frames 1-{s['frames'] - 1} scored); motion: optical flow in px per frame, "
+        f"true clips {report['i2v_true_motion']:.2f}",
         *_table(report["i2v"]),
+        "",
+        f"expansion (first {EXPANSION_GIVEN} given; frames {EXPANSION_GIVEN}-{s['frames'] - 1} scored); motion from the last given frame on",
+        *_table(report["expansion"]),
         "",
         f"smoother x2 (every other frame of {SMOOTHER_FRAMES} given, the 8 between scored; {report['smoother_clips']} clips), per clip PSNR dB",
         *_per_clip([c for c in report["per_clip"] if c["smoother"]], "smoother", list(report["smoother"])),
@@ -238,7 +247,7 @@ def _per_clip(per_clip: list[dict], task: str, methods: list[str]) -> list[str]:
     return rows
 
 
-EXTRA_COLUMNS = (("fid", "FID", "9.2f"), ("residual_cos", "res.cos", "9.3f"), ("motion", "motion", "9.4f"))
+EXTRA_COLUMNS = (("fid", "FID", "9.2f"), ("residual_cos", "res.cos", "9.3f"), ("motion", "motion", "9.2f"))
 
 
 def _table(scores: dict[str, dict[str, float]]) -> list[str]:

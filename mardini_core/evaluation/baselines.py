@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..interpolation import Interpolator, anchor_frames
+from ..interpolation import Dis, Interpolator, anchor_frames
 
 
 def times(frames: int) -> np.ndarray:
@@ -27,6 +27,18 @@ def linear_blend(first: np.ndarray, last: np.ndarray, frames: int) -> np.ndarray
 def repeat_first(first: np.ndarray, frames: int) -> np.ndarray:
     """Image-to-video baseline: the given frame held still. -> (frames, H, W, 3)."""
     return np.repeat(first[None].astype(np.float32), frames, axis=0)
+
+
+def repeat_last(given: np.ndarray, frames: int) -> np.ndarray:
+    """Expansion baseline: the given frames (G, H, W, 3), then the last of them held still. -> (frames, H, W, 3)."""
+    return np.concatenate([given, np.repeat(given[-1:], frames - len(given), axis=0)]).astype(np.float32)
+
+
+def continued_motion(given: np.ndarray, frames: int) -> np.ndarray:
+    """Expansion baseline: the given frames' motion carried on (the anchor of an anchored model's expansion)."""
+    clip = np.zeros((frames, *given.shape[1:]), np.float32)
+    clip[: len(given)] = given
+    return anchor_frames(clip, [k < len(given) for k in range(frames)], Dis())
 
 
 def interpolated(interpolator: Interpolator):

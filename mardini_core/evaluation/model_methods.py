@@ -39,6 +39,9 @@ class MardiniMethods:
     def animate(self, first: np.ndarray, frames: int) -> np.ndarray:
         return self._run("i2v", first[None], masks.image_to_video(frames))
 
+    def expand(self, given: np.ndarray, frames: int) -> np.ndarray:
+        return self._run("expansion", given, masks.expansion(frames, len(given)))
+
     def smooth(self, given: np.ndarray) -> np.ndarray:
         """given (N, H, W, 3) -> (2N - 1, H, W, 3): a frame made between every two, as the Smoother node's x2."""
         total = 2 * len(given) - 1

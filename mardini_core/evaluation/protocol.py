@@ -4,7 +4,9 @@ Interpolation (paper §3.2, Appendix D): the first and last frames of a clip are
 between are generated; the middle frame (the 5th of 9, the farthest from both references) is
 scored with PSNR and SSIM. Image-to-video: the first frame is given, the rest generated, and every
 generated frame is scored. Against a single ground truth that is a weak metric for i2v (many
-futures are plausible, so a still frame often scores well); it is reported for tracking only.
+futures are plausible, so a still frame often scores well); it is reported for tracking only. Motion
+is optical flow (OpenCV DIS, mean pixels per frame between consecutive frames): flicker is not motion.
+Expansion: the first 3 of 9 frames given, the 6 after them generated and all scored, with their motion.
 Smoother (the Smoother node's x2): every other frame of a 17-frame clip given (0, 2, ..., 16), the
 8 between generated, all 8 scored; clips shorter than 17 frames are left out of this task only.
 
@@ -19,18 +21,23 @@ from typing import Callable
 import numpy as np
 
 from ..interpolation import Dis, Interpolator, anchor_frames
-from .baselines import interpolated, linear_blend, repeat_first
+from ..interpolation.dis import dis_flow
+from .baselines import continued_motion, interpolated, linear_blend, repeat_first, repeat_last
 from .metrics import psnr, ssim
 
 InterpolationMethod = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # first, last, frames -> clip
 Animator = Callable[[np.ndarray, int], np.ndarray]  # first, frames -> clip
+Expander = Callable[[np.ndarray, int], np.ndarray]  # given first frames (G, H, W, 3), frames -> clip
 Smoother = Callable[[np.ndarray], np.ndarray]  # given frames (N, H, W, 3) -> (2N - 1, H, W, 3) with them at even places
 
-TASKS = ("interpolation", "i2v", "smoother")
-GENERATED = {"interpolation": slice(1, -1), "i2v": slice(1, None), "smoother": slice(1, None, 2)}  # scored and FID frames
+TASKS = ("interpolation", "i2v", "expansion", "smoother")
+EXPANSION_GIVEN = 3
+GENERATED = {"interpolation": slice(1, -1), "i2v": slice(1, None), "expansion": slice(EXPANSION_GIVEN, None),
+             "smoother": slice(1, None, 2)}  # scored and FID frames
 SMOOTHER_FRAMES = 17
 
 I2V_BASELINES: dict[str, Animator] = {"repeat_first": repeat_first}
+EXPANSION_BASELINES: dict[str, Expander] = {"repeat_last": repeat_last, "continued": continued_motion}
 
 
 def interpolator_baselines(interpolators: dict[str, Interpolator]) -> tuple[dict[str, InterpolationMethod], dict[str, Smoother]]:
@@ -63,8 +70,8 @@ def scores(truth: np.ndarray, generated: np.ndarray) -> dict[str, float]:
 
 
 def motion(clip: np.ndarray) -> float:
-    """Mean absolute change between consecutive frames (0..1): how much a clip moves."""
-    return float(np.abs(np.diff(clip.astype(np.float32), axis=0)).mean())
+    """How much a clip moves: the mean length of the DIS optical flow between consecutive frames, in pixels per frame."""
+    return float(np.mean([np.linalg.norm(dis_flow(a, b), axis=-1).mean() for a, b in zip(clip[:-1], clip[1:])]))
 
 
 @dataclass
@@ -74,18 +81,19 @@ class ClipResult:
     name: str
     interpolation: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> mid-frame scores
     i2v: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> scores over generated frames, and motion
+    expansion: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> scores over generated frames, and motion
     smoother: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> scores over the odd frames (17-frame clips)
-    true_motion: float = 0.0  # the true clip's motion, beside the i2v methods'
+    true_motion: float = 0.0  # the true clip's motion, beside the i2v and expansion methods'
 
 
 def evaluate_clip(
     name: str, truth: np.ndarray, interpolators: dict[str, InterpolationMethod], animators: dict[str, Animator],
-    smoothers: dict[str, Smoother] | None = None, long_truth: np.ndarray | None = None,
+    smoothers: dict[str, Smoother] | None = None, long_truth: np.ndarray | None = None, expanders: dict[str, Expander] | None = None,
 ) -> tuple[ClipResult, dict[str, dict[str, np.ndarray]]]:
     """Run every method on one ground-truth clip (frames, H, W, 3) and score it; the smoothers on
     `long_truth` (SMOOTHER_FRAMES, H, W, 3) where the clip has that many frames.
 
-    Returns the scores and each method's clip: {"interpolation": {method: clip}, "i2v": {...}, "smoother": {...}}.
+    Returns the scores and each method's clip: {"interpolation": {method: clip}, "i2v": {...}, "expansion": ..., "smoother": ...}.
     """
     frames, mid = len(truth), len(truth) // 2
     result, outputs = ClipResult(name, true_motion=motion(truth)), {task: {} for task in TASKS}
@@ -96,6 +104,10 @@ def evaluate_clip(
         clip = outputs["i2v"][method] = animate(truth[0], frames)
         generated = GENERATED["i2v"]
         result.i2v[method] = {**scores(truth[generated], clip[generated]), "motion": motion(clip)}
+    for method, expand in (expanders or {}).items():
+        clip = outputs["expansion"][method] = expand(truth[:EXPANSION_GIVEN], frames)
+        generated = GENERATED["expansion"]
+        result.expansion[method] = {**scores(truth[generated], clip[generated]), "motion": motion(clip[EXPANSION_GIVEN - 1 :])}
     for method, smooth in (smoothers or {}).items() if long_truth is not None else ():
         clip = outputs["smoother"][method] = smooth(long_truth[::2])
         odd = GENERATED["smoother"]

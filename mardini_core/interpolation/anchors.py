@@ -10,6 +10,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from .dis import continued
+
 
 class Pair(Protocol):
     def at(self, times: Sequence[float]) -> np.ndarray:
@@ -29,23 +31,26 @@ def anchor_frames(frames: np.ndarray, given: Sequence[bool], interpolator: Inter
     """frames (K, H, W, 3) float in [0, 1] with the given frames in place -> (K, H, W, 3) float32 anchors.
 
     A given frame is its own anchor; the generated frames between two given frames are the
-    interpolator's frames at their times, one `pair` per gap and one `at` call for all its frames; a
-    frame with a given frame on one side only is that frame. Raises ValueError when no frame is given.
+    interpolator's frames at their times, one `pair` per gap and one `at` call for all its frames.
+    Frames past the last given frame (or before the first) continue the motion of the two given frames
+    nearest them at constant velocity (`dis.continued`: a still copy would anchor a still picture, and
+    a small model's residual does not add the missing motion); with one given frame on that side they
+    are a copy of it. Raises ValueError when no frame is given.
     """
     positions = [k for k, g in enumerate(given) if g]
     if not positions:
         raise ValueError("an anchor needs at least one given frame")
     out = frames.astype(np.float32).copy()
-    gaps: dict[tuple[int, int], list[int]] = {}
-    for k, g in enumerate(given):
-        if g:
+    for left, right in zip(positions, positions[1:]):
+        inside = list(range(left + 1, right))
+        if inside:
+            out[inside] = interpolator.pair(out[left], out[right]).at([(k - left) / (right - left) for k in inside])
+    for outside, (before, last) in ((range(positions[-1] + 1, len(given)), positions[-2:] if len(positions) > 1 else positions * 2),
+                                    (range(positions[0]), positions[1::-1] if len(positions) > 1 else positions * 2)):
+        if not outside:
             continue
-        left = max((p for p in positions if p < k), default=None)
-        right = min((p for p in positions if p > k), default=None)
-        if left is None or right is None:
-            out[k] = out[right if left is None else left]
+        if before == last:  # one given frame: nothing to continue
+            out[list(outside)] = out[last]
         else:
-            gaps.setdefault((left, right), []).append(k)
-    for (left, right), inside in gaps.items():
-        out[inside] = interpolator.pair(out[left], out[right]).at([(k - left) / (right - left) for k in inside])
+            out[list(outside)] = continued(out[last], out[before], abs(last - before), [abs(k - last) for k in outside])
     return out

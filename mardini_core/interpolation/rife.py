@@ -21,7 +21,7 @@ from ..errors import CheckpointError
 from .ifnet import ALIGN, IFNet, IFNetConfig
 
 EMBEDDED_FILE = Path(__file__).resolve().parent.parent / "default" / "rife-4.safetensors"
-EMBEDDED_SHA256 = "fcafd7ad0b9e65427f2970866a08b532b21acf6bd588a140a1b39386d9f05e93"
+EMBEDDED_SHA256 = "53978f5cb833f181eb365445973c90c817be280cb4a091096200042707d7ad0b"
 TRAINING_ONLY = ("teacher.", "caltime.")  # distillation parts of Practical-RIFE's checkpoints, unused at inference
 PIXELS_PER_FORWARD = 4 * 2**20  # batch size x pixels of one forward: about 1.2 GB of activations in fp32
 
