@@ -123,24 +123,33 @@ def closed(mask: FrameMask) -> bool:
     return mask.given[0] and mask.given[-1]
 
 
+def moving_anchor(mask: FrameMask, config: MarDiniConfig) -> bool:
+    """Every generated frame's anchor carries motion: between given frames, or, for the flow anchor, past
+    an end the motion of the two given frames nearest it continued (interpolation/anchors.py). Around a
+    still copy of a given frame (image-to-video; past the ends for the neighbour blend) it does not."""
+    return closed(mask) or (config.anchor == "flow" and len(mask.given_indices) >= 2)
+
+
 def default_fidelity(mask: FrameMask, config: MarDiniConfig) -> float:
     """The sampler's fidelity (sampler.py) a model uses unless told otherwise.
 
-    0 (the paper's DDIM) for models without an anchor. Between given frames an anchored model
-    returns its mean residual (1): a sampled residual with the wrong content costs more than it adds.
-    In open clips (image-to-video, expansion) the residual is the motion, and the mean of many
-    futures stands still as a model learns, so there the model's calibrated `open_fidelity` mixes in
-    the sample (chosen on training clips so generated clips move as much as the true ones).
+    0 (the paper's DDIM) for models without an anchor. Where the anchor moves (`moving_anchor`) an
+    anchored model returns its mean residual (1): a sampled residual with the wrong content costs more
+    than it adds (on 16 training clips, expansion from 3 given frames scored 34.85 dB at 1 and 32.40 at
+    0.8, below the last frame held still). Where the anchor is a still copy of the one given frame
+    (image-to-video) the residual is the motion, and the mean of many futures stands still as a model
+    learns, so there the model's calibrated `open_fidelity` mixes in the sample (chosen on training
+    clips so generated clips move as much as the true ones).
     """
     if config.anchor == "none":
         return 0.0
-    return 1.0 if closed(mask) else config.open_fidelity
+    return 1.0 if moving_anchor(mask, config) else config.open_fidelity
 
 
 def mean_scale_for(mask: FrameMask, config: MarDiniConfig) -> float:
     """How much of an anchored model's mean residual the sampler keeps: the model's calibrated
-    `mean_scale` between given frames; all of it in open clips, where the residual is the motion."""
-    return config.mean_scale if closed(mask) else 1.0
+    `mean_scale` where the anchor moves; all of it around a still copy, where the residual is the motion."""
+    return config.mean_scale if moving_anchor(mask, config) else 1.0
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def test_a_zero_residual_returns_the_flow_frames_exactly_through_generate(monkey
         return a / s * (z_t - anchor)
 
     monkeypatch.setattr(model.generator, "forward", zero_residual)
-    for interpolator in (None, Dis(), load_interpolator("rife", "fast")):  # None: the default (embedded RIFE, best)
+    for interpolator in (None, Dis(), load_interpolator("rife", "fast")):  # None: the default (embedded RIFE, fast)
         out = generate(model, vae, images, mask, steps=3, fidelity=0.0, interpolator=interpolator)
         used = load_interpolator() if interpolator is None else interpolator
         given_frames = truth * np.array(mask.given)[:, None, None, None]
@@ -118,17 +118,19 @@ def test_fidelity_one_calls_the_generator_once_and_bad_values_are_refused():
 @given(st.lists(st.booleans(), min_size=3, max_size=9).filter(lambda g: any(g) and not all(g)),
        st.sampled_from(["flow", "neighbours"]), st.floats(0, 1))
 def test_default_fidelity_keeps_the_paper_and_follows_the_mask_for_anchored_models(given_row, anchor, open_fidelity):
-    """The paper's DDIM without an anchor; the mean between given frames; the calibrated open_fidelity
-    wherever an end is generated (image-to-video, expansion)."""
+    """The paper's DDIM without an anchor; the mean wherever the anchor moves (between given frames, and for
+    the flow anchor past the ends of two or more given frames); the calibrated open_fidelity around a still copy."""
     mask = masks.from_indices(len(given_row), [i for i, g in enumerate(given_row) if g])
     assert default_fidelity(mask, MarDiniConfig()) == 0.0
     anchored = MarDiniConfig(anchor=anchor, open_fidelity=open_fidelity)
-    assert default_fidelity(mask, anchored) == (1.0 if given_row[0] and given_row[-1] else open_fidelity)
+    moving = (given_row[0] and given_row[-1]) or (anchor == "flow" and sum(given_row) >= 2)  # continued past the ends
+    assert default_fidelity(mask, anchored) == (1.0 if moving else open_fidelity)
     assert default_fidelity(masks.image_to_video(9), MarDiniConfig(anchor=anchor)) == 1.0  # checkpoints from before keep theirs
     anchored = MarDiniConfig(anchor="flow")
     shrunk = anchored.replace(mean_scale=0.25)
     assert mean_scale_for(masks.interpolation(9), shrunk) == 0.25
-    assert mean_scale_for(masks.image_to_video(9), shrunk) == 1.0  # an open clip's residual is its motion: never shrunk
+    assert mean_scale_for(masks.image_to_video(9), shrunk) == 1.0  # around a still copy the residual is the motion: never shrunk
+    assert mean_scale_for(masks.expansion(9, 3), shrunk) == 0.25  # around continued motion it is a correction
 
 
 @settings(max_examples=40, deadline=None)

@@ -40,13 +40,14 @@ def load(**options):
 
 
 def test_the_loader_builds_the_anchor_it_is_asked_for():
-    best = load()
-    assert isinstance(best.anchor, Ensemble) and isinstance(best.anchor.inner, Rife) and best.anchor_patcher is not None
-    assert best.anchor_patcher.model is best.anchor.inner.net  # ComfyUI's memory manager moves the network that runs
+    fast = load()
+    assert isinstance(fast.anchor, Rife) and fast.anchor_patcher is not None
+    assert fast.anchor_patcher.model is fast.anchor.net  # ComfyUI's memory manager moves the network that runs
     comfy.model_management.LOADS.clear()
-    assert best.interpolator() is best.anchor and comfy.model_management.LOADS == [best.anchor_patcher]
-    fast = load(interpolator="rife", anchor_quality="fast")
-    assert isinstance(fast.anchor, Rife)
+    assert fast.interpolator() is fast.anchor and comfy.model_management.LOADS == [fast.anchor_patcher]
+    best = load(interpolator="rife", anchor_quality="best")
+    assert isinstance(best.anchor, Ensemble) and isinstance(best.anchor.inner, Rife)
+    assert best.anchor_patcher.model is best.anchor.inner.net
     dis = load(interpolator="dis", anchor_quality="fast")
     assert isinstance(dis.anchor, Dis) and dis.anchor_patcher is None
     with pytest.raises(CheckpointError, match="interpolator must be one of"):

@@ -32,7 +32,7 @@ CONTRACT = {
         ],
         "optional": [("compile", "BOOLEAN", {"default": False}),
                      ("interpolator", ["rife", "dis"], {"default": "rife"}),
-                     ("anchor_quality", ["best", "fast"], {"default": "best"}),
+                     ("anchor_quality", ["best", "fast"], {"default": "fast"}),
                      ("interp_model", "INTERP_MODEL", {})],  # core's Load Frame Interpolation Model
         "returns": [("MARDINI_MODEL", "model"), ("VAE", "vae")],
     },

@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interpolator", default=DEFAULT_INTERPOLATOR, metavar="NAME_OR_PATH",
                         help="what makes MarDini's anchor: rife (embedded RIFE 4.x, default), dis (OpenCV DIS flow), or a RIFE 4.x checkpoint")
     parser.add_argument("--anchor-quality", choices=QUALITIES, default=DEFAULT_QUALITY, dest="anchor_quality",
-                        help=f"RIFE anchors: best = its 4-view ensemble, fast = one view (default: {DEFAULT_QUALITY})")
+                        help=f"best = the interpolator asked four ways and averaged, fast = once (default: {DEFAULT_QUALITY})")
     parser.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES), metavar="NAME",
                         help=f"interpolators scored beside MarDini, from {', '.join(BASELINES)} (default: all; linear blending always)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to score (default: all)")

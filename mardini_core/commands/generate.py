@@ -72,8 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="what makes a flow-anchored model's anchor: rife (the embedded RIFE 4.x, default), dis (OpenCV DIS "
                                "flow: no network, fastest), or the path of a RIFE 4.x checkpoint (.safetensors or .pth)")
     sampling.add_argument("--anchor-quality", choices=QUALITIES, default=DEFAULT_QUALITY, dest="anchor_quality",
-                          help=f"RIFE anchors: best = its 4-view ensemble (about 3x the time, better on nearly every clip), "
-                               f"fast = one view (default: {DEFAULT_QUALITY})")
+                          help=f"best = the interpolator asked four ways and averaged (about 3x the time, higher PSNR on "
+                               f"nearly every clip, a little softer), fast = once (default: {DEFAULT_QUALITY})")
     sampling.add_argument("--overlap", type=int, help="known frames each expansion window continues from "
                                                       "(default: a quarter of the window)")
     model = parser.add_argument_group("model")
