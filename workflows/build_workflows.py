@@ -173,6 +173,8 @@ FREER = ("the picture size (any multiple of 32); for a freer take than the model
 OPEN = ("the picture size (any multiple of 32). Here the Sampler's fidelity -1 (the model's own) samples at 0.8: where "
         "an end is generated the model's best guess alone would stand still; lower it (e.g. 0.5) for a freer take, or "
         "set the sampler to dpmpp_2m and steps to 10 for a faster one")
+CONTINUED = ("the picture size (any multiple of 32). Here the Sampler's fidelity -1 (the model's own) takes one pass: "
+             "the new frames carry the given frames' motion on; lower it (e.g. 0.5, with 25 steps) for a freer take")
 ANCHOR = ("Each frame made between two given frames starts from RIFE 4.x's in-between (the loader's interpolator), "
           "which the model then corrects. The loader's anchor_quality best asks RIFE four ways and averages: higher "
           "PSNR, a little softer, about 3x the time. To use your own RIFE or FILM checkpoint, connect core's Load "
@@ -204,11 +206,11 @@ def expansion_workflow():
     first = g.node("ImageFromBatch", 1, 2.6, inputs=[("image", "IMAGE")], outputs=[("IMAGE", "IMAGE")], widgets=[0, 3])
     g.link(parts, "images", first, "image")
     clip_workflow("MarDini video expansion", note(
-        "Video expansion: the first 3 frames of a video, and 6 more frames that continue it (9 in all, the embedded "
-        "model's window). For longer continuations use MarDini Long Video, mode expansion.",
+        "Video expansion: the first 3 frames of a video, and 6 more frames that continue their motion (9 in all, the "
+        "embedded model's window). For longer continuations use MarDini Long Video, mode expansion.",
         "The example video is 17 frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0, copied into ComfyUI's "
         "input folder when the pack loaded; pick your own in Load Video.",
-        OPEN, TIMES["expansion"]),
+        CONTINUED, TIMES["expansion"]),
         None, "expansion", "xxx......", given=3, steps=25, image_node=(g, first), fps=12.5)
 
 
@@ -263,7 +265,9 @@ def smoother_workflow():
 def main():
     clip_workflow("MarDini image to video", note(
         "Image to video: one picture as the first frame, 8 more frames made from it (guidance 2.5, the paper's "
-        "setting for one given end).", EXAMPLE_IMAGES, OPEN, TIMES["image to video"]),
+        "setting for one given end). Honest note: from one picture the small embedded model moves only a little "
+        "(about a third of a real clip's motion); give two or more frames (video expansion) and it continues "
+        "their motion.", EXAMPLE_IMAGES, OPEN, TIMES["image to video"]),
         ["mardini_first_frame.png"], "image-to-video (first)", "x........")
     clip_workflow("MarDini interpolation", note(
         "Interpolation: a first and a last picture, the 7 frames between made by the model (guidance turns itself "
@@ -271,8 +275,10 @@ def main():
         EXAMPLE_IMAGES, FREER, TIMES["interpolation"]),
         ["mardini_first_frame.png", "mardini_last_frame.png"], "interpolation", "x.......x")
     clip_workflow("MarDini loop", note(
-        "Loop: one picture as first and last frame, the motion between made by the model, so the clip repeats "
-        "seamlessly. " + ANCHOR, EXAMPLE_IMAGES, FREER, TIMES["loop"]),
+        "Loop: one picture as first and last frame, the frames between made by the model, so the clip repeats "
+        "seamlessly. Honest note: from one picture the small embedded model makes almost no motion, so this loop "
+        "stands nearly still. For a loop that moves, give MarDini Long Video (mode loop) two or more pictures: it "
+        "goes through them and back to the first.", EXAMPLE_IMAGES, FREER, TIMES["loop"]),
         ["mardini_first_frame.png"], "loop", "x.......x")
     expansion_workflow()
     slow_motion_workflow()
