@@ -190,13 +190,13 @@ EXAMPLE_IMAGES = ("The example pictures are frames of Big Buck Bunny (c) Blender
                   "into ComfyUI's input folder when the pack loaded. Pick your own in Load Image (any size: 'fit' "
                   "crops them to multiples of 32).")
 TIMES = {  # "Prompt executed in", all templates run one after another in one fresh ComfyUI 0.33 (CPU, 2 shared cores), ../shared/tools comfy_ui_check.js --run
-    "image to video": "61 s",
-    "interpolation": "7 s",
-    "loop": "7 s",
-    "expansion": "43 s",
-    "slow motion": "16 s (25 frames)",
-    "novel view": "7 s",
-    "smoother": "20 s (17 frames in, 33 out)",
+    "image to video": "69 s",
+    "interpolation": "10 s",
+    "loop": "9 s",
+    "expansion": "9 s",
+    "slow motion": "25 s (25 frames)",
+    "novel view": "9 s",
+    "smoother": "28 s (17 frames in, 33 out)",
 }
 
 
