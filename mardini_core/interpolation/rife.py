@@ -26,14 +26,6 @@ TRAINING_ONLY = ("teacher.", "caltime.")  # distillation parts of Practical-RIFE
 PIXELS_PER_FORWARD = 4 * 2**20  # batch size x pixels of one forward: about 1.2 GB of activations in fp32
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A RIFE 4.x state dict from a file, training-only tensors and `module.`/`flownet.` prefixes removed."""
     path = Path(path)
@@ -87,7 +79,8 @@ def embedded_ifnet(device: str | torch.device = "cpu", dtype: torch.dtype = torc
     """The embedded RIFE 4.x network, its file's sha256 checked first."""
     if not EMBEDDED_FILE.is_file():
         raise CheckpointError(f"the embedded RIFE weights are missing from this install ({EMBEDDED_FILE}); reinstall the pack")
-    digest = file_sha256(EMBEDDED_FILE)
+    with open(EMBEDDED_FILE, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     if digest != EMBEDDED_SHA256:
         raise CheckpointError(f"{EMBEDDED_FILE.name} is damaged (sha256 {digest[:12]}..., expected {EMBEDDED_SHA256[:12]}...); reinstall the pack")
     return load_ifnet(EMBEDDED_FILE, device, dtype)
