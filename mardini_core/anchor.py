@@ -12,10 +12,11 @@ and nothing (zero weights) when no frame is given. A given frame is its own blen
   paper's formulation;
 - detail restoration after decoding (`assemble.assemble_frames`).
 
-The flow anchor (`anchor = "flow"`, the embedded default) is better: each generated frame is the
-given frames warped to its time by optical flow, in pixel space (flow.py), and encoded; the DM sees
-those latents (generator.py) and diffuses the residual around them, and the decoded frame is put
-back around the anchor's pixels (assemble.py), so a zero residual returns the flow frame exactly.
+The flow anchor (`anchor = "flow"`, the embedded default) is better: each generated frame is an
+interpolator's frame at its time (RIFE 4.x, DIS...; past the ends the given frames' motion continued),
+in pixel space (interpolation/anchors.py), and encoded; the DM sees those latents (generator.py) and
+diffuses the residual around them, and the decoded frame is put back around the anchor's pixels
+(assemble.py), so a zero residual returns the anchor exactly.
 """
 from __future__ import annotations
 
