@@ -73,7 +73,7 @@ class FrameMask:
         if max_frames is not None and self.frames > max_frames:
             raise MaskError(
                 f"mask of {self.frames} frames exceeds the model's window of {max_frames}; "
-                "use hierarchical generation for longer clips or shorten the mask"
+                "for longer clips use MarDini Long Video in ComfyUI or `generate --frames N` (it runs windows itself), or shorten the mask"
             )
         return self
 

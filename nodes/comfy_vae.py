@@ -38,7 +38,8 @@ class ComfyVAE:
             self.packed = True
         else:
             raise InputError(
-                f"the VAE makes {native}-channel latents but this MarDini model expects {channels}; connect the vae "
+                f"the VAE makes {native}-channel latents but this MarDini model expects {channels} ({4 * channels} where a VAE "
+                f"packs 2x2 patches, as Load MarDini Model's, taef2 and the FLUX.2 VAE report them); connect the vae "
                 "output of Load MarDini Model" + (", or taef2 / the FLUX.2 VAE from Load VAE" if channels == 32 else
                                                   f" or, in Load VAE, the VAE this model was trained with ({vae_hint or 'see the model config'})")
             )

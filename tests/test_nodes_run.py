@@ -174,7 +174,7 @@ def test_nodes_refuse_mixed_masks(model):
 
 
 def test_mask_longer_than_the_window_points_to_long_video(model):
-    with pytest.raises(MaskError, match="hierarchical"):
+    with pytest.raises(MaskError, match="MarDini Long Video"):
         N["MarDiniVAEEncode"]().encode(model, FakeVAE(32), torch.rand(1, 32, 32, 3), mask_of(12, "image-to-video (first)"))
 
 

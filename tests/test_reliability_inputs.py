@@ -262,3 +262,22 @@ def test_assembler_refuses_a_latent_of_another_clip(pattern, other):
         assert ours.given != theirs.given
     else:
         assert ours.given == theirs.given or len(ours.given) != len(theirs.given)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 31), st.integers(0, 31))
+def test_a_wrong_size_suggests_the_nearest_valid_size_and_the_fit_widget(h_cells, w_cells, dh, dw):
+    """The suggestion is a multiple of the model's size step, the nearest one to each side, and names the fix."""
+    from mardini_core.pipeline import check_images
+
+    h, w = h_cells * 32 + dh, w_cells * 32 + dw
+    if dh == 0 and dw == 0:
+        return
+    with pytest.raises(InputError) as caught:
+        check_images(torch.zeros(1, 3, h, w), 32)
+    message = str(caught.value)
+    suggested = message.split("e.g. ")[1].split(" ")[0]
+    sw, sh = (int(x) for x in suggested.split("x"))
+    assert sw % 32 == 0 and sh % 32 == 0 and sw >= 32 and sh >= 32
+    assert abs(sw - w) <= 16 and abs(sh - h) <= 16  # no valid size is nearer
+    assert "'fit'" in message and "--size" in message
