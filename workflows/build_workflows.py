@@ -236,6 +236,28 @@ def slow_motion_workflow():
     g.save("MarDini slow motion from keyframes", "".join("x" if i in keys else "." for i in range(25)))
 
 
+def loop_workflow():
+    g = Graph()
+    g.note(note(
+        "Loop: two pictures, the video goes from the first to the second and back, 16 frames that repeat seamlessly "
+        "(MarDini Long Video, mode loop: the frames between are made by the model, the loop closes on the first "
+        "picture). From one picture alone the small embedded model makes almost no motion, so a loop needs two or "
+        "more. " + ANCHOR,
+        EXAMPLE_IMAGES, "frames (any length; more pictures make a longer cycle)", TIMES["loop"]))
+    pixels = load_images(g, ["mardini_first_frame.png", "mardini_last_frame.png"])
+    model = load_model(g, col=2)
+    long_video = g.node("MarDiniLongVideo", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE")],
+                        outputs=[("frames", "IMAGE"), ("plan", "STRING")],
+                        widgets=["loop", 16, 0, 12, 1.0, 0, "fixed", 0.0, True, "crop", -1.0, "ddim"])
+    g.link(model, "model", long_video, "model")
+    g.link(model, "vae", long_video, "vae")
+    g.link(pixels, "IMAGE", long_video, "images")
+    show = g.node("PreviewAny", 4, 1.6, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of model runs")
+    g.link(long_video, "plan", show, "source")
+    save_webp(g, long_video, "frames", "loop", col=4, fps=8.0)
+    g.save("MarDini loop", "x.......x.......x")
+
+
 def smoother_workflow():
     g = Graph()
     g.note(note(
@@ -274,12 +296,7 @@ def main():
         "off between two given frames). For many in-betweens use MarDini Smoother / Slower Video or Long Video. " + ANCHOR,
         EXAMPLE_IMAGES, FREER, TIMES["interpolation"]),
         ["mardini_first_frame.png", "mardini_last_frame.png"], "interpolation", "x.......x")
-    clip_workflow("MarDini loop", note(
-        "Loop: one picture as first and last frame, the frames between made by the model, so the clip repeats "
-        "seamlessly. Honest note: from one picture the small embedded model makes almost no motion, so this loop "
-        "stands nearly still. For a loop that moves, give MarDini Long Video (mode loop) two or more pictures: it "
-        "goes through them and back to the first.", EXAMPLE_IMAGES, FREER, TIMES["loop"]),
-        ["mardini_first_frame.png"], "loop", "x.......x")
+    loop_workflow()
     expansion_workflow()
     slow_motion_workflow()
     clip_workflow("MarDini novel view", note(
