@@ -214,48 +214,43 @@ def expansion_workflow():
         None, "expansion", "xxx......", given=3, steps=25, image_node=(g, first), fps=12.5)
 
 
-def slow_motion_workflow():
+def long_video_workflow(name, note_text, images, mode, frames, fps, pattern):
+    """Pictures -> MarDini Long Video (its plan shown beside) -> Save Animated WEBP."""
     g = Graph()
-    g.note(note(
-        "Slow motion from keyframes (paper, Fig. 10): 4 pictures spread over 25 frames, everything between made by the "
-        "model in several runs of its 9-frame window (the plan is shown in the text box). " + ANCHOR,
-        EXAMPLE_IMAGES,
-        "frames to 128 (the paper's 4 -> 128)", TIMES["slow motion"]))
-    pixels = load_images(g, [f"mardini_keyframe_{i}.jpg" for i in range(1, 5)])
+    g.note(note_text)
+    pixels = load_images(g, images)
     model = load_model(g, col=2)
     long_video = g.node("MarDiniLongVideo", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE")],
                         outputs=[("frames", "IMAGE"), ("plan", "STRING")],
-                        widgets=["slow motion", 25, 0, 12, 1.0, 0, "fixed", 0.0, True, "crop", -1.0, "ddim"])
+                        widgets=[mode, frames, 0, 12, 1.0, 0, "fixed", 0.0, True, "crop", -1.0, "ddim"])
     g.link(model, "model", long_video, "model")
     g.link(model, "vae", long_video, "vae")
     g.link(pixels, "IMAGE", long_video, "images")
     show = g.node("PreviewAny", 4, 1.6, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of model runs")
     g.link(long_video, "plan", show, "source")
-    save_webp(g, long_video, "frames", "slow_motion", col=4, fps=12.0)
+    save_webp(g, long_video, "frames", name.removeprefix("MarDini ").split(" from ")[0].replace(" ", "_"), col=4, fps=fps)
+    g.save(name, pattern)
+
+
+def slow_motion_workflow():
     keys = {round(i * 24 / 3) for i in range(4)}
-    g.save("MarDini slow motion from keyframes", "".join("x" if i in keys else "." for i in range(25)))
+    long_video_workflow("MarDini slow motion from keyframes", note(
+        "Slow motion from keyframes (paper, Fig. 10): 4 pictures spread over 25 frames, everything between made by the "
+        "model in several runs of its 9-frame window (the plan is shown in the text box). " + ANCHOR,
+        EXAMPLE_IMAGES,
+        "frames to 128 (the paper's 4 -> 128)", TIMES["slow motion"]),
+        [f"mardini_keyframe_{i}.jpg" for i in range(1, 5)], "slow motion", 25, 12.0,
+        "".join("x" if i in keys else "." for i in range(25)))
 
 
 def loop_workflow():
-    g = Graph()
-    g.note(note(
+    long_video_workflow("MarDini loop", note(
         "Loop: two pictures, the video goes from the first to the second and back, 16 frames that repeat seamlessly "
         "(MarDini Long Video, mode loop: the frames between are made by the model, the loop closes on the first "
         "picture). From one picture alone the small embedded model makes almost no motion, so a loop needs two or "
         "more. " + ANCHOR,
-        EXAMPLE_IMAGES, "frames (any length; more pictures make a longer cycle)", TIMES["loop"]))
-    pixels = load_images(g, ["mardini_first_frame.png", "mardini_last_frame.png"])
-    model = load_model(g, col=2)
-    long_video = g.node("MarDiniLongVideo", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE")],
-                        outputs=[("frames", "IMAGE"), ("plan", "STRING")],
-                        widgets=["loop", 16, 0, 12, 1.0, 0, "fixed", 0.0, True, "crop", -1.0, "ddim"])
-    g.link(model, "model", long_video, "model")
-    g.link(model, "vae", long_video, "vae")
-    g.link(pixels, "IMAGE", long_video, "images")
-    show = g.node("PreviewAny", 4, 1.6, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of model runs")
-    g.link(long_video, "plan", show, "source")
-    save_webp(g, long_video, "frames", "loop", col=4, fps=8.0)
-    g.save("MarDini loop", "x.......x.......x")
+        EXAMPLE_IMAGES, "frames (any length; more pictures make a longer cycle)", TIMES["loop"]),
+        ["mardini_first_frame.png", "mardini_last_frame.png"], "loop", 16, 8.0, "x.......x.......x")
 
 
 def smoother_workflow():
