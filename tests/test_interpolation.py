@@ -81,7 +81,7 @@ class Recorder:
         self.calls = []
 
     def pair(self, first, last):
-        recorder, call = self, {"first": first.copy(), "last": last.copy(), "times": []}
+        call = {"first": first.copy(), "last": last.copy(), "times": []}
         self.calls.append(call)
 
         class Pair:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .anchors import Interpolator, Pair
+from .anchors import Interpolator
 
 
 def turned(frames: np.ndarray) -> np.ndarray:
