@@ -54,7 +54,8 @@ def check_images(images: torch.Tensor, multiple: int) -> None:
         raise InputError("input images contain NaN or infinite values; check the image files or the upstream node")
     h, w = images.shape[-2:]
     if h % multiple or w % multiple or h == 0 or w == 0:
-        fit_h, fit_w = (max(multiple, round(side / multiple) * multiple) for side in (h, w))  # the nearest valid size
+        # the nearest valid size, ties towards the smaller (what 'fit' = crop gives)
+        fit_h, fit_w = (max(multiple, (side + multiple // 2 - 1) // multiple * multiple) for side in (h, w))
         raise InputError(
             f"image size {w}x{h} must be a multiple of {multiple} on both sides for this model; crop or resize to e.g. "
             f"{fit_w}x{fit_h} (MarDini VAE Encode's 'fit' widget or the CLI's --size do it for you)"
