@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from mardini_core.interpolation.rife import to_batch
 
 from . import comfy_bridge
 
@@ -28,16 +29,8 @@ class ComfyInterpolator:
 class ComfyPair:
     def __init__(self, patcher, first: np.ndarray, last: np.ndarray):
         self.net, self.size = patcher.model, first.shape[:2]
-        device, dtype = patcher.load_device, patcher.model_dtype()
-        align = getattr(self.net, "pad_align", 1)
-        h, w = self.size
-        pad = (0, -w % align, 0, -h % align)
-
-        def frame(x: np.ndarray) -> torch.Tensor:
-            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(2, 0, 1)[None]
-            return (F.pad(t, pad, mode="replicate") if any(pad) else t).to(device=device, dtype=dtype)
-
-        self.img0, self.img1 = frame(first), frame(last)
+        device, dtype, align = patcher.load_device, patcher.model_dtype(), getattr(self.net, "pad_align", 1)
+        self.img0, self.img1 = (to_batch(x, device, dtype, align) for x in (first, last))
         extract = getattr(self.net, "extract_features", None)
         with torch.no_grad():
             self.cache = {"img0": extract(self.img0), "img1": extract(self.img1)} if extract is not None else {}

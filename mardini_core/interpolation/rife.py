@@ -96,11 +96,11 @@ class Rife:
         return RifePair(self.net, first, last)
 
 
-def to_batch(frame: np.ndarray, device, dtype) -> torch.Tensor:
-    """(H, W, 3) float in [0, 1] -> (1, 3, H', W') padded on the right and bottom to multiples of ALIGN (borders replicated)."""
+def to_batch(frame: np.ndarray, device, dtype, align: int = ALIGN) -> torch.Tensor:
+    """(H, W, 3) float in [0, 1] -> (1, 3, H', W') padded on the right and bottom to multiples of `align` (borders replicated)."""
     x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).permute(2, 0, 1)[None]
     h, w = x.shape[-2:]
-    x = F.pad(x, (0, -w % ALIGN, 0, -h % ALIGN), mode="replicate") if (h % ALIGN or w % ALIGN) else x
+    x = F.pad(x, (0, -w % align, 0, -h % align), mode="replicate") if (h % align or w % align) else x
     return x.to(device=device, dtype=dtype)
 
 
