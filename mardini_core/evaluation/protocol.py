@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..interpolation import Dis, Interpolator, anchor_frames
+from ..interpolation import Interpolator, anchor_frames
 from ..interpolation.dis import dis_flow
 from .baselines import continued_motion, interpolated, linear_blend, repeat_first, repeat_last
 from .metrics import psnr, ssim
@@ -55,10 +55,6 @@ def pairwise(interpolator: Interpolator) -> Smoother:
         return anchor_frames(clip, [k % 2 == 0 for k in range(len(clip))], interpolator)
     return smooth
 
-
-def dis_baselines() -> tuple[dict[str, InterpolationMethod], dict[str, Smoother]]:
-    """The baselines that need no weights: linear blending and DIS flow."""
-    return interpolator_baselines({"dis_flow": Dis()})
 
 
 def scores(truth: np.ndarray, generated: np.ndarray) -> dict[str, float]:

@@ -45,12 +45,13 @@ def anchor_frames(frames: np.ndarray, given: Sequence[bool], interpolator: Inter
         inside = list(range(left + 1, right))
         if inside:
             out[inside] = interpolator.pair(out[left], out[right]).at([(k - left) / (right - left) for k in inside])
-    for outside, (before, last) in ((range(positions[-1] + 1, len(given)), positions[-2:] if len(positions) > 1 else positions * 2),
-                                    (range(positions[0]), positions[1::-1] if len(positions) > 1 else positions * 2)):
+    first, last = positions[0], positions[-1]
+    second, penultimate = (positions[1], positions[-2]) if len(positions) > 1 else (first, last)
+    for outside, edge, inner in ((range(last + 1, len(given)), last, penultimate), (range(first), first, second)):
         if not outside:
             continue
-        if before == last:  # one given frame: nothing to continue
-            out[list(outside)] = out[last]
+        if edge == inner:  # one given frame: nothing to continue
+            out[list(outside)] = out[edge]
         else:
-            out[list(outside)] = continued(out[last], out[before], abs(last - before), [abs(k - last) for k in outside])
+            out[list(outside)] = continued(out[edge], out[inner], abs(edge - inner), [abs(k - edge) for k in outside])
     return out

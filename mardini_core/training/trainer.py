@@ -199,8 +199,8 @@ class Trainer:
 
     def _frames_clip(self, seed: int, given: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
         """One clip (K, H, W, 3) uint8 drawn with its own seed, and its flow anchor (float) for "flow" models.
-        Training anchors with DIS (milliseconds a clip, no network on the loader's threads); the residual
-        learnt around DIS frames measured harmless around RIFE's at inference (README: Quality)."""
+        Training anchors with DIS (milliseconds a clip, no network on the loader's threads). A residual learnt
+        around DIS frames adds nothing around RIFE's at inference (README: Quality): the default keeps none of it."""
         c, gen = self.cfg.data, torch.Generator().manual_seed(seed)
         clip = self.data.clip(c.height, c.width, (c.stride, c.stride_max or c.stride), gen)
         if c.synthetic and float(torch.rand((), generator=gen)) < c.synthetic:
