@@ -12,9 +12,11 @@ if _ROOT not in sys.path:
 
 from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, register_model_folder  # noqa: E402
 from .nodes.examples import install_examples_into_comfy  # noqa: E402
+from .nodes.model_window import register_routes  # noqa: E402
 
 register_model_folder()
 install_examples_into_comfy()  # the templates' example images and video, never replacing a user's file
+register_routes()  # /mardini/model_window: the Frame Mask node checks its frame count against the model's window
 
 WEB_DIRECTORY = "./js"
 

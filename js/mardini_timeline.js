@@ -3,10 +3,13 @@
 // server); it never adds, removes or reorders the node's inputs. The strip itself is a DOM widget with
 // `serialize: false` (in its options and on the widget), so it leaves no trace in prompts or saved workflows.
 import { app } from "../../scripts/app.js";
-import { describePattern, parsePattern, syncedPattern, togglePattern } from "./mardini_timeline_logic.js";
+import { api } from "../../scripts/api.js";
+import { describePattern, parsePattern, patternProblem, syncedPattern, togglePattern, usesGivenFrames } from "./mardini_timeline_logic.js";
 
 const NODE_NAME = "MarDiniFrameMask"; // nodes/__init__.py mapping key
+const LOADER = "MarDiniModelLoader";
 const CUSTOM = "custom";
+const windows = new Map(); // model name -> its window in frames (null while asked, or when the server cannot say)
 
 const STYLE = `
 .mardini-timeline { display: flex; flex-direction: column; gap: 4px; font: 11px sans-serif; color: #bbb; }
@@ -37,10 +40,50 @@ function setWidget(node, name, value) {
   node.setDirtyCanvas?.(true, true);
 }
 
+// The model this mask feeds: the loader behind the `model` input of any node its mask output goes to.
+function connectedModel(node) {
+  const graph = node.graph ?? app.graph;
+  for (const id of node.outputs?.[0]?.links ?? []) {
+    const target = graph.getNodeById?.(graph.links?.get?.(id)?.target_id ?? graph.links?.[id]?.target_id);
+    const input = target?.inputs?.find((i) => i.name === "model" && i.link != null);
+    const link = input && (graph.links?.get?.(input.link) ?? graph.links?.[input.link]);
+    const loader = link && graph.getNodeById?.(link.origin_id);
+    if (loader?.type === LOADER) return String(widget(loader, "model")?.value ?? "");
+  }
+  return null;
+}
+
+// That model's window (frames), asked of the server once per name (nodes/model_window.py); null until known.
+function modelWindow(node) {
+  const name = connectedModel(node);
+  if (!name) return null;
+  if (!windows.has(name)) {
+    windows.set(name, null);
+    api.fetchApi(`/mardini/model_window?model=${encodeURIComponent(name)}`)
+      .then((r) => (r.ok ? r.json() : null))
+      .then((info) => { windows.set(name, info?.frames ?? null); node.setDirtyCanvas?.(true, true); })
+      .catch(() => {});
+  }
+  return windows.get(name);
+}
+
+// given_frames is shown only for the presets that read it.
+function showWidgets(node) {
+  const givenFrames = widget(node, "given_frames");
+  const hidden = !usesGivenFrames(widget(node, "preset")?.value);
+  if (!givenFrames || givenFrames.hidden === hidden) return;
+  givenFrames.hidden = hidden;
+  node.setSize?.([node.size[0], node.computeSize?.()[1] ?? node.size[1]]);
+  node.setDirtyCanvas?.(true, true);
+}
+
 function render(node, view) {
   const pattern = String(widget(node, "pattern")?.value ?? "");
-  if (pattern === view.rendered) return;
+  const window = modelWindow(node);
+  showWidgets(node);
+  if (pattern === view.rendered && window === view.window) return;
   view.rendered = pattern;
+  view.window = window;
   const frames = parsePattern(pattern) ?? [];
   view.strip.replaceChildren(
     ...frames.map((given, i) => {
@@ -52,8 +95,8 @@ function render(node, view) {
       return cell;
     }),
   );
-  view.caption.textContent = describePattern(pattern);
-  view.root.classList.toggle("invalid", parsePattern(pattern) === null);
+  view.caption.textContent = describePattern(pattern, window);
+  view.root.classList.toggle("invalid", patternProblem(pattern, window) !== null);
 }
 
 function controls(node) {
@@ -103,7 +146,7 @@ function attachTimeline(node) {
   const caption = document.createElement("div");
   caption.className = "mardini-caption";
   root.append(strip, caption);
-  const view = { root, strip, caption, rendered: null };
+  const view = { root, strip, caption, rendered: null, window: null };
 
   strip.addEventListener("pointerdown", (event) => {
     const index = Number(event.target?.dataset?.index);

@@ -92,10 +92,28 @@ export function syncedPattern({ preset, frames, givenFrames, pattern }) {
   return presetPattern(preset, frames, givenFrames) ?? resizePattern(pattern, frames);
 }
 
-/** One line under the strip, e.g. "9 frames: 2 given, 7 generated", or the problem with the pattern. */
-export function describePattern(pattern) {
+/** Presets that read `given_frames` (the node shows that widget only for them). */
+export const GIVEN_FRAMES_PRESETS = ["interpolation", "expansion"];
+
+export function usesGivenFrames(preset) {
+  return GIVEN_FRAMES_PRESETS.includes(preset);
+}
+
+/** Whether the pattern is one the connected model can run in one clip (`window`: its frames, null = unknown). */
+export function patternProblem(pattern, window = null) {
   const frames = parsePattern(pattern);
   if (!frames) return "invalid pattern: use x (given) and . (generated) only";
+  if (window && frames.length > window) {
+    return `${frames.length} frames: longer than this model's ${window}-frame window; lower frames, or use MarDini Long Video`;
+  }
+  return null;
+}
+
+/** One line under the strip, e.g. "9 frames: 2 given, 7 generated", or the problem with the pattern. */
+export function describePattern(pattern, window = null) {
+  const problem = patternProblem(pattern, window);
+  if (problem) return problem;
+  const frames = parsePattern(pattern);
   const given = frames.filter(Boolean).length;
   return `${frames.length} frames: ${given} given, ${frames.length - given} generated`;
 }

@@ -162,3 +162,60 @@ def test_workflows_are_what_the_builder_writes(tmp_path, monkeypatch):
     builder.main()
     for path in WORKFLOWS:
         assert (tmp_path / path.name).read_text() == path.read_text(), f"{path.name} is stale: run workflows/build_workflows.py"
+
+
+TITLE = 30  # LiteGraph draws a node's title bar above its position
+SLOT = 20  # and its link slots 20 px apart from its top, outputs on the right, inputs on the left
+
+
+def boxes(graph):
+    """Each node's rectangle on the canvas, title bar included: id -> (x0, y0, x1, y1)."""
+    return {n["id"]: (n["pos"][0], n["pos"][1] - TITLE, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+            for n in graph["nodes"]}
+
+
+def link_path(graph, link):
+    """The points a link is drawn through: its output slot, its reroutes in order, its input slot."""
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    link_id, src, src_slot, dst, dst_slot, _ = link
+    start = nodes[src]["pos"][0] + nodes[src]["size"][0], nodes[src]["pos"][1] + 14 + SLOT * src_slot
+    end = nodes[dst]["pos"][0], nodes[dst]["pos"][1] + 14 + SLOT * dst_slot
+    reroutes = {r["id"]: r for r in graph["extra"].get("reroutes", [])}
+    parent = {e["id"]: e["parentId"] for e in graph["extra"].get("linkExtensions", [])}.get(link_id)
+    chain = []
+    while parent:
+        chain.insert(0, tuple(reroutes[parent]["pos"]))
+        parent = reroutes[parent].get("parentId")
+    return [start, *chain, end]
+
+
+def spline(a, b, samples=40):
+    """LiteGraph's link curve from a to b: a cubic leaving and entering horizontally, handles a quarter of the distance."""
+    handle = 0.25 * ((b[0] - a[0]) ** 2 + (b[1] - a[1]) ** 2) ** 0.5
+    p = [a, (a[0] + handle, a[1]), (b[0] - handle, b[1]), b]
+    for i in range(samples + 1):
+        t = i / samples
+        w = ((1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t * t, t ** 3)
+        yield sum(wi * q[0] for wi, q in zip(w, p)), sum(wi * q[1] for wi, q in zip(w, p))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_layout_is_tidy(path):
+    """What an artist sees on opening: no node (the note included) on another, nothing below Save where its
+    preview grows after a run, and no link drawn behind a node other than its own two ends."""
+    graph = json.loads(path.read_text())
+    rects = boxes(graph)
+    for a, (ax0, ay0, ax1, ay1) in rects.items():
+        for b, (bx0, by0, bx1, by1) in rects.items():
+            if a < b:
+                assert ax1 + 10 <= bx0 or bx1 + 10 <= ax0 or ay1 + 10 <= by0 or by1 + 10 <= ay0, f"nodes {a} and {b} overlap"
+    for save in (n for n in graph["nodes"] if n["type"] == "SaveAnimatedWEBP"):
+        x0, _, x1, y1 = rects[save["id"]]
+        assert not [i for i, (bx0, by0, bx1, _) in rects.items() if by0 >= y1 and bx0 < x1 and bx1 > x0], "a node below Save"
+    for link in graph["links"]:
+        points = link_path(graph, link)
+        ends = {link[1], link[3]}
+        for a, b in zip(points, points[1:]):
+            for x, y in spline(a, b):
+                behind = [i for i, (x0, y0, x1, y1) in rects.items() if i not in ends and x0 + 12 < x < x1 - 12 and y0 + 12 < y < y1 - 12]
+                assert not behind, f"link {link[0]} ({link[5]}) passes behind node {behind[0]}"

@@ -16,22 +16,28 @@ import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-NOTE_SIZE = [310, 330]
-
-
-SIZES = {"LoadImage": 330, "LoadVideo": 330, "MarDiniSampler": 420, "MarDiniSmootherVideo": 300, "MarDiniLongVideo": 330,
-         "SaveAnimatedWEBP": 380, "MarDiniFrameMask": 230, "PreviewAny": 200}
+WIDTH, GAP, TOP = 260, 60, 40  # a node's width, the gap between columns (links climb there), the top
+COLUMN = WIDTH + GAP  # a column's width and the gap between columns (links run there), in canvas px
+TITLE = 30  # LiteGraph's title bar, drawn above a node's position
+NOTE_SIZE = [WIDTH, 330]
+STAGE_ROW = 420  # the top of the row of processing nodes; the buses run in the band above it
+# heights at least what the frontend computes for each node's widgets (ComfyUI 0.33, frontend 1.49)
+SIZES = {"LoadImage": 330, "LoadVideo": 330, "MarDiniSampler": 300, "MarDiniSmootherVideo": 300, "MarDiniLongVideo": 370,
+         "SaveAnimatedWEBP": 380, "MarDiniFrameMask": 230, "PreviewAny": 200, "MarDiniModelLoader": 230,
+         "MarDiniVAEEncode": 130, "MarDiniPlanner": 80, "MarDiniFrameAssembler": 150, "GetVideoComponents": 100,
+         "ImageFromBatch": 100, "BatchImagesNode": 80}
 
 
 class Graph:
-    """A tiny builder for LiteGraph's serialised form: nodes, typed links, widget values in order."""
+    """A tiny builder for LiteGraph's serialised form: nodes, typed links, widget values in order, and the
+    reroute points of buses (one output feeding nodes in several columns runs along a band above them)."""
 
     def __init__(self):
-        self.nodes, self.links = [], []
+        self.nodes, self.links, self.reroutes, self.link_parents = [], [], [], {}
 
-    def node(self, type_, col, row, inputs=(), outputs=(), widgets=(), title=None):
+    def node(self, type_, col, y, inputs=(), outputs=(), widgets=(), title=None):
         node = {
-            "id": len(self.nodes) + 1, "type": type_, "pos": [40 + 340 * col, 40 + 250 * row], "size": [310, SIZES.get(type_, 150)],
+            "id": len(self.nodes) + 1, "type": type_, "pos": [TOP + COLUMN * col, y], "size": [WIDTH, SIZES.get(type_, 150)],
             "flags": {}, "order": len(self.nodes), "mode": 0,
             "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
             "outputs": [{"name": n, "type": t, "slot_index": i, "links": []} for i, (n, t) in enumerate(outputs)],
@@ -42,9 +48,9 @@ class Graph:
         self.nodes.append(node)
         return node
 
-    def note(self, text, col=0, row=0):
-        """A Note on the canvas (a frontend node: it is never sent to the server)."""
-        node = self.node("Note", col, row, widgets=[text], title="About this template")
+    def note(self, text):
+        """A Note at the top left, beside the graph (a frontend node: it is never sent to the server)."""
+        node = self.node("Note", 0, TOP, widgets=[text], title="About this template")
         node["size"] = list(NOTE_SIZE)
         node["color"], node["bgcolor"] = "#432", "#653"
         return node
@@ -57,15 +63,42 @@ class Graph:
         self.links.append([link_id, src["id"], out_slot, dst["id"], in_slot, type_])
         src["outputs"][out_slot]["links"].append(link_id)
         dst["inputs"][in_slot]["link"] = link_id
+        return link_id
+
+    def bus(self, src, out, targets, y, start=None):
+        """`src.out` into each (node, input) of `targets`, along the band at height `y`: one reroute in the
+        gap left of each target column (and of the column at x = `start`, to climb to the band sooner),
+        chained left to right, so no link passes behind another node."""
+        columns = sorted({dst["pos"][0] for dst, _ in targets} | ({start} if start else set()))
+        parent = None
+        for x in columns:
+            reroute = {"id": len(self.reroutes) + 1, "pos": [x - GAP // 2, y], "linkIds": []}
+            if parent:
+                reroute["parentId"] = parent["id"]
+            self.reroutes.append(reroute)
+            for dst, inp in targets:
+                if dst["pos"][0] == x:
+                    self.link_parents[self.link(src, out, dst, inp)] = reroute["id"]
+            parent = reroute
+        for link_id, reroute_id in self.link_parents.items():  # a reroute lists every link that passes through it
+            chain = reroute_id
+            while chain:
+                reroute = self.reroutes[chain - 1]
+                if link_id not in reroute["linkIds"]:
+                    reroute["linkIds"].append(link_id)
+                chain = reroute.get("parentId")
 
     def save(self, name, pattern):
         for n in self.nodes:
             for o in n["outputs"]:
                 o["links"] = o["links"] or None
+        extra = {"ds": {"scale": 0.6, "offset": [70, 130]}}  # in view, clear of the toolbar, text drawn (>= 0.6)
+        if self.reroutes:
+            extra["reroutes"] = self.reroutes
+            extra["linkExtensions"] = [{"id": i, "parentId": r} for i, r in sorted(self.link_parents.items())]
         graph = {
             "last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
-            "links": self.links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.7, "offset": [80, 90]}}, "version": 0.4,
+            "links": self.links, "groups": [], "config": {}, "extra": extra, "version": 0.4,
         }
         (HERE / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
         thumbnail(HERE / f"{name}.jpg", name.removeprefix("MarDini "), pattern)
@@ -90,14 +123,23 @@ def thumbnail(path, title, pattern, width=480, height=270):
     cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def load_images(g, names):
-    """LoadImage for each name, batched in order (BatchImagesNode): -> the IMAGE node."""
-    loads = [g.node("LoadImage", 0, 1.4 + 1.4 * i, outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")], widgets=[n, "image"])
-             for i, n in enumerate(names)]
+def below(node, margin=20):
+    """The height just below `node` (its title bar and a margin cleared) in the same column."""
+    return node["pos"][1] + node["size"][1] + TITLE + margin
+
+
+def load_images(g, names, col=0, y=STAGE_ROW):
+    """LoadImage for each name, stacked in `col`, batched in order in the next column (BatchImagesNode):
+    -> the IMAGE node."""
+    loads = []
+    for name in names:
+        loads.append(g.node("LoadImage", col, y, outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")], widgets=[name, "image"]))
+        y = below(loads[-1])
     if len(loads) == 1:
         return loads[0]
     # an autogrowing input list: one slot per image plus the empty slot the UI always offers
-    batch = g.node("BatchImagesNode", 1, 1.4, inputs=[(f"images.image{i}", "IMAGE") for i in range(len(loads) + 1)],
+    middle = (loads[0]["pos"][1] + loads[-1]["pos"][1]) // 2 if len(loads) > 2 else STAGE_ROW  # short climbs for its links
+    batch = g.node("BatchImagesNode", col + 1, middle, inputs=[(f"images.image{i}", "IMAGE") for i in range(len(loads) + 1)],
                    outputs=[("IMAGE", "IMAGE")])
     for i, (slot, load) in enumerate(zip(batch["inputs"], loads + [None])):
         slot["label"] = f"image{i}"
@@ -107,24 +149,25 @@ def load_images(g, names):
 
 
 def load_video(g, name="mardini_video.mp4"):
-    """LoadVideo -> GetVideoComponents: -> the components node (images, audio, fps, bit_depth)."""
-    video = g.node("LoadVideo", 0, 1.4, outputs=[("VIDEO", "VIDEO")], widgets=[name, "image"])
-    parts = g.node("GetVideoComponents", 1, 1.4, inputs=[("video", "VIDEO")],
+    """LoadVideo (under the note) -> GetVideoComponents (beside it): -> the components node (images, audio, fps, bit_depth)."""
+    video = g.node("LoadVideo", 0, STAGE_ROW, outputs=[("VIDEO", "VIDEO")], widgets=[name, "image"])
+    parts = g.node("GetVideoComponents", 1, STAGE_ROW, inputs=[("video", "VIDEO")],
                    outputs=[("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"), ("bit_depth", "INT")])
     g.link(video, "VIDEO", parts, "video")
     return parts
 
 
-def load_model(g, col=1, row=0):
+def load_model(g, col=1):
     """The embedded default model and its own autoencoder (the loader's vae output): nothing to download."""
-    return g.node("MarDiniModelLoader", col, row, inputs=[("interp_model", "INTERP_MODEL")],  # optional, left open
+    return g.node("MarDiniModelLoader", col, TOP, inputs=[("interp_model", "INTERP_MODEL")],  # optional, left open
                   outputs=[("model", "MARDINI_MODEL"), ("vae", "VAE")],
                   widgets=["(embedded default)", "auto", "auto", "auto", False, "rife", "fast"])  # interpolator, anchor_quality
 
 
-def save_webp(g, image_node, out, prefix, col, row=0, fps=8.0, fps_from=None):
+def save_webp(g, image_node, out, prefix, col, y=TOP, fps=8.0, fps_from=None):
+    """Save Animated WEBP; nothing is placed below it, where its preview grows after a run."""
     inputs = [("images", "IMAGE")] + ([("fps", "FLOAT")] if fps_from else [])
-    save = g.node("SaveAnimatedWEBP", col, row, inputs=inputs, outputs=[("images", "IMAGE")],
+    save = g.node("SaveAnimatedWEBP", col, y, inputs=inputs, outputs=[("images", "IMAGE")],
                   widgets=[f"MarDini/{prefix}", fps, False, 90, "default"])
     if fps_from:
         save["inputs"][1]["widget"] = {"name": "fps"}
@@ -132,38 +175,54 @@ def save_webp(g, image_node, out, prefix, col, row=0, fps=8.0, fps_from=None):
     g.link(image_node, out, save, "images")
 
 
-def clip_workflow(name, note, images, preset, pattern, given=2, guidance=2.5, steps=25, image_node=None, fps=8.0):
-    """The one-window chain: mask, encode, plan once, sample, assemble, save."""
-    g = Graph() if image_node is None else image_node[0]
+def show_plan(g, source, col):
+    """The schedule text of a long node in a preview box at the top of `col` (the Save node goes below it)."""
+    show = g.node("PreviewAny", col, TOP, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of model runs")
+    g.link(source, "plan", show, "source")
+    return show
+
+
+def clip_workflow(name, note, images, preset, pattern, given=2, guidance=2.5, steps=25, sources=None, fps=8.0):
+    """The one-window chain: mask, encode, plan once, sample, assemble, save.
+
+    Sources (note, loader, pictures, mask) fill the left columns; the five stages sit in one row to their
+    right; the loader's, the mask's and the pictures' outputs reach the stages along buses above that row.
+    `sources(g)` -> (graph's IMAGE node, mask column, mask height) replaces the default Load Image column.
+    """
+    g = Graph()
     g.note(note)
-    pixels = load_images(g, images) if image_node is None else image_node[1]
     model = load_model(g)
-    mask = g.node("MarDiniFrameMask", 2, 0, outputs=[("mask", "MARDINI_MASK"), ("pattern", "STRING")],
+    if sources is None:
+        pixels = load_images(g, images)
+        mask_at = (1, STAGE_ROW if pixels["type"] == "LoadImage" else below(pixels))  # under Batch Images, if any
+    else:
+        pixels, mask_at = sources(g)
+    stage = mask_at[0] + 1
+    mask = g.node("MarDiniFrameMask", *mask_at, outputs=[("mask", "MARDINI_MASK"), ("pattern", "STRING")],
                   widgets=[len(pattern), preset, given, pattern])
-    enc = g.node("MarDiniVAEEncode", 2, 1.2, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE"),
-                                                    ("mask", "MARDINI_MASK")], outputs=[("latents", "MARDINI_LATENTS")],
+    enc = g.node("MarDiniVAEEncode", stage, STAGE_ROW, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE"),
+                                                                ("mask", "MARDINI_MASK")], outputs=[("latents", "MARDINI_LATENTS")],
                  widgets=["crop"])
-    planner = g.node("MarDiniPlanner", 2, 2.2, inputs=[("model", "MARDINI_MODEL"), ("latents", "MARDINI_LATENTS"),
-                                                      ("mask", "MARDINI_MASK")], outputs=[("plan", "MARDINI_PLAN")])
-    sampler = g.node("MarDiniSampler", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("plan", "MARDINI_PLAN"),
-                                                    ("latents", "MARDINI_LATENTS"), ("mask", "MARDINI_MASK")],
+    # lower than the encoder's latents link to the sampler, which passes over it
+    planner = g.node("MarDiniPlanner", stage + 1, STAGE_ROW + 110, inputs=[("model", "MARDINI_MODEL"), ("latents", "MARDINI_LATENTS"),
+                                                                           ("mask", "MARDINI_MASK")], outputs=[("plan", "MARDINI_PLAN")])
+    sampler = g.node("MarDiniSampler", stage + 2, STAGE_ROW, inputs=[("model", "MARDINI_MODEL"), ("plan", "MARDINI_PLAN"),
+                                                                    ("latents", "MARDINI_LATENTS"), ("mask", "MARDINI_MASK")],
                      outputs=[("latent", "LATENT")], widgets=[steps, guidance, 0, "fixed", 0.0, True, -1.0, "ddim"])
-    assemble = g.node("MarDiniFrameAssembler", 3, 2, inputs=[("vae", "VAE"), ("latent", "LATENT"), ("images", "IMAGE"),
-                                                            ("mask", "MARDINI_MASK")], outputs=[("frames", "IMAGE")],
+    assemble = g.node("MarDiniFrameAssembler", stage + 3, STAGE_ROW, inputs=[("vae", "VAE"), ("latent", "LATENT"), ("images", "IMAGE"),
+                                                                            ("mask", "MARDINI_MASK")], outputs=[("frames", "IMAGE")],
                       widgets=[True, "crop"])
-    for dst in (enc, planner, sampler):
-        g.link(model, "model", dst, "model")
-    for dst in (enc, planner, sampler, assemble):
-        g.link(mask, "mask", dst, "mask")
-    g.link(model, "vae", enc, "vae")
-    g.link(model, "vae", assemble, "vae")
-    g.link(pixels, "IMAGE", enc, "images")
-    g.link(pixels, "IMAGE", assemble, "images")
+    band = STAGE_ROW - TITLE - 20
+    g.bus(model, "model", [(enc, "model"), (planner, "model"), (sampler, "model")], band)
+    g.bus(model, "vae", [(enc, "vae"), (assemble, "vae")], band - 20)
+    g.bus(mask, "mask", [(enc, "mask"), (planner, "mask"), (sampler, "mask"), (assemble, "mask")], band - 40)
+    g.bus(pixels, "IMAGE", [(enc, "images"), (assemble, "images")], band - 60,
+          start=None if pixels["pos"][0] == enc["pos"][0] - COLUMN else pixels["pos"][0] + COLUMN)
     g.link(enc, "latents", planner, "latents")
     g.link(enc, "latents", sampler, "latents")
     g.link(planner, "plan", sampler, "plan")
     g.link(sampler, "latent", assemble, "latent")
-    save_webp(g, assemble, "frames", name.removeprefix("MarDini ").replace(" ", "_"), col=4, fps=fps)
+    save_webp(g, assemble, "frames", name.removeprefix("MarDini ").replace(" ", "_"), col=stage + 4, y=STAGE_ROW, fps=fps)
     g.save(name, pattern)
 
 
@@ -201,34 +260,44 @@ TIMES = {  # "Prompt executed in", all templates run one after another in one fr
 
 
 def expansion_workflow():
-    g = Graph()
-    parts = load_video(g)
-    first = g.node("ImageFromBatch", 1, 2.6, inputs=[("image", "IMAGE")], outputs=[("IMAGE", "IMAGE")], widgets=[0, 3])
-    g.link(parts, "images", first, "image")
+    def first_frames(g):
+        """Load Video -> its frames -> the first 3 (Image From Batch); the mask goes below them."""
+        parts = load_video(g)
+        first = g.node("ImageFromBatch", 2, STAGE_ROW, inputs=[("image", "IMAGE")], outputs=[("IMAGE", "IMAGE")], widgets=[0, 3])
+        g.link(parts, "images", first, "image")
+        return first, (2, below(first))
+
     clip_workflow("MarDini video expansion", note(
         "Video expansion: the first 3 frames of a video, and 6 more frames that continue their motion (9 in all, the "
         "embedded model's window). For longer continuations use MarDini Long Video, mode expansion.",
         "The example video is 17 frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0, copied into ComfyUI's "
         "input folder when the pack loaded; pick your own in Load Video.",
         CONTINUED, TIMES["expansion"]),
-        None, "expansion", "xxx......", given=3, steps=25, image_node=(g, first), fps=12.5)
+        None, "expansion", "xxx......", given=3, steps=25, sources=first_frames, fps=12.5)
+
+
+def long_node_workflow(g, node, prefix, fps, fps_from=None):
+    """A long node's outputs: its plan at the top of the next column, Save Animated WEBP below it (level with
+    the node where there is room)."""
+    col = (node["pos"][0] - TOP) // COLUMN + 1
+    show = show_plan(g, node, col)
+    save_webp(g, node, "frames", prefix, col=col, y=max(below(show), node["pos"][1]), fps=fps, fps_from=fps_from)
 
 
 def long_video_workflow(name, note_text, images, mode, frames, fps, pattern):
     """Pictures -> MarDini Long Video (its plan shown beside) -> Save Animated WEBP."""
     g = Graph()
     g.note(note_text)
+    model = load_model(g)
     pixels = load_images(g, images)
-    model = load_model(g, col=2)
-    long_video = g.node("MarDiniLongVideo", 3, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE")],
+    # level with the pictures' batch (its images input, the third slot, beside the batch's output)
+    long_video = g.node("MarDiniLongVideo", 2, max(TOP, pixels["pos"][1] - 2 * 20), inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("images", "IMAGE")],
                         outputs=[("frames", "IMAGE"), ("plan", "STRING")],
                         widgets=[mode, frames, 0, 12, 1.0, 0, "fixed", 0.0, True, "crop", -1.0, "ddim"])
     g.link(model, "model", long_video, "model")
     g.link(model, "vae", long_video, "vae")
     g.link(pixels, "IMAGE", long_video, "images")
-    show = g.node("PreviewAny", 4, 1.6, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of model runs")
-    g.link(long_video, "plan", show, "source")
-    save_webp(g, long_video, "frames", name.removeprefix("MarDini ").split(" from ")[0].replace(" ", "_"), col=4, fps=fps)
+    long_node_workflow(g, long_video, name.removeprefix("MarDini ").split(" from ")[0].replace(" ", "_"), fps)
     g.save(name, pattern)
 
 
@@ -262,10 +331,10 @@ def smoother_workflow():
         "The example video is 17 frames of Big Buck Bunny (c) Blender Foundation, CC-BY-3.0 (12.5 fps), copied into "
         "ComfyUI's input folder when the pack loaded; pick your own in Load Video.",
         "the multiplier as you like", TIMES["smoother"]))
+    model = load_model(g)
     parts = load_video(g)
-    model = load_model(g, col=1, row=0)
-    smooth = g.node("MarDiniSmootherVideo", 2, 0, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("video", "IMAGE"),
-                                                         ("fps", "FLOAT")],
+    smooth = g.node("MarDiniSmootherVideo", 2, TOP, inputs=[("model", "MARDINI_MODEL"), ("vae", "VAE"), ("video", "IMAGE"),
+                                                           ("fps", "FLOAT")],
                     outputs=[("frames", "IMAGE"), ("fps", "FLOAT"), ("plan", "STRING")],
                     widgets=["x2", 12.5, 12, 0, "fixed", True, "crop"])
     smooth["inputs"][3]["widget"] = {"name": "fps"}
@@ -273,9 +342,7 @@ def smoother_workflow():
     g.link(model, "vae", smooth, "vae")
     g.link(parts, "images", smooth, "video")
     g.link(parts, "fps", smooth, "fps")
-    show = g.node("PreviewAny", 3, 1.6, inputs=[("source", "*")], outputs=[("STRING", "STRING")], title="Plan of model runs")
-    g.link(smooth, "plan", show, "source")
-    save_webp(g, smooth, "frames", "smoother", col=3, fps=25.0, fps_from=(smooth, "fps"))
+    long_node_workflow(g, smooth, "smoother", 25.0, fps_from=(smooth, "fps"))
     g.save("MarDini smoother or slower video", "x." * 16 + "x")
 
 

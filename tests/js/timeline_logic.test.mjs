@@ -3,6 +3,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import {
   PRESETS, parsePattern, formatPattern, presetPattern, togglePattern, resizePattern, syncedPattern, describePattern,
+  patternProblem, usesGivenFrames,
 } from "../../js/mardini_timeline_logic.js";
 
 test("pattern <-> frames round trip", () => {
@@ -46,4 +47,29 @@ test("custom pattern follows the frame count", () => {
 test("caption", () => {
   assert.equal(describePattern("x.......x"), "9 frames: 2 given, 7 generated");
   assert.match(describePattern("abc"), /invalid/);
+});
+
+test("a pattern longer than the connected model's window is a problem named on the node", () => {
+  for (let window = 2; window <= 40; window++) {
+    for (let frames = 2; frames <= 48; frames++) {
+      const pattern = "x" + ".".repeat(frames - 1);
+      const problem = patternProblem(pattern, window);
+      assert.equal(problem !== null, frames > window, `${frames} frames, window ${window}`);
+      if (problem) {
+        assert.match(problem, new RegExp(`${window}-frame window`));
+        assert.match(problem, /MarDini Long Video/);
+        assert.equal(describePattern(pattern, window), problem);
+      }
+    }
+  }
+  assert.equal(patternProblem("x".repeat(50) + "."), null, "unknown window: no claim");
+  assert.match(patternProblem("x-x", 9), /invalid/);
+});
+
+test("given_frames is shown exactly for the presets whose pattern it changes", () => {
+  for (const preset of PRESETS.filter((p) => p !== "custom")) {
+    const changes = [1, 2, 3, 4, 5].some((n) => presetPattern(preset, 9, n) !== presetPattern(preset, 9, 2));
+    assert.equal(usesGivenFrames(preset), changes, preset);
+  }
+  assert.equal(usesGivenFrames("custom"), false);
 });
