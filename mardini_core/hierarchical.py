@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import InputError, MaskError
+from .errors import GenerationInterrupted, InputError, MaskError
 from .masks import FrameMask
 from .pipeline import (
     assemble_window, check_sampling, check_vae, decode_frames, encode_scaled, flow_anchor, frames_to_decode, generate_latents_batch,
@@ -236,13 +236,22 @@ def run_schedule(
     check_sampling(seed=seed, **sampling)
     known = KnownFrames(vae, config, schedule, images)
     interpolator = interpolator_for(model, interpolator)
+    should_stop = sampling.get("should_stop")
+
+    def stop_point(where: str) -> None:  # Cancel between a window's stages too, not only between its steps
+        if should_stop is not None and should_stop():
+            raise GenerationInterrupted(f"generation stopped {where}")
+
     for indices in batches(schedule, batch):
         windows = [schedule[i] for i in indices]
         for i, w in zip(indices, windows):
             if on_window is not None:
                 on_window(i, w)
+        stop_point(f"before window {indices[0] + 1} of {len(schedule)}")
         given = [known.given(w) for w in windows]
+        stop_point("after encoding")
         anchors = [flow_anchor(vae, g_pixels, g_high, w.mask, config, interpolator) for w, (g_pixels, g_high, _) in zip(windows, given)]
+        stop_point("after the anchor")
         flow = None if anchors[0] is None else torch.stack([a.latents for a in anchors])
         latents = generate_latents_batch(
             model, windows[0].mask, torch.stack([g[1] for g in given]), torch.stack([g[2] for g in given]),
@@ -250,5 +259,6 @@ def run_schedule(
         )
         for w, (g_pixels, _, _), anchor, z in zip(windows, given, anchors, latents):
             decoded = known.decodings(w, z, frames_to_decode(w.mask, anchor, restore_detail))
+            stop_point("after decoding")
             known.add(w, assemble_window(vae, decoded, g_pixels, w.mask, config, anchor, restore_detail), z)
     return torch.stack([known.pixels[p] for p in range(schedule.total)])

@@ -166,6 +166,14 @@ class ScheduleProgress:
     def step(self, step: int, total: int, _x0) -> None:
         self.report(self.window * self.steps + step * self.steps // total)
 
+    @staticmethod
+    def should_stop() -> bool:
+        """Between a window's stages (encode, anchor, plan, decode): Cancel raises ComfyUI's own exception."""
+        import comfy.model_management
+
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        return False
+
 
 def input_directory() -> str:
     """ComfyUI's input folder (what LoadImage and LoadVideo list)."""

@@ -83,7 +83,7 @@ class MarDiniLongVideo:
             schedule, net, adapter, pixels, seed=seed, steps=steps, guidance=guidance, eta=eta, restore_detail=restore_detail,
             fidelity=None if fidelity < 0 else fidelity, sampler=sampler,  # None: each window's own default
             interpolator=model.interpolator(), batch=comfy_bridge.window_batch(model.device),
-            on_window=progress.on_window, callback=progress.step,
+            on_window=progress.on_window, callback=progress.step, should_stop=progress.should_stop,
         )
         model.planner_done()
         out = video[:frames].movedim(1, -1).to(comfy_bridge.output_device())

@@ -83,7 +83,7 @@ class MarDiniSmootherVideo:
         frames = run_schedule(
             schedule, model.model, adapter, pixels, seed=seed, steps=steps, guidance=1.0, eta=0.0,
             restore_detail=restore_detail, interpolator=model.interpolator(), batch=comfy_bridge.window_batch(model.device),
-            on_window=progress.on_window, callback=progress.step,
+            on_window=progress.on_window, callback=progress.step, should_stop=progress.should_stop,
         )
         model.planner_done()
         return (frames.movedim(1, -1).to(comfy_bridge.output_device()), float(fps) * factor, schedule.describe())

@@ -2,7 +2,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from mardini_core.errors import InputError, MaskError
+from mardini_core.errors import GenerationInterrupted, InputError, MaskError
 from mardini_core.hierarchical import batches, schedule_windows, run_schedule
 from mardini_core.interpolation import Dis
 from test_pipeline import TinyVAE, count_calls, images
@@ -227,3 +227,41 @@ def test_batched_windows_equal_windows_one_by_one(anchor):
     batched = run_schedule(plan, model, TinyVAE(), images(3), batch=4, **sampling)
     assert len(planner_calls) == len(plan) + 2
     torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=0)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.data())
+def test_cancel_is_asked_between_every_stage_of_every_window(model, data):
+    """Cancel is honoured within one model pass: between two stop checks there is at most one stage's work
+    (encoding, the planner, or one pass with its window's decoding), and a stop raised at any check ends the run."""
+    total = data.draw(st.integers(2, 24))
+    window = data.draw(st.integers(3, model.config.max_frames))
+    inputs = sorted(data.draw(st.sets(st.integers(0, total - 1), min_size=1, max_size=min(total - 1, 3))))
+    plan = schedule_windows(total, inputs, window, data.draw(st.integers(1, window - 1)))
+    log = []
+
+    def check():
+        log.append(("check", None, None))
+        return False
+
+    hook = model.planner.register_forward_hook(lambda *_: log.append(("plan", None, None)))
+    try:
+        run_schedule(plan, model, CountingVAE(log), images(len(inputs)), steps=2, batch=1, should_stop=check)
+        intervals, current = [], set()
+        for kind, _, _ in log:
+            if kind == "check":
+                intervals.append(current)
+                current = set()
+            else:
+                current.add(kind)
+        intervals.append(current)
+        assert not [i for i in intervals if len(i & {"encode", "plan", "decode"}) > 1], intervals
+        checks = sum(kind == "check" for kind, _, _ in log)
+        stop_at = data.draw(st.integers(1, checks))
+        calls = []
+        with pytest.raises(GenerationInterrupted):
+            run_schedule(plan, model, TinyVAE(), images(len(inputs)), steps=2, batch=1,
+                         should_stop=lambda: calls.append(1) or len(calls) == stop_at)
+        assert len(calls) == stop_at
+    finally:
+        hook.remove()
