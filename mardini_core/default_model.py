@@ -13,12 +13,11 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .embedded import DEFAULT_DIR, MODEL_FILE, VAE_FILE
 from .errors import CheckpointError
 from .model import MarDini
+from .vae import load_mardini_tae, save_mardini_tae
 
-DEFAULT_DIR = Path(__file__).resolve().parent / "default"
-MODEL_FILE = DEFAULT_DIR / "mardini-base.safetensors"
-VAE_FILE = DEFAULT_DIR / "mardini-tae.safetensors"
 DEFAULT_VAE = "mardini-tae"
 
 NO_DEFAULT = (
@@ -39,8 +38,6 @@ def package_default(model_path: str | os.PathLike, vae_path: str | os.PathLike, 
     """Write a trained model (fp16, its VAE named mardini-tae, `mean_scale` and `open_fidelity` as
     calibrated on the training split with `eval --split train --mean-scale / --fidelity`) and its
     autoencoder into `out_dir`."""
-    from .vae import load_mardini_tae, save_mardini_tae
-
     model = load_checkpoint(model_path)
     if model.config.latent_channels != 32:
         raise CheckpointError(f"{model_path} uses {model.config.latent_channels}-channel latents; mardini-tae makes 32")

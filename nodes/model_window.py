@@ -6,7 +6,7 @@ connected model's window. Only the file's header is read (no weights), and only 
 from __future__ import annotations
 
 from mardini_core.checkpoint import read_config
-from mardini_core.default_model import MODEL_FILE
+from mardini_core.embedded import MODEL_FILE
 from mardini_core.errors import CheckpointError, MarDiniError
 
 from . import comfy_bridge

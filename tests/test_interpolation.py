@@ -187,13 +187,13 @@ def test_bad_weight_files_get_one_clear_line(tmp_path):
 
 def test_the_embedded_file_is_refused_when_its_hash_differs(tmp_path, monkeypatch):
     damaged = tmp_path / "rife-4.safetensors"
-    data = bytearray(rife.EMBEDDED_FILE.read_bytes())
+    data = bytearray(rife.RIFE_FILE.read_bytes())
     data[-10] ^= 1
     damaged.write_bytes(bytes(data))
-    monkeypatch.setattr(rife, "EMBEDDED_FILE", damaged)
+    monkeypatch.setattr(rife, "RIFE_FILE", damaged)
     with pytest.raises(CheckpointError, match="damaged"):
         rife.embedded_ifnet()
-    monkeypatch.setattr(rife, "EMBEDDED_FILE", tmp_path / "gone.safetensors")
+    monkeypatch.setattr(rife, "RIFE_FILE", tmp_path / "gone.safetensors")
     with pytest.raises(CheckpointError, match="missing"):
         rife.embedded_ifnet()
 
@@ -202,7 +202,7 @@ def test_the_embedded_file_keeps_the_names_comfyui_core_reads():
     """ComfyUI core's loader strips module./flownet., maps blockN. and reads the head from encode.cnn3."""
     from safetensors import safe_open
 
-    with safe_open(str(rife.EMBEDDED_FILE), "pt") as f:
+    with safe_open(str(rife.RIFE_FILE), "pt") as f:
         names = set(f.keys())
         head = f.get_tensor("encode.cnn3.weight").shape[1]
     assert head == 4 and all(n.startswith(("encode.", *(f"block{i}." for i in range(5)))) for n in names)

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..embedded import RIFE_FILE
 from ..errors import CheckpointError
 from .ifnet import ALIGN, IFNet, IFNetConfig
 
-EMBEDDED_FILE = Path(__file__).resolve().parent.parent / "default" / "rife-4.safetensors"
 EMBEDDED_SHA256 = "53978f5cb833f181eb365445973c90c817be280cb4a091096200042707d7ad0b"
 TRAINING_ONLY = ("teacher.", "caltime.")  # distillation parts of Practical-RIFE's checkpoints, unused at inference
 PIXELS_PER_FORWARD = 4 * 2**20  # batch size x pixels of one forward: about 1.2 GB of activations in fp32
@@ -77,13 +77,13 @@ def load_ifnet(path: str | Path, device: str | torch.device = "cpu", dtype: torc
 
 def embedded_ifnet(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> IFNet:
     """The embedded RIFE 4.x network, its file's sha256 checked first."""
-    if not EMBEDDED_FILE.is_file():
-        raise CheckpointError(f"the embedded RIFE weights are missing from this install ({EMBEDDED_FILE}); reinstall the pack")
-    with open(EMBEDDED_FILE, "rb") as f:
+    if not RIFE_FILE.is_file():
+        raise CheckpointError(f"the embedded RIFE weights are missing from this install ({RIFE_FILE}); reinstall the pack")
+    with open(RIFE_FILE, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     if digest != EMBEDDED_SHA256:
-        raise CheckpointError(f"{EMBEDDED_FILE.name} is damaged (sha256 {digest[:12]}..., expected {EMBEDDED_SHA256[:12]}...); reinstall the pack")
-    return load_ifnet(EMBEDDED_FILE, device, dtype)
+        raise CheckpointError(f"{RIFE_FILE.name} is damaged (sha256 {digest[:12]}..., expected {EMBEDDED_SHA256[:12]}...); reinstall the pack")
+    return load_ifnet(RIFE_FILE, device, dtype)
 
 
 class Rife:

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from ..checkpoint import atomic_save_safetensors, check_tensors, sign_metadata, verify_integrity
 from ..data.sources import shared_dir
+from ..embedded import VAE_FILE
 from ..errors import CheckpointError
 from .autoencoder import TinyAutoencoder
 from .tiny import TinyAEConfig
@@ -172,8 +173,6 @@ def load_vae(name_or_path: str | os.PathLike, device="cpu", dtype=None) -> TinyA
     if text == TAEF2:
         return load_taef2(None, device, dtype)
     if text == MARDINI_TAE:  # $MARDINI_TAE_PATH, else the copy bundled with the embedded default model
-        from ..default_model import VAE_FILE
-
         return load_mardini_tae(os.environ.get(MARDINI_TAE_ENV) or VAE_FILE, device, dtype)
     path = Path(text)
     if path.is_dir():
