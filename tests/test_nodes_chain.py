@@ -1,0 +1,68 @@
+"""The ComfyUI node chain (VAE Encode -> Planner -> Sampler -> Frame Assembler) makes the same frames as
+`pipeline.generate` for one window: the nodes are the library's recipe, not a second one."""
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from comfy_fakes import load_pack
+from comfy_fakes.fake_vae import FakeVAE
+
+PACK = load_pack()
+N = PACK.NODE_CLASS_MAPPINGS
+
+import folder_paths  # noqa: E402  (the fakes, installed by load_pack)
+from mardini_core.checkpoint import save_checkpoint  # noqa: E402
+from mardini_core.config import preset  # noqa: E402
+from mardini_core.model import MarDini  # noqa: E402
+from mardini_core.pipeline import generate, images_from_hwc  # noqa: E402
+
+ComfyVAE = PACK.nodes.comfy_vae.ComfyVAE
+effective_guidance = PACK.nodes.sampler.effective_guidance
+
+
+@pytest.fixture(scope="module", params=["none", "neighbours", "flow"])
+def model(request):
+    """A tiny random model of each anchor kind, saved in models/mardini and loaded by the loader node."""
+    config = dataclasses.replace(preset("tiny/T"), anchor=request.param, max_frames=6)
+    name = f"chain-{request.param}.safetensors"
+    path = Path(folder_paths.models_dir) / "mardini" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(1)
+    net = MarDini(config)
+    with torch.no_grad():  # a zero-initialised output layer would make every model the same
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    save_checkpoint(path, net)
+    yield N["MarDiniModelLoader"]().load(name, "fp32", "auto", "cpu", interpolator="dis")[0]
+    path.unlink()
+
+
+@st.composite
+def clips(draw):
+    frames = draw(st.integers(3, 6))
+    given_frames = draw(st.lists(st.booleans(), min_size=frames, max_size=frames).filter(lambda g: any(g) and not all(g)))
+    return "".join("x" if g else "." for g in given_frames), draw(st.integers(0, 2**31)), draw(st.sampled_from([0.0, 0.5]))
+
+
+@settings(max_examples=5, deadline=None)
+@given(clip=clips(), guidance=st.sampled_from([1.0, 2.5]), restore_detail=st.booleans())
+def test_node_chain_equals_generate(model, clip, guidance, restore_detail):
+    pattern, seed, fidelity = clip
+    vae = FakeVAE(32, seed=seed % 7)
+    mask = N["MarDiniFrameMask"]().build(len(pattern), "custom", 1, pattern)[0]
+    images = torch.rand(mask.images_needed, 64, 64, 3, generator=torch.Generator().manual_seed(seed))
+    steps = 3
+
+    latents = N["MarDiniVAEEncode"]().encode(model, vae, images, mask)[0]
+    plan = N["MarDiniPlanner"]().plan(model, latents, mask)[0]
+    latent = N["MarDiniSampler"]().sample(model, plan, latents, mask, steps, guidance, seed, 0.0, True, fidelity)[0]
+    frames = N["MarDiniFrameAssembler"]().assemble(vae, latent, images, mask, restore_detail)[0]
+
+    window = generate(model.model, ComfyVAE(vae, model.config.latent_channels), images_from_hwc(images), mask,
+                      steps=steps, guidance=effective_guidance(guidance, mask), seed=seed, eta=0.0, fidelity=fidelity,
+                      restore_detail=restore_detail, interpolator=model.anchor)
+    assert frames.shape == (mask.frames, 64, 64, 3)
+    torch.testing.assert_close(frames, window.frames.movedim(1, -1), atol=1e-5, rtol=0)
