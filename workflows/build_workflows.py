@@ -249,13 +249,13 @@ EXAMPLE_IMAGES = ("The example pictures are frames of Big Buck Bunny (c) Blender
                   "into ComfyUI's input folder when the pack loaded. Pick your own in Load Image (any size: 'fit' "
                   "crops them to multiples of 32).")
 TIMES = {  # "Prompt executed in", all templates run one after another in one fresh ComfyUI 0.33 (CPU, 2 shared cores), ../shared/tools comfy_ui_check.js --run
-    "image to video": "69 s",
-    "interpolation": "10 s",
-    "loop": "16 s (16 frames)",
+    "image to video": "57 s",
+    "interpolation": "9 s",
+    "loop": "15 s (16 frames)",
     "expansion": "9 s",
-    "slow motion": "25 s (25 frames)",
+    "slow motion": "23 s (25 frames)",
     "novel view": "9 s",
-    "smoother": "28 s (17 frames in, 33 out)",
+    "smoother": "26 s (17 frames in, 33 out)",
 }
 
 
