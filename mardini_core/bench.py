@@ -2,7 +2,7 @@
 
 Speed does not depend on the weights, so random weights of the real presets measure it honestly;
 they are perturbed with seeded noise because MarDini zero-initialises AdaLN (untouched, every block
-would add exactly zero). Each repeat encodes the given frames, runs `pipeline.generate_latents`
+would add exactly zero). Each repeat encodes the given frames, runs the window's plan and sample stages (`generation`)
 (the planner once, the generator's DDIM steps with the reference-frame cache) and decodes the
 generated frames with a random-weight autoencoder of mardini-tae's layout.
 
@@ -31,8 +31,8 @@ from .masks import FrameMask, expansion, from_pattern, image_to_video, interpola
 from .model import MarDini
 from .model.compiled import compile_blocks, compile_errors, compile_unavailable
 from .precision import DTYPES
-from .pipeline import decode_frames, default_fidelity, default_guidance, encode_frames, generate_latents, size_multiple
-from .sampler import guidance_active
+from .generation import Sampling, decode, encode, plan, resolve, sample, size_multiple
+from .generation.sampler import guidance_active
 from .vae import TinyAEConfig, TinyAutoencoder
 from .vae.distill import DistillConfig
 
@@ -57,7 +57,7 @@ class Job:
     given: str = "i2v"  # GIVEN_HELP
     steps: int = 25
     guidance: float | None = None  # None: the paper's for the mask (2.5 image-to-video, off when both ends are given)
-    fidelity: float | None = None  # None: the model's default (pipeline.default_fidelity)
+    fidelity: float | None = None  # None: the model's default (generation.resolve)
     dtype: str = "bf16"
     backend: str = "auto"
     compile: bool = False
@@ -74,12 +74,11 @@ class Job:
 
     def resolved(self) -> "Job":
         """The job with guidance and fidelity filled in as generation would choose them."""
-        mask = self.mask()
-        return dataclasses.replace(
-            self,
-            guidance=default_guidance(mask) if self.guidance is None else self.guidance,
-            fidelity=default_fidelity(mask, self.config()) if self.fidelity is None else self.fidelity,
-        )
+        settings = resolve(self.sampling(), self.mask(), self.config())
+        return dataclasses.replace(self, guidance=settings.guidance, fidelity=settings.fidelity)
+
+    def sampling(self) -> Sampling:
+        return Sampling(steps=self.steps, guidance=self.guidance, fidelity=self.fidelity)
 
 
 def given_mask(given: str, frames: int) -> FrameMask:
@@ -206,18 +205,17 @@ class Stopwatch:
 
 
 def generate_once(model: MarDini, vae: TinyAutoencoder, job: Job, inputs: Inputs) -> tuple[float, float]:
-    """Encode, generate_latents, decode the generated frames -> (vae seconds, model seconds)."""
+    """The window's stages: encode; plan and sample; decode the generated frames -> (vae seconds, model seconds)."""
     device = inputs.images.device
-    cfg = model.config
     sync(device)
     start = time.perf_counter()
-    high, low = encode_frames(vae.encode, inputs.images, cfg, vae.downscale)
+    window = encode(model, vae, inputs.images, inputs.mask)
     sync(device)
     encoded = time.perf_counter()
-    z = generate_latents(model, inputs.mask, high, low, steps=job.steps, guidance=job.guidance, fidelity=job.fidelity)
+    z = sample(model, [window], plan(model, [window]), job.sampling())[0]
     sync(device)
     generated = time.perf_counter()
-    decode_frames(vae, z[list(inputs.mask.generated_indices)], cfg)
+    decode(vae, z, window, model.config, restore_detail=False)
     sync(device)
     return encoded - start + time.perf_counter() - generated, generated - encoded
 
@@ -231,11 +229,11 @@ def count_flops(model: MarDini, vae: TinyAutoencoder, job: Job, inputs: Inputs) 
     device = inputs.images.device
     model.set_attention_backend("sdpa" if device.type == "cuda" else "math")
     with FlopCounterMode(display=False) as counter:
-        high, low = encode_frames(vae.encode, inputs.images, model.config, vae.downscale)
-        encode = counter.get_total_flops()
-        z = generate_latents(model, inputs.mask, high, low, steps=job.steps, guidance=job.guidance, fidelity=job.fidelity)
-        generate = counter.get_total_flops() - encode
-        decode_frames(vae, z[list(inputs.mask.generated_indices)], model.config)
+        window = encode(model, vae, inputs.images, inputs.mask)
+        encoded = counter.get_total_flops()
+        z = sample(model, [window], plan(model, [window]), job.sampling())[0]
+        generate = counter.get_total_flops() - encoded
+        decode(vae, z, window, model.config, restore_detail=False)
     model.set_attention_backend(job.backend)
     return generate, counter.get_total_flops() - generate
 

@@ -3,7 +3,7 @@
 The paper's authors released no weights. This flow-anchored model (`configs/default/flow.toml`,
 trained briefly on one GPU on the shared clips less the held-out files) makes every task run out of
 the box; its latents are in the TAEF2 / FLUX.2 32-channel space, decoded by mardini-tae (bundled
-beside it), by TAEF2 or by ComfyUI's FLUX.2 VAE. For quality, train your own (README: Training).
+beside it), by TAEF2 or by ComfyUI's FLUX.2 VAE. For quality, train your own (docs/training.md); how this one was made: docs/default-model.md.
 """
 from __future__ import annotations
 

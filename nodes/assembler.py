@@ -1,12 +1,16 @@
 """MarDini Frame Assembler: decode the clip, paste the given images back pixel for pixel, restore their detail."""
 from __future__ import annotations
 
-from mardini_core.assemble import assemble_frames, neighbour_anchor
+import torch
+
 from mardini_core.errors import InputError
 from mardini_core.fit import fit_to
+from mardini_core.generation import Anchor, Encoded, decode_frames
+from mardini_core.generation.window import assemble, frames_to_decode
 
 from . import comfy_bridge
-from .checks import images_for_mask, latent_matches_mask
+from .checks import images_for_mask, latent_matches_mask, same_mask
+from .comfy_vae import ComfyVAE
 from .fitting import FIT
 from .sampler import RESTORE_DETAIL
 from .types import MARDINI_MASK
@@ -52,28 +56,29 @@ class MarDiniFrameAssembler:
                 f"the given images are {given.shape[2]}x{given.shape[1]} but the decoded frames are "
                 f"{frames.shape[2]}x{frames.shape[1]}; connect the same images that were encoded"
             )
-        return (assemble_frames(frames, given, mask, self.anchor(vae, latent, frames, given, mask, restore_detail)),)
+        window, reconstruct = self.window(vae, latent, given, mask)
+        pixels = frames.movedim(-1, 1)
+        out = assemble(pixels[frames_to_decode(mask, window.anchor, restore_detail)], window, restore_detail, reconstruct)
+        return (out.movedim(1, -1),)
 
     @staticmethod
-    def anchor(vae, latent, frames, given, mask, restore_detail):
-        """(A, R(A)) to put generated frames back around (assemble.py): the flow anchor the Sampler passed
-        along in the LATENT, else the neighbour blend of the given images; None when restoration is off."""
-        if not restore_detail:
-            return None
-        if "mardini_flow_pixels" not in latent:
-            return neighbour_anchor(frames, given, mask)
-        pixels = latent["mardini_flow_pixels"].float().cpu()
-        if pixels.shape != frames.shape:
-            raise InputError(f"the LATENT's flow anchor is {tuple(pixels.shape)} but the decoded frames are {tuple(frames.shape)}; "
-                             "connect the latent of the MarDini Sampler that made these frames")
-        reconstruction = vae.decode(latent["mardini_flow_latents"])
-        return pixels, reconstruction.reshape(-1, *reconstruction.shape[-3:])[..., :3].float().cpu()
+    def window(vae, latent, given, mask):
+        """(the window, how to decode its anchor's latents): the Sampler's window where the LATENT carries it
+        (its anchor and the given frames as encoded), else the given images with no anchor of the model's."""
+        if "mardini_window" not in latent:
+            empty = torch.empty(0)
+            return Encoded(mask, given.movedim(-1, 1), empty, empty, Anchor("none")), None
+        window, config = latent["mardini_window"], latent["mardini_config"]
+        same_mask(window.mask, mask, "LATENT")
+        if window.images.shape[-2:] != given.shape[1:3]:
+            raise InputError(f"the LATENT was encoded at {window.images.shape[-1]}x{window.images.shape[-2]} but the given "
+                             f"images are {given.shape[2]}x{given.shape[1]}; connect the same images that were encoded")
+        adapter = ComfyVAE(vae, config.latent_channels, config.vae) if window.anchor.kind == "flow" else None
+        return window, lambda z: decode_frames(adapter, z, config).cpu()
 
 
 def decode_with_progress(vae, samples):
     """ComfyUI's VAE decode one frame at a time, advancing the node's progress bar (and honouring Cancel)."""
-    import torch
-
     report = comfy_bridge.step_reporter(samples.shape[0])
     parts = []
     for i in range(samples.shape[0]):

@@ -154,11 +154,17 @@ def step_reporter(total: int):
 
 class ScheduleProgress:
     """A window schedule on ComfyUI's progress bar: `steps` units per window whatever number of passes a
-    window really makes (one at fidelity 1), so the bar always ends full; Cancel is honoured at every step."""
+    window really makes (one at fidelity 1), so the bar always ends full; Cancel is honoured at every step
+    and between a window's stages."""
 
     def __init__(self, windows: int, steps: int):
         self.steps, self.window = steps, 0
         self.report = step_reporter(windows * steps)
+
+    def hooks(self):
+        from mardini_core.generation import Hooks
+
+        return Hooks(step=self.step, window=self.on_window, should_stop=self.should_stop)
 
     def on_window(self, index: int, _window) -> None:
         self.window = index

@@ -1,21 +1,15 @@
 """MarDini Long Video: hierarchical auto-regressive generation past the model's window, in one node.
 
-The schedule of model calls (mardini_core.hierarchical.schedule_windows) is a pure function of the request;
+The schedule of model calls (mardini_core.generation.long_video.schedule_windows) is a pure function of the request;
 it comes out as text so users see which windows ran, and it is printed to the console before running.
 """
 from __future__ import annotations
 
-import torch
-
 from mardini_core.errors import InputError
-from mardini_core.hierarchical import schedule_windows, run_schedule
-from mardini_core.fit import fit_images
-from mardini_core.pipeline import images_from_hwc, size_multiple
 
-from . import comfy_bridge
-from .comfy_vae import ComfyVAE
 from .fitting import FIT
-from .sampler import FIDELITY, RESTORE_DETAIL, SAMPLER, sampling_inputs
+from .long_run import check_image_batch, run_long
+from .sampler import FIDELITY, RESTORE_DETAIL, SAMPLER, sampling_from_widgets, sampling_inputs
 from .types import MODEL_AND_VAE
 
 MODES = ("slow motion", "expansion", "loop")
@@ -66,25 +60,9 @@ class MarDiniLongVideo:
 
     def generate(self, model, vae, images, mode, frames, overlap, steps, guidance, seed, eta, restore_detail=True, fit="crop",
                  fidelity=-1.0, sampler="ddim"):
-        net, config = model.model, model.config
-        if images.dim() != 4 or images.shape[0] == 0:
-            raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
+        check_image_batch(images)
         positions = input_positions(mode, images.shape[0], frames)
         total = positions[-1] + 1 if mode == "loop" else frames
-        schedule = schedule_windows(total, positions, config.max_frames, overlap or None)
-        print(f"[MarDini] long video schedule:\n{schedule.describe()}")
-        adapter = ComfyVAE(vae, config.latent_channels, config.vae)
-        pixels = fit_images(images_from_hwc(images[..., :3]), size_multiple(config, adapter.downscale), fit)
-        if mode == "loop":
-            pixels = torch.cat([pixels, pixels[:1]])
-        progress = comfy_bridge.ScheduleProgress(len(schedule), steps)
-        model.load_all()  # the planner runs once per window: both networks stay loaded for the whole plan
-        video = run_schedule(
-            schedule, net, adapter, pixels, seed=seed, steps=steps, guidance=guidance, eta=eta, restore_detail=restore_detail,
-            fidelity=None if fidelity < 0 else fidelity, sampler=sampler,  # None: each window's own default
-            interpolator=model.interpolator(), batch=comfy_bridge.window_batch(model.device),
-            on_window=progress.on_window, callback=progress.step, should_stop=progress.should_stop,
-        )
-        model.planner_done()
-        out = video[:frames].movedim(1, -1).to(comfy_bridge.output_device())
-        return (out, schedule.describe())
+        video, plan = run_long(model, vae, images, positions, total, sampling_from_widgets(steps, guidance, seed, eta, fidelity, sampler),
+                               restore_detail=restore_detail, fit=fit, overlap=overlap or None, close_loop=mode == "loop")
+        return (video[:frames], plan)

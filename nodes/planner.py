@@ -1,7 +1,7 @@
 """MarDini Planner: runs the heavy MAR planner once for the clip (low resolution)."""
 from __future__ import annotations
 
-from mardini_core.pipeline import arrange, plan
+from mardini_core.generation import plan
 
 from .checks import same_mask
 from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_PLAN, MODEL_INPUT, Plan
@@ -24,8 +24,7 @@ class MarDiniPlanner:
 
     def plan(self, model, latents, mask):
         same_mask(latents.mask, mask, "encoded latents")
-        mask.validate(model.config.max_frames)
         model.load_planner()
-        signal = plan(model.model, arrange(mask, latents.low), mask.to_tensor())
+        signal = plan(model.model, [latents.window])
         model.planner_done()
         return (Plan(signal=signal, mask=mask),)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from mardini_core.pipeline import arrange, default_fidelity, default_guidance, from_model_space, mean_scale_for, sample
-from mardini_core.sampler import SAMPLERS
+from mardini_core.generation import Hooks, Sampling, from_model_space, sample
+from mardini_core.generation.settings import SAMPLERS
 
 from . import comfy_bridge
 from .checks import same_mask
@@ -29,11 +29,6 @@ RESTORE_DETAIL = ("BOOLEAN", {"default": True, "tooltip":
 GUIDANCE_FOLLOWS_MASK = ("BOOLEAN", {"default": True, "label_on": "auto", "label_off": "always", "tooltip":
     "auto: guidance is used when your pictures give only one end of the clip (e.g. image-to-video, 2.5), and turned "
     "off when both ends are given (interpolation, loop), as in the paper. Switch to 'always' to use the value as set."})
-
-
-def effective_guidance(guidance: float, mask, follows_mask: bool = True) -> float:
-    """The guidance used: off (1.0) for masks with both ends given when it follows the mask, else as set."""
-    return 1.0 if follows_mask and default_guidance(mask) == 1.0 else guidance
 
 
 def sampling_inputs(guidance_default: float = 2.5) -> dict:
@@ -64,18 +59,10 @@ SAMPLER = (list(SAMPLERS), {"default": "ddim", "tooltip":
     "With fidelity 1 (one pass) both give the same frames."})
 
 
-def fidelity_for(model, mask, fidelity: float) -> float:
-    """The widget's value, or the model's default for the mask when it is -1 (auto)."""
-    return default_fidelity(mask, model.config) if fidelity < 0 else fidelity
-
-
-def flow_outputs(latents, config) -> dict:
-    """LATENT entries that let MarDini Frame Assembler put generated frames back around the flow anchor."""
-    if latents.flow is None:
-        return {}
-    raw = from_model_space(latents.flow.latents, config)
-    return {"mardini_flow_latents": (pack(raw) if latents.packed else raw).to(comfy_bridge.output_device()),
-            "mardini_flow_pixels": latents.flow.pixels.movedim(1, -1)}
+def sampling_from_widgets(steps, guidance, seed, eta, fidelity=-1.0, sampler="ddim", guidance_follows_mask=False) -> Sampling:
+    """The widgets' Sampling: fidelity -1 (auto) is None, the model's own default for each window's mask."""
+    return Sampling(steps=steps, guidance=guidance, fidelity=None if fidelity < 0 else fidelity, eta=eta, sampler=sampler,
+                    seed=seed, guidance_follows_mask=guidance_follows_mask)
 
 
 class MarDiniSampler:
@@ -107,18 +94,14 @@ class MarDiniSampler:
                sampler="ddim"):
         same_mask(plan.mask, mask, "plan")
         same_mask(latents.mask, mask, "encoded latents")
-        guidance = effective_guidance(guidance, mask, guidance_follows_mask)
         model.load_generator()
         report = comfy_bridge.step_reporter(steps)
-        projection = fit_projection(latents.high, latents.preview_rgb) if comfy_bridge.previews_enabled() else None
-        z = sample(
-            model.model, arrange(mask, latents.high), mask.to_tensor(), plan.signal,
-            steps=steps, guidance=guidance, eta=eta, seed=seed, fidelity=fidelity_for(model, mask, fidelity),
-            mean_scale=mean_scale_for(mask, model.config), sampler=sampler,
-            flow=None if latents.flow is None else latents.flow.latents[None],
-            callback=lambda step, total, x0: report(step, None if projection is None else strip(x0[0], projection)),
-        )[0]
-        config = model.config
-        raw = from_model_space(z, config)
+        projection = fit_projection(latents.window.high, latents.preview_rgb) if comfy_bridge.previews_enabled() else None
+        sampling = sampling_from_widgets(steps, guidance, seed, eta, fidelity, sampler, guidance_follows_mask)
+        hooks = Hooks(step=lambda step, total, x0: report(step, None if projection is None else strip(x0[0], projection)))
+        z = sample(model.model, [latents.window], plan.signal, sampling, hooks=hooks)[0]
+        raw = from_model_space(z, model.config)
         samples = (pack(raw) if latents.packed else raw).to(comfy_bridge.output_device())
-        return ({"samples": samples, "noise_mask": frame_noise_mask(mask, samples), **flow_outputs(latents, config)},)
+        # the window rides along for MarDini Frame Assembler: the given frames and the anchor to put the new ones back around
+        return ({"samples": samples, "noise_mask": frame_noise_mask(mask, samples), "mardini_window": latents.window,
+                 "mardini_config": model.config},)

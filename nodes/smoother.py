@@ -1,20 +1,17 @@
 """MarDini Smoother / Slower Video: a video in, every gap between its frames filled x2, x4 or x8.
 
 The job frame-interpolation packs (RIFE, FILM) do, by MarDini's interpolation: the video's frames are
-the given frames of a hierarchical schedule (mardini_core.hierarchical), each window fills the gaps it
+the given frames of a hierarchical schedule (mardini_core.generation.long_video), each window fills the gaps it
 covers, and every input frame comes back exactly. Played at fps x multiplier the video is smoother
 and as long; played at the input fps it is slower (slow motion).
 """
 from __future__ import annotations
 
 from mardini_core.errors import InputError
-from mardini_core.fit import fit_images
-from mardini_core.hierarchical import schedule_windows, run_schedule
-from mardini_core.pipeline import images_from_hwc, size_multiple
+from mardini_core.generation import Sampling
 
-from . import comfy_bridge
-from .comfy_vae import ComfyVAE
 from .fitting import FIT
+from .long_run import check_image_batch, run_long
 from .sampler import RESTORE_DETAIL, SEED_MAX
 from .types import MODEL_AND_VAE
 
@@ -70,20 +67,8 @@ class MarDiniSmootherVideo:
     def smooth(self, model, vae, video, multiplier, fps, steps, seed, restore_detail=True, fit="crop"):
         if multiplier not in MULTIPLIERS:
             raise InputError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, got {multiplier!r}")
-        if video.dim() != 4 or video.shape[0] == 0:
-            raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(video.shape)}")
-        config, factor = model.config, MULTIPLIERS[multiplier]
-        total, positions = smoother_positions(video.shape[0], factor)
-        schedule = schedule_windows(total, positions, config.max_frames)
-        print(f"[MarDini] smoother video schedule:\n{schedule.describe()}")
-        adapter = ComfyVAE(vae, config.latent_channels, config.vae)
-        pixels = fit_images(images_from_hwc(video[..., :3]), size_multiple(config, adapter.downscale), fit)
-        progress = comfy_bridge.ScheduleProgress(len(schedule), steps)
-        model.load_all()
-        frames = run_schedule(
-            schedule, model.model, adapter, pixels, seed=seed, steps=steps, guidance=1.0, eta=0.0,
-            restore_detail=restore_detail, interpolator=model.interpolator(), batch=comfy_bridge.window_batch(model.device),
-            on_window=progress.on_window, callback=progress.step, should_stop=progress.should_stop,
-        )
-        model.planner_done()
-        return (frames.movedim(1, -1).to(comfy_bridge.output_device()), float(fps) * factor, schedule.describe())
+        check_image_batch(video)
+        total, positions = smoother_positions(video.shape[0], MULTIPLIERS[multiplier])
+        frames, plan = run_long(model, vae, video, positions, total, Sampling(steps=steps, guidance=1.0, seed=seed),
+                                restore_detail=restore_detail, fit=fit, label="smoother video")
+        return (frames, float(fps) * MULTIPLIERS[multiplier], plan)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from mardini_core.masks import FrameMask
-from mardini_core.pipeline import FlowAnchor
+from mardini_core.generation import Encoded
 
 MARDINI_MODEL = "MARDINI_MODEL"
 MARDINI_MASK = "MARDINI_MASK"
@@ -24,14 +24,16 @@ MARDINI_PLAN = "MARDINI_PLAN"
 
 @dataclass(frozen=True)
 class EncodedFrames:
-    """MARDINI_LATENTS: the given images' model-space latents, one row per mask source image."""
+    """MARDINI_LATENTS: the window's first stage (mardini_core.generation.encode: the given images' latents at
+    both scales and the anchor), with what ComfyUI needs beside it."""
 
-    high: torch.Tensor  # (S, C, H, W) for the generator
-    low: torch.Tensor  # (S, C, h, w) for the planner (frames downscaled by config.planner_downscale)
-    mask: FrameMask
+    window: Encoded
     packed: bool  # the VAE packs 2x2 latent patches into channels (see nodes/comfy_vae.py)
     preview_rgb: torch.Tensor  # (S, 3, H, W) the given images at latent size, for the live preview
-    flow: FlowAnchor | None = None  # the clip's flow anchor (flow-anchored models; pipeline.flow_anchor)
+
+    @property
+    def mask(self) -> FrameMask:
+        return self.window.mask
 
 
 @dataclass(frozen=True)

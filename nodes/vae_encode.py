@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from mardini_core.fit import fit_images
-from mardini_core.pipeline import encode_frames, flow_anchor, images_from_hwc, size_multiple
+from mardini_core.generation import encode, images_from_hwc, size_multiple
 
 from .checks import images_for_mask
 from .fitting import FIT
@@ -42,7 +42,6 @@ class MarDiniVAEEncode:
         rgb = images_for_mask(images, mask)
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
         pixels = fit_images(images_from_hwc(rgb), size_multiple(config, adapter.downscale), fit)
-        high, low = encode_frames(adapter.encode, pixels, config, adapter.downscale)
-        flow = flow_anchor(adapter, pixels, high, mask, config, model.interpolator())  # None unless flow-anchored
-        preview_rgb = rgb_at_latent_size(pixels, tuple(high.shape[-2:]))
-        return (EncodedFrames(high=high.cpu(), low=low.cpu(), mask=mask, packed=adapter.packed, preview_rgb=preview_rgb, flow=flow),)
+        window = encode(model.model, adapter, pixels, mask, model.interpolator())
+        preview_rgb = rgb_at_latent_size(pixels, tuple(window.high.shape[-2:]))
+        return (EncodedFrames(window=window, packed=adapter.packed, preview_rgb=preview_rgb),)

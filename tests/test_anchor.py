@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from mardini_core import masks
 from mardini_core.anchor import diffusion_offset, neighbour_blend, neighbour_weights
-from mardini_core.assemble import assemble_frames, neighbour_anchor
+from mardini_core.generation.assemble import assemble_frames, neighbour_anchor
 from mardini_core.config import MarDiniConfig
 from mardini_core.errors import ConfigError
 
@@ -107,7 +107,7 @@ class _Oracle:
         self.generator = self
 
     def __call__(self, z_t, t, plan, masked, anchor=None):
-        from mardini_core.schedule import alpha_sigma
+        from mardini_core.noise_schedule import alpha_sigma
 
         a, s = (c[:, None, None, None, None] for c in alpha_sigma(t))
         residual = self.clean - self.offset

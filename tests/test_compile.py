@@ -6,14 +6,15 @@ import torch
 from mardini_core.masks import from_indices
 from mardini_core.model import compiled
 from mardini_core.model.compiled import CompiledForward, compile_blocks
-from mardini_core.pipeline import generate_latents
+from mardini_core.generation import Anchor, Encoded, Sampling, plan, sample
 from support import live_tiny
 
 
 def window(model, steps=2):
     g = torch.Generator().manual_seed(0)
     high, low = torch.randn(2, 32, 8, 8, generator=g), torch.randn(2, 32, 4, 4, generator=g)
-    return generate_latents(model, from_indices(5, [0, 4]), high, low, steps=steps, fidelity=0.0, guidance=2.0)
+    window = Encoded(from_indices(5, [0, 4]), torch.zeros(0), high, low, Anchor(model.config.anchor))
+    return sample(model, [window], plan(model, [window]), Sampling(steps=steps, fidelity=0.0, guidance=2.0))[0]
 
 
 def test_without_a_compiler_the_model_runs_eagerly_with_one_warning(monkeypatch):

@@ -13,10 +13,12 @@ from mardini_core.data.synthetic import synthetic_clip
 from mardini_core.errors import ConfigError, InputError, MemoryBudgetError
 from mardini_core.interpolation import Dis, anchor_frames, load_interpolator
 from mardini_core.model import MarDini
-from mardini_core.pipeline import default_fidelity, flow_anchor, generate, generate_latents, mean_scale_for
-from mardini_core.sampler import denoise
-from mardini_core.schedule import alpha_sigma
+from mardini_core.generation import Anchor, Encoded, generate, sample, window_anchor
+from mardini_core.generation.sampler import denoise
+from mardini_core.noise_schedule import alpha_sigma
 from mardini_core.video_io import write_frames
+from mardini_core.generation import Sampling, resolve
+from mardini_core.generation.settings import Resolved
 from support import StandInVAE, live_tiny
 from test_sampler import FakeModel, OracleGenerator, clip
 
@@ -73,22 +75,27 @@ def test_a_zero_residual_returns_the_flow_frames_exactly_through_generate(monkey
 
     monkeypatch.setattr(model.generator, "forward", zero_residual)
     for interpolator in (None, Dis(), load_interpolator("rife", "fast")):  # None: the default (embedded RIFE, fast)
-        out = generate(model, vae, images, mask, steps=3, fidelity=0.0, interpolator=interpolator)
+        out = generate(model, vae, images, mask, Sampling(steps=3, fidelity=0.0), interpolator=interpolator)
         used = load_interpolator() if interpolator is None else interpolator
         given_frames = truth * np.array(mask.given)[:, None, None, None]
         expected = torch.from_numpy(anchor_frames(given_frames, list(mask.given), used)).permute(0, 3, 1, 2)
         torch.testing.assert_close(out.frames[1:-1], expected[1:-1].clamp(0, 1), atol=1e-5, rtol=0)
         assert torch.equal(out.frames[[0, -1]], images)
-        anchor = flow_anchor(vae, images, torch.zeros(2, 32, 8, 8), mask, model.config, used)
+        anchor = window_anchor(vae, images, torch.zeros(2, 32, 8, 8), mask, model.config, used)
         torch.testing.assert_close(out.latents[1:-1], anchor.latents[1:-1], atol=1e-5, rtol=0)
-    dis_frames, rife_frames = (generate(model, vae, images, mask, steps=1, interpolator=i).frames for i in (Dis(), None))
+    dis_frames, rife_frames = (generate(model, vae, images, mask, Sampling(steps=1), interpolator=i).frames for i in (Dis(), None))
     assert not torch.allclose(dis_frames, rife_frames, atol=1e-3)  # the choice reaches the output
+
+
+def given_latents(mask, anchor) -> Encoded:
+    """A window's first stage from random latents of its given frames (no images: the sample stage reads none)."""
+    return Encoded(mask, torch.zeros(0), torch.randn(2, 32, 4, 4), torch.randn(2, 32, 2, 2), anchor)
 
 
 def test_without_the_flow_anchor_a_flow_model_is_refused_in_one_line():
     model = flow_tiny()
     with pytest.raises(InputError, match="flow anchor"):
-        generate_latents(model, masks.interpolation(5), torch.randn(2, 32, 4, 4), torch.randn(2, 32, 2, 2), steps=1)
+        sample(model, [given_latents(masks.interpolation(5), Anchor("none"))], None, Sampling(steps=1))
 
 
 @settings(max_examples=30, deadline=None)
@@ -96,8 +103,7 @@ def test_without_the_flow_anchor_a_flow_model_is_refused_in_one_line():
 def test_fidelity_blends_the_first_steps_mean_with_the_sample(fidelity, steps, seed):
     reference, masked = clip()
     target = torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed))
-    run = lambda f: denoise(FakeModel(OracleGenerator(target)), reference, masked, None, steps=steps, fidelity=f,
-                                generator=torch.Generator().manual_seed(seed))
+    run = lambda f: denoise(FakeModel(OracleGenerator(target)), reference, masked, None, Resolved(steps=steps, fidelity=f), generator=torch.Generator().manual_seed(seed))
     sample, mean = run(0.0), run(1.0)
     out = run(fidelity)
     torch.testing.assert_close(out, fidelity * mean + (1 - fidelity) * sample, atol=1e-5, rtol=1e-5)
@@ -107,11 +113,11 @@ def test_fidelity_blends_the_first_steps_mean_with_the_sample(fidelity, steps, s
 def test_fidelity_one_calls_the_generator_once_and_bad_values_are_refused():
     reference, masked = clip()
     gen = OracleGenerator(torch.randn_like(reference))
-    denoise(FakeModel(gen), reference, masked, None, steps=25, fidelity=1.0)
+    denoise(FakeModel(gen), reference, masked, None, Resolved(steps=25, fidelity=1.0))
     assert gen.batches == [1]
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(InputError, match="fidelity"):
-            denoise(FakeModel(gen), reference, masked, None, steps=2, fidelity=bad)
+            denoise(FakeModel(gen), reference, masked, None, Resolved(steps=2, fidelity=bad))
 
 
 @settings(max_examples=60, deadline=None)
@@ -121,16 +127,19 @@ def test_default_fidelity_keeps_the_paper_and_follows_the_mask_for_anchored_mode
     """The paper's DDIM without an anchor; the mean wherever the anchor moves (between given frames, and for
     the flow anchor past the ends of two or more given frames); the calibrated open_fidelity around a still copy."""
     mask = masks.from_indices(len(given_row), [i for i, g in enumerate(given_row) if g])
-    assert default_fidelity(mask, MarDiniConfig()) == 0.0
+    default = lambda m, config: resolve(Sampling(), m, config)
+    assert default(mask, MarDiniConfig()).fidelity == 0.0
     anchored = MarDiniConfig(anchor=anchor, open_fidelity=open_fidelity)
     moving = (given_row[0] and given_row[-1]) or (anchor == "flow" and sum(given_row) >= 2)  # continued past the ends
-    assert default_fidelity(mask, anchored) == (1.0 if moving else open_fidelity)
-    assert default_fidelity(masks.image_to_video(9), MarDiniConfig(anchor=anchor)) == 1.0  # checkpoints from before keep theirs
+    assert default(mask, anchored).fidelity == (1.0 if moving else open_fidelity)
+    assert default(masks.image_to_video(9), MarDiniConfig(anchor=anchor)).fidelity == 1.0  # checkpoints from before keep theirs
+    assert default(mask, anchored).guidance == (1.0 if given_row[0] and given_row[-1] else 2.5)  # the paper's, by the mask
+    assert resolve(Sampling(fidelity=0.3, guidance=4.0), mask, anchored).fidelity == 0.3  # what is set stands
     anchored = MarDiniConfig(anchor="flow")
     shrunk = anchored.replace(mean_scale=0.25)
-    assert mean_scale_for(masks.interpolation(9), shrunk) == 0.25
-    assert mean_scale_for(masks.image_to_video(9), shrunk) == 1.0  # around a still copy the residual is the motion: never shrunk
-    assert mean_scale_for(masks.expansion(9, 3), shrunk) == 0.25  # around continued motion it is a correction
+    assert default(masks.interpolation(9), shrunk).mean_scale == 0.25
+    assert default(masks.image_to_video(9), shrunk).mean_scale == 1.0  # around a still copy the residual is the motion: never shrunk
+    assert default(masks.expansion(9, 3), shrunk).mean_scale == 0.25  # around continued motion it is a correction
 
 
 @settings(max_examples=40, deadline=None)
@@ -161,7 +170,7 @@ def test_a_model_that_overflows_is_reported_in_one_line_not_as_bad_input_images(
     model = live_tiny()
     monkeypatch.setattr(model.generator, "forward", lambda z_t, *a, **k: torch.full_like(z_t, float("nan")))
     with pytest.raises(InputError, match="model produced NaN") as info:
-        generate_latents(model, masks.interpolation(5), torch.randn(2, 32, 4, 4), torch.randn(2, 32, 2, 2), steps=2)
+        sample(model, [given_latents(masks.interpolation(5), Anchor("none"))], None, Sampling(steps=2))
     assert "input images" not in str(info.value) and len(str(info.value).splitlines()) == 1
 
 
@@ -178,8 +187,7 @@ def test_mean_scale_shrinks_only_the_mean_part(fidelity, scale, steps, seed):
     """f * scale * mean + (1 - f) * sample: the sample itself (f = 0) is never shrunk, whatever the step count."""
     reference, masked = clip()
     target = torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed))
-    run = lambda f, s: denoise(FakeModel(OracleGenerator(target)), reference, masked, None, steps=steps, fidelity=f,
-                                   mean_scale=s, generator=torch.Generator().manual_seed(seed))
+    run = lambda f, s: denoise(FakeModel(OracleGenerator(target)), reference, masked, None, Resolved(steps=steps, fidelity=f, mean_scale=s), generator=torch.Generator().manual_seed(seed))
     sample, mean = run(0.0, 1.0), run(1.0, 1.0)
     assert torch.equal(run(0.0, scale), sample)
     torch.testing.assert_close(run(fidelity, scale)[masked], (fidelity * scale * mean + (1 - fidelity) * sample)[masked],

@@ -3,8 +3,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from mardini_core.errors import GenerationInterrupted, InputError, MaskError
-from mardini_core.hierarchical import batches, schedule_windows, run_schedule
+from mardini_core.generation.long_video import batches, schedule_windows, run_schedule
 from mardini_core.interpolation import Dis
+from mardini_core.generation import Hooks, Sampling
 from test_pipeline import TinyVAE, count_calls, images
 from support import live_tiny
 
@@ -105,13 +106,13 @@ def test_run_schedule_interpolates_past_the_window(model):
     assert len(plan) > 1
     img = images(2)
     planner_calls = count_calls(model.planner)
-    frames = run_schedule(plan, model, TinyVAE(), img, steps=2, seed=5)
+    frames = run_schedule(plan, model, TinyVAE(), img, Sampling(steps=2, seed=5))
     assert frames.shape == (14, 3, 32, 32)
     assert torch.equal(frames[0], img[0]) and torch.equal(frames[13], img[1])
     assert len(planner_calls) == len(batches(plan, 4))  # the planner runs once per batch of windows
-    assert torch.equal(run_schedule(plan, model, TinyVAE(), img, steps=2, seed=5), frames)
-    assert not torch.allclose(run_schedule(plan, model, TinyVAE(), img, steps=2, seed=6)[1:13], frames[1:13])
-    plain = run_schedule(plan, model, TinyVAE(), img, steps=2, seed=5, restore_detail=False)
+    assert torch.equal(run_schedule(plan, model, TinyVAE(), img, Sampling(steps=2, seed=5)), frames)
+    assert not torch.allclose(run_schedule(plan, model, TinyVAE(), img, Sampling(steps=2, seed=6))[1:13], frames[1:13])
+    plain = run_schedule(plan, model, TinyVAE(), img, Sampling(steps=2, seed=5), restore_detail=False)
     assert torch.equal(plain[[0, 13]], frames[[0, 13]]) and not torch.allclose(plain[1:13], frames[1:13])
 
 
@@ -119,24 +120,24 @@ def test_run_schedule_extends_from_a_middle_image(model):
     plan = schedule_windows(12, [6], model.config.max_frames)
     img = images(1)
     seen = []
-    frames = run_schedule(plan, model, TinyVAE(), img, steps=1, on_window=lambda i, w: seen.append(i))
+    frames = run_schedule(plan, model, TinyVAE(), img, Sampling(steps=1), hooks=Hooks(window=lambda i, w: seen.append(i)))
     assert frames.shape == (12, 3, 32, 32) and torch.equal(frames[6], img[0])
     assert seen == list(range(len(plan)))
 
 
 def test_run_schedule_refuses_windows_larger_than_the_model(model):
     with pytest.raises(MaskError, match="exceeds the model's 9"):
-        run_schedule(schedule_windows(12, [0], 12), model, TinyVAE(), images(1), steps=1)
+        run_schedule(schedule_windows(12, [0], 12), model, TinyVAE(), images(1), Sampling(steps=1))
 
 
 def test_run_schedule_refuses_a_vae_of_other_channels(model):
     with pytest.raises(InputError, match="16-channel latents but the model expects 32"):
-        run_schedule(schedule_windows(12, [0], 9), model, TinyVAE(16), images(1), steps=1)
+        run_schedule(schedule_windows(12, [0], 9), model, TinyVAE(16), images(1), Sampling(steps=1))
 
 
 def test_run_schedule_refuses_a_batch_of_no_windows(model):
     with pytest.raises(InputError, match="batch must be a positive number of windows, got 0"):
-        run_schedule(schedule_windows(12, [0], 9), model, TinyVAE(), images(1), steps=1, batch=0)
+        run_schedule(schedule_windows(12, [0], 9), model, TinyVAE(), images(1), Sampling(steps=1), batch=0)
 
 
 def check_batches(plan, size):
@@ -190,7 +191,7 @@ def test_each_frame_is_encoded_and_decoded_at_most_once(model, restore_detail):
     log = []
     hook = model.planner.register_forward_hook(lambda *_: log.append(("plan", None, None)))
     try:
-        run_schedule(plan, model, CountingVAE(log), images(3), steps=1, restore_detail=restore_detail)
+        run_schedule(plan, model, CountingVAE(log), images(3), Sampling(steps=1), restore_detail=restore_detail)
     finally:
         hook.remove()
     check_vae_work(log, plan, restore_detail)
@@ -207,7 +208,7 @@ def test_any_schedule_produces_every_frame_once(model, data):
     hook = model.planner.register_forward_hook(lambda *_: log.append(("plan", None, None)))
     img = images(len(inputs), seed=total)
     try:
-        frames = run_schedule(plan, model, CountingVAE(log), img, steps=1, batch=data.draw(st.integers(1, 5)))
+        frames = run_schedule(plan, model, CountingVAE(log), img, Sampling(steps=1), batch=data.draw(st.integers(1, 5)))
     finally:
         hook.remove()
     assert frames.shape == (total, 3, 32, 32) and torch.equal(frames[inputs], img)
@@ -221,10 +222,10 @@ def test_batched_windows_equal_windows_one_by_one(anchor):
     model = live_tiny(anchor=anchor)
     plan = schedule_windows(33, [0, 16, 32], 9)
     planner_calls = count_calls(model.planner)
-    sampling = dict(steps=3, guidance=2.0, eta=1.0, seed=7, fidelity=0.0, interpolator=Dis())
-    one_by_one = run_schedule(plan, model, TinyVAE(), images(3), batch=1, **sampling)
+    sampling = Sampling(steps=3, guidance=2.0, eta=1.0, seed=7, fidelity=0.0)
+    one_by_one = run_schedule(plan, model, TinyVAE(), images(3), sampling, batch=1, interpolator=Dis())
     assert len(planner_calls) == len(plan)
-    batched = run_schedule(plan, model, TinyVAE(), images(3), batch=4, **sampling)
+    batched = run_schedule(plan, model, TinyVAE(), images(3), sampling, batch=4, interpolator=Dis())
     assert len(planner_calls) == len(plan) + 2
     torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=0)
 
@@ -246,7 +247,7 @@ def test_cancel_is_asked_between_every_stage_of_every_window(model, data):
 
     hook = model.planner.register_forward_hook(lambda *_: log.append(("plan", None, None)))
     try:
-        run_schedule(plan, model, CountingVAE(log), images(len(inputs)), steps=2, batch=1, should_stop=check)
+        run_schedule(plan, model, CountingVAE(log), images(len(inputs)), Sampling(steps=2), hooks=Hooks(should_stop=check), batch=1)
         intervals, current = [], set()
         for kind, _, _ in log:
             if kind == "check":
@@ -260,8 +261,7 @@ def test_cancel_is_asked_between_every_stage_of_every_window(model, data):
         stop_at = data.draw(st.integers(1, checks))
         calls = []
         with pytest.raises(GenerationInterrupted):
-            run_schedule(plan, model, TinyVAE(), images(len(inputs)), steps=2, batch=1,
-                         should_stop=lambda: calls.append(1) or len(calls) == stop_at)
+            run_schedule(plan, model, TinyVAE(), images(len(inputs)), Sampling(steps=2), hooks=Hooks(should_stop=lambda: calls.append(1) or len(calls) == stop_at), batch=1)
         assert len(calls) == stop_at
     finally:
         hook.remove()

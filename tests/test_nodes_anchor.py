@@ -67,5 +67,5 @@ def test_an_interp_model_from_core_becomes_the_anchor_of_vae_encode():
     encoded = N["MarDiniVAEEncode"]().encode(model, FakeVAE(), images, mask)[0]
     times = torch.arange(1, 8) / 8
     expected = torch.lerp(images[0], images[1], times[:, None, None, None]).permute(0, 3, 1, 2)
-    torch.testing.assert_close(encoded.flow.pixels[1:8], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(encoded.window.anchor.pixels[1:8], expected, atol=1e-5, rtol=0)
     assert net.shapes == [((7, 3, 128, 192), (7, 1, 128, 192), ["img0", "img1"])]  # one call for the gap's 7 times

@@ -17,10 +17,10 @@ import folder_paths  # noqa: E402  (the fakes, installed by load_pack)
 from mardini_core.checkpoint import save_checkpoint  # noqa: E402
 from mardini_core.config import preset  # noqa: E402
 from mardini_core.model import MarDini  # noqa: E402
-from mardini_core.pipeline import generate, images_from_hwc  # noqa: E402
+from mardini_core.generation import generate, images_from_hwc  # noqa: E402
+from mardini_core.generation import Sampling
 
 ComfyVAE = PACK.nodes.comfy_vae.ComfyVAE
-effective_guidance = PACK.nodes.sampler.effective_guidance
 
 
 @pytest.fixture(scope="module", params=["none", "neighbours", "flow"])
@@ -61,8 +61,8 @@ def test_node_chain_equals_generate(model, clip, guidance, restore_detail):
     latent = N["MarDiniSampler"]().sample(model, plan, latents, mask, steps, guidance, seed, 0.0, True, fidelity)[0]
     frames = N["MarDiniFrameAssembler"]().assemble(vae, latent, images, mask, restore_detail)[0]
 
-    window = generate(model.model, ComfyVAE(vae, model.config.latent_channels), images_from_hwc(images), mask,
-                      steps=steps, guidance=effective_guidance(guidance, mask), seed=seed, eta=0.0, fidelity=fidelity,
+    sampling = Sampling(steps=steps, guidance=guidance, seed=seed, fidelity=fidelity, guidance_follows_mask=True)  # the node's default
+    window = generate(model.model, ComfyVAE(vae, model.config.latent_channels), images_from_hwc(images), mask, sampling,
                       restore_detail=restore_detail, interpolator=model.anchor)
     assert frames.shape == (mask.frames, 64, 64, 3)
     torch.testing.assert_close(frames, window.frames.movedim(1, -1), atol=1e-5, rtol=0)

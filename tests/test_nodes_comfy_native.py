@@ -94,10 +94,13 @@ def test_examples_reach_comfys_input_folder_when_the_pack_loads():
     ("....x....", 3.0, 3.0),
 ])
 def test_guidance_follows_the_mask_by_default(pattern, guidance, expected):
-    sampler = PACK.nodes.sampler
+    from mardini_core.config import MarDiniConfig
+    from mardini_core.generation import resolve
+
+    widgets = PACK.nodes.sampler.sampling_from_widgets
     mask = N["MarDiniFrameMask"]().build(len(pattern), "custom", 1, pattern)[0]
-    assert sampler.effective_guidance(guidance, mask) == expected
-    assert sampler.effective_guidance(guidance, mask, follows_mask=False) == guidance
+    assert resolve(widgets(25, guidance, 0, 0.0, guidance_follows_mask=True), mask, MarDiniConfig()).guidance == expected
+    assert resolve(widgets(25, guidance, 0, 0.0, guidance_follows_mask=False), mask, MarDiniConfig()).guidance == guidance
 
 
 @pytest.mark.parametrize("size,mode,expected", [

@@ -98,7 +98,7 @@ def test_clip_end_to_end(model, packed):
     images = torch.rand(2, 64, 96, 3)
     comfy.utils.UPDATES.clear()
     latents, latent, frames = run_clip(model, vae, images, mask, steps=3)
-    assert latents.high.shape == (2, 32, 8, 12) and latents.low.shape == (2, 32, 4, 6)
+    assert latents.window.high.shape == (2, 32, 8, 12) and latents.window.low.shape == (2, 32, 4, 6)
     native = (9, 128, 4, 6) if packed else (9, 32, 8, 12)
     assert latent["samples"].shape == native
     assert latent["noise_mask"].shape == (9, 1, *native[-2:])
@@ -158,8 +158,8 @@ def test_images_of_any_size_are_fitted_by_default(model):
     """fit = crop (the default) trims 48x72 to 32x64, centred; resize scales to the nearest valid size, 64x64."""
     enc, mask = N["MarDiniVAEEncode"](), mask_of(9, "interpolation")
     images = torch.rand(2, 48, 72, 3)
-    assert enc.encode(model, FakeVAE(32), images, mask)[0].high.shape == (2, 32, 4, 8)
-    assert enc.encode(model, FakeVAE(32), images, mask, fit="resize")[0].high.shape == (2, 32, 8, 8)
+    assert enc.encode(model, FakeVAE(32), images, mask)[0].window.high.shape == (2, 32, 4, 8)
+    assert enc.encode(model, FakeVAE(32), images, mask, fit="resize")[0].window.high.shape == (2, 32, 8, 8)
     latent = N["MarDiniSampler"]().sample(model, N["MarDiniPlanner"]().plan(model, enc.encode(model, FakeVAE(32), images, mask)[0], mask)[0],
                                           enc.encode(model, FakeVAE(32), images, mask)[0], mask, 1, 1.0, 0, 0.0)[0]
     frames = N["MarDiniFrameAssembler"]().assemble(FakeVAE(32), latent, images, mask)[0]
@@ -219,8 +219,8 @@ def test_live_preview_is_the_clip_as_a_strip(model):
     vae, mask, images = FakeVAE(32), mask_of(5, "image-to-video (first)"), torch.rand(1, 64, 64, 3)
     latents = N["MarDiniVAEEncode"]().encode(model, vae, images, mask)[0]
     assert latents.preview_rgb.shape == (1, 3, 8, 8)
-    projection = preview.fit_projection(latents.high, latents.preview_rgb)
-    fitted = preview.strip(latents.high, projection)
+    projection = preview.fit_projection(latents.window.high, latents.preview_rgb)
+    fitted = preview.strip(latents.window.high, projection)
     expected = latents.preview_rgb[0].movedim(0, -1)
     assert fitted.shape == (8, 8, 3)
     assert (fitted - expected).abs().mean() < (expected - expected.mean()).abs().mean(), "the fit explains the pixels"

@@ -5,7 +5,8 @@ from einops import einsum, rearrange
 from mardini_core import masks
 from mardini_core.config import preset
 from mardini_core.errors import GenerationInterrupted, InputError, MaskError
-from mardini_core.pipeline import encode_frames, generate, images_from_hwc, size_multiple
+from mardini_core.generation import encode_frames, generate, images_from_hwc, size_multiple
+from mardini_core.generation import Hooks, Sampling
 from support import live_tiny
 
 
@@ -53,7 +54,7 @@ def test_size_multiple_covers_both_patch_grids():
 def test_generate_keeps_references_exact_and_calls_planner_once(model):
     vae, img = TinyVAE(), images()
     planner_calls, generator_calls = count_calls(model.planner), count_calls(model.generator)
-    out = generate(model, vae, img, masks.image_to_video(5, "middle"), steps=3, guidance=2.5, seed=1)
+    out = generate(model, vae, img, masks.image_to_video(5, "middle"), Sampling(steps=3, guidance=2.5, seed=1))
     assert out.frames.shape == (5, 3, 32, 32) and out.latents.shape == (5, 32, 4, 4)
     assert torch.equal(out.frames[2], img[0])  # pixels pasted back exactly
     assert torch.equal(out.latents[2], vae.encode(img)[0])  # latents re-inserted exactly
@@ -64,8 +65,8 @@ def test_generate_keeps_references_exact_and_calls_planner_once(model):
 def test_detail_restoration_adds_the_given_frames_vae_residual_to_generated_frames(model):
     vae, img = TinyVAE(), images()  # 32 of 192 dimensions per block: a lossy VAE
     mask = masks.image_to_video(5, "middle")
-    plain = generate(model, vae, img, mask, steps=2, seed=3, restore_detail=False)
-    restored = generate(model, vae, img, mask, steps=2, seed=3)
+    plain = generate(model, vae, img, mask, Sampling(steps=2, seed=3), restore_detail=False)
+    restored = generate(model, vae, img, mask, Sampling(steps=2, seed=3))
     assert torch.equal(plain.latents, restored.latents)  # restoration only touches pixels
     decoded = vae.decode(plain.latents).clamp(0, 1)
     residual = img[0] - vae.decode(vae.encode(img))[0].clamp(0, 1)
@@ -78,14 +79,14 @@ def test_detail_restoration_adds_the_given_frames_vae_residual_to_generated_fram
 
 def test_seeds(model):
     vae, img, mask = TinyVAE(), images(), masks.image_to_video(4)
-    a, b, c = (generate(model, vae, img, mask, steps=2, seed=s).frames for s in (3, 3, 4))
+    a, b, c = (generate(model, vae, img, mask, Sampling(steps=2, seed=s)).frames for s in (3, 3, 4))
     assert torch.equal(a, b)
     assert not torch.allclose(a[1:], c[1:])
 
 
 def test_loop_uses_one_image_at_both_ends(model):
     img = images()
-    out = generate(model, TinyVAE(), img, masks.loop(5), steps=2)
+    out = generate(model, TinyVAE(), img, masks.loop(5), Sampling(steps=2))
     assert torch.equal(out.frames[0], img[0]) and torch.equal(out.frames[4], img[0])
 
 
@@ -111,8 +112,7 @@ def test_any_callable_encoder_works_channels_last():
 def test_stop_hook_and_callback_pass_through(model):
     steps = []
     with pytest.raises(GenerationInterrupted):
-        generate(model, TinyVAE(), images(), masks.image_to_video(3), steps=4,
-                 callback=lambda i, n, x0: steps.append(i), should_stop=lambda: len(steps) >= 1)
+        generate(model, TinyVAE(), images(), masks.image_to_video(3), Sampling(steps=4), hooks=Hooks(step=lambda i, n, x0: steps.append(i), should_stop=lambda: len(steps) >= 1))
     assert steps == [1]
 
 
@@ -128,12 +128,12 @@ def test_stop_hook_and_callback_pass_through(model):
 )
 def test_input_errors_name_the_fix(model, imgs, mask, vae, message):
     with pytest.raises(InputError, match=message):
-        generate(model, vae, imgs, mask, steps=1)
+        generate(model, vae, imgs, mask, Sampling(steps=1))
 
 
 def test_mask_longer_than_window_refused(model):
     with pytest.raises(MaskError, match="exceeds the model's window of 9"):
-        generate(model, TinyVAE(), images(), masks.image_to_video(10), steps=1)
+        generate(model, TinyVAE(), images(), masks.image_to_video(10), Sampling(steps=1))
 
 
 def test_encoder_of_wrong_shape_refused():

@@ -268,7 +268,7 @@ def test_assembler_refuses_a_latent_of_another_clip(pattern, other):
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 31), st.integers(0, 31))
 def test_a_wrong_size_suggests_the_nearest_valid_size_and_the_fit_widget(h_cells, w_cells, dh, dw):
     """The suggestion is a multiple of the model's size step, the nearest one to each side, and names the fix."""
-    from mardini_core.pipeline import check_images
+    from mardini_core.generation import check_images
 
     h, w = h_cells * 32 + dh, w_cells * 32 + dw
     if dh == 0 and dw == 0:

@@ -11,7 +11,8 @@ from comfy_fakes import load_pack
 from comfy_fakes.fake_vae import FakeVAE
 from mardini_core import masks
 from mardini_core.errors import GenerationInterrupted
-from mardini_core.pipeline import generate
+from mardini_core.generation import generate
+from mardini_core.generation import Hooks, Sampling
 from support import StandInVAE, live_tiny, one_thread, tiny_through_loader_node
 
 PACK = load_pack()
@@ -30,7 +31,7 @@ def setup():
         pristine = copy.deepcopy(model)
         images = torch.rand(2, 3, 32, 64, generator=torch.Generator().manual_seed(0))
         mask = masks.interpolation(7)
-        fresh = generate(pristine, StandInVAE(), images, mask, steps=STEPS, guidance=2.5, eta=0.5, seed=11).frames
+        fresh = generate(pristine, StandInVAE(), images, mask, Sampling(steps=STEPS, guidance=2.5, eta=0.5, seed=11)).frames
         yield model, pristine, images, mask, fresh
 
 
@@ -49,9 +50,9 @@ def test_should_stop_then_same_seed_equals_fresh(setup, stop_at):
         return len(asked) > stop_at
 
     with pytest.raises(GenerationInterrupted, match=f"step {stop_at} of {STEPS}"):
-        generate(model, StandInVAE(), images, mask, steps=STEPS, guidance=2.5, eta=0.5, seed=11, should_stop=should_stop)
+        generate(model, StandInVAE(), images, mask, Sampling(steps=STEPS, guidance=2.5, eta=0.5, seed=11), hooks=Hooks(should_stop=should_stop))
     assert torch.is_grad_enabled() and not model.training and state_equal(model, pristine)
-    again = generate(model, StandInVAE(), images, mask, steps=STEPS, guidance=2.5, eta=0.5, seed=11).frames
+    again = generate(model, StandInVAE(), images, mask, Sampling(steps=STEPS, guidance=2.5, eta=0.5, seed=11)).frames
     assert torch.equal(again, fresh)
 
 
@@ -68,9 +69,9 @@ def test_exception_from_the_step_callback_leaves_the_model_usable(setup, cancel_
             raise Cancel
 
     with pytest.raises(Cancel):
-        generate(model, StandInVAE(), images, mask, steps=STEPS, guidance=2.5, eta=0.5, seed=11, callback=callback)
+        generate(model, StandInVAE(), images, mask, Sampling(steps=STEPS, guidance=2.5, eta=0.5, seed=11), hooks=Hooks(step=callback))
     assert torch.is_grad_enabled() and state_equal(model, pristine)
-    assert torch.equal(generate(model, StandInVAE(), images, mask, steps=STEPS, guidance=2.5, eta=0.5, seed=11).frames, fresh)
+    assert torch.equal(generate(model, StandInVAE(), images, mask, Sampling(steps=STEPS, guidance=2.5, eta=0.5, seed=11)).frames, fresh)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mardini_core import masks
-from mardini_core.pipeline import generate
+from mardini_core.generation import generate
+from mardini_core.generation import Sampling
 from support import StandInVAE, live_tiny, one_thread
 
 RUNS, WARM_UP, MAX_GROWTH = 50, 5, 0.05
@@ -29,7 +30,7 @@ def runs(model, device, count: int):
     for i in range(count):
         mask = masks.interpolation(9) if i % 2 else masks.image_to_video(9)  # two masks: one and two references
         given = images[: mask.images_needed]
-        out = generate(model, vae, given, mask, steps=2, guidance=2.5, seed=i)
+        out = generate(model, vae, given, mask, Sampling(steps=2, guidance=2.5, seed=i))
         assert torch.isfinite(out.frames).all()
         del out
 

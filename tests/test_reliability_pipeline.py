@@ -1,4 +1,4 @@
-"""Property tests of the generation entry points (`pipeline.generate`, `pipeline.generate_latents`) with a
+"""Property tests of the generation entry points (`generation.generate` and its plan and sample stages) with a
 tiny model and a stand-in VAE: bad requests fail fast with a MarDiniError that names the problem, before
 the VAE or any transformer block runs; good requests give finite frames with the references pasted back."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mardini_core import masks
 from mardini_core.errors import MarDiniError
-from mardini_core.pipeline import encode_frames, generate, generate_latents, size_multiple
+from mardini_core.generation import Anchor, Encoded, Sampling, encode_frames, generate, plan, sample, size_multiple
 from support import StandInVAE, count_block_calls, live_tiny, one_thread
 
 FIXTURES = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -97,7 +97,7 @@ def test_bad_requests_fail_fast_with_a_clear_error(model, blocks_run, data, defe
         vae = StandInVAE(data.draw(st.sampled_from([4, 16, 64]), label="vae channels"))
     bad_values = {
         "steps": [0, -1, 10**12, 2.5, True, "3", None],
-        "guidance": [float("nan"), float("inf"), -1.0, "2", None],
+        "guidance": [float("nan"), float("inf"), -1.0, "2"],  # None is the model's own default (generation.resolve)
         "eta": [float("nan"), float("-inf"), -0.5, None],
         "seed": [2**64, -(2**63) - 1, 1.5, "1", None],
     }
@@ -106,7 +106,7 @@ def test_bad_requests_fail_fast_with_a_clear_error(model, blocks_run, data, defe
             sampling[key] = data.draw(st.sampled_from(values), label=key)
     before = len(blocks_run)
     with pytest.raises(MarDiniError) as caught:
-        generate(model, vae, images, mask, **sampling)
+        generate(model, vae, images, mask, Sampling(**sampling))
     message = str(caught.value)
     named = [word for d in defects for word in DEFECTS[d].split("|")]
     assert any(word.lower() in message.lower() for word in named), f"{defects}: {message}"
@@ -150,7 +150,8 @@ def test_bad_latents_fail_fast_with_a_clear_error(model, blocks_run, data, defec
         high, low = torch.randn(n, c, 5, hw), torch.randn(n, c, 2, hw // 2)
     before = len(blocks_run)
     with pytest.raises(MarDiniError, match=LATENT_DEFECTS[defect]):
-        generate_latents(model, mask, high, low, steps=1, seed=0)
+        window = Encoded(mask, torch.zeros(0), high, low, Anchor(model.config.anchor))
+        sample(model, [window], plan(model, [window]), Sampling(steps=1))
     assert len(blocks_run) == before, "a transformer block ran on unusable latents"
 
 
@@ -169,7 +170,7 @@ def test_good_requests_generate_finite_frames_with_references_kept(model, data):
         eta=data.draw(st.floats(0, 1), label="eta"),
         seed=data.draw(st.integers(-(2**63), 2**64 - 1), label="seed"),
     )
-    out = generate(model, StandInVAE(config.latent_channels), images, mask, **sampling)
+    out = generate(model, StandInVAE(config.latent_channels), images, mask, Sampling(**sampling))
     assert out.frames.shape == (mask.frames, 3, h, w) and out.latents.shape[0] == mask.frames
     assert torch.isfinite(out.frames).all() and out.frames.min() >= 0 and out.frames.max() <= 1
     for frame, source in zip(mask.given_indices, mask.sources):
@@ -177,10 +178,11 @@ def test_good_requests_generate_finite_frames_with_references_kept(model, data):
 
 
 def test_good_latents_generate_the_window(model):
-    """generate_latents' own checks accept what encode_frames makes."""
+    """The sample stage's own checks accept what encode_frames makes."""
     vae, mask = StandInVAE(model.config.latent_channels), masks.interpolation(5)
     images = torch.rand(2, 3, 32, 64)
     high, low = encode_frames(vae.encode, images, model.config)
-    z = generate_latents(model, mask, high, low, steps=1, seed=5)
+    window = Encoded(mask, images, high, low, Anchor(model.config.anchor))
+    z = sample(model, [window], plan(model, [window]), Sampling(steps=1, seed=5))[0]
     assert z.shape == (5, *high.shape[1:]) and torch.isfinite(z).all()
     assert torch.equal(z[[0, 4]], high)

@@ -3,13 +3,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mardini_core import sampler
+from mardini_core.generation import sampler
 from mardini_core.anchor import neighbour_blend
 from mardini_core.config import MarDiniConfig
 from mardini_core.errors import GenerationInterrupted, InputError
-from mardini_core.pipeline import check_sampling
-from mardini_core.sampler import MAX_STEPS, SAMPLERS, denoise, guided_velocity, log_snr, sampling_times
-from mardini_core.schedule import alpha_sigma, predict_x0_eps
+from mardini_core.generation.settings import MAX_STEPS, SAMPLERS
+from mardini_core.generation.sampler import denoise, guided_velocity, log_snr, sampling_times
+from mardini_core.noise_schedule import alpha_sigma, predict_x0_eps
+from mardini_core.generation import Hooks, Sampling
+from mardini_core.generation.settings import Resolved
 from support import live_tiny
 
 
@@ -80,7 +82,7 @@ def clip(b=1, k=5):
 def test_ddim_times():
     assert sampling_times(4).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
     with pytest.raises(InputError, match="positive integer"):
-        sampling_times(0)
+        Sampling(steps=0)
 
 
 @settings(deadline=None)
@@ -99,8 +101,7 @@ def test_dpmpp_2m_times_go_from_pure_noise_to_clean_evenly_in_log_snr(steps):
 def test_ddim_lands_on_the_oracle_target_and_keeps_references_exact(eta):
     reference, masked = clip()
     target = torch.randn_like(reference)
-    out = denoise(FakeModel(OracleGenerator(target)), reference, masked, torch.zeros(1, 5, 2, 3), steps=6, eta=eta,
-                      generator=torch.Generator().manual_seed(0))
+    out = denoise(FakeModel(OracleGenerator(target)), reference, masked, torch.zeros(1, 5, 2, 3), Resolved(steps=6, eta=eta), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out[masked], target[masked], atol=1e-4, rtol=1e-4)
     assert torch.equal(out[~masked], reference[~masked])
 
@@ -111,13 +112,12 @@ def test_anchored_ddim_diffuses_the_residual_from_the_neighbour_blend():
     target = torch.randn_like(reference)
     offset = neighbour_blend(reference, masked)
     anchored = OracleGenerator(target, offset=offset)
-    out = denoise(FakeModel(anchored, anchor="neighbours"), reference, masked, None, steps=6,
-                      generator=torch.Generator().manual_seed(0))
+    out = denoise(FakeModel(anchored, anchor="neighbours"), reference, masked, None, Resolved(steps=6), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out[masked], target[masked], atol=1e-4, rtol=1e-4)
     assert torch.equal(out[~masked], reference[~masked])
     # the first step sees the same noise as the paper's sampler, moved onto the blend
     plain = OracleGenerator(target)
-    denoise(FakeModel(plain), reference, masked, None, steps=6, generator=torch.Generator().manual_seed(0))
+    denoise(FakeModel(plain), reference, masked, None, Resolved(steps=6), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(anchored.inputs[0][masked], (plain.inputs[0] + offset)[masked])
 
 
@@ -142,12 +142,12 @@ def test_guidance_batches_cond_and_uncond_in_one_call_and_extrapolates():
 def test_guidance_calls_generator_once_per_step():
     reference, masked = clip(b=2)
     gen = OracleGenerator(torch.randn_like(reference))
-    denoise(FakeModel(gen), reference, masked, torch.zeros(2, 5, 2, 3), steps=3, guidance=2.5)
+    denoise(FakeModel(gen), reference, masked, torch.zeros(2, 5, 2, 3), Resolved(steps=3, guidance=2.5))
     assert gen.batches == [4, 4, 4]
 
 
-def run(model, seed, reference, masked, plan, **kw):
-    return denoise(model, reference, masked, plan, steps=3, generator=torch.Generator().manual_seed(seed), **kw)
+def run(model, seed, reference, masked, plan, **settings):
+    return denoise(model, reference, masked, plan, Resolved(**{"steps": 3, **settings}), generator=torch.Generator().manual_seed(seed))
 
 
 def test_seeds_reproduce_and_differ_with_real_model():
@@ -166,8 +166,7 @@ def test_callback_previews_and_stop_hook():
     reference, masked = clip()
     target = torch.randn_like(reference)
     seen = []
-    denoise(FakeModel(OracleGenerator(target)), reference, masked, None, steps=4,
-                callback=lambda i, n, x0: seen.append((i, n, x0.clone())))
+    denoise(FakeModel(OracleGenerator(target)), reference, masked, None, Resolved(steps=4), hooks=Hooks(step=lambda i, n, x0: seen.append((i, n, x0.clone()))))
     assert [(i, n) for i, n, _ in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     for _, _, x0 in seen:
         assert torch.equal(x0[~masked], reference[~masked])
@@ -175,15 +174,14 @@ def test_callback_previews_and_stop_hook():
 
     calls = []
     with pytest.raises(GenerationInterrupted, match="step 2 of 4"):
-        denoise(FakeModel(OracleGenerator(target)), reference, masked, None, steps=4,
-                    callback=lambda i, n, x0: calls.append(i), should_stop=lambda: len(calls) == 2)
+        denoise(FakeModel(OracleGenerator(target)), reference, masked, None, Resolved(steps=4), hooks=Hooks(step=lambda i, n, x0: calls.append(i), should_stop=lambda: len(calls) == 2))
     assert calls == [1, 2]
 
 
 def test_negative_guidance_refused():
     reference, masked = clip()
     with pytest.raises(InputError, match="must be >= 0"):
-        denoise(FakeModel(OracleGenerator(reference)), reference, masked, None, steps=2, guidance=-1)
+        denoise(FakeModel(OracleGenerator(reference)), reference, masked, None, Resolved(steps=2, guidance=-1))
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -209,7 +207,7 @@ def gaussian_case(seed: int, mean: float, spread: tuple[float, float]):
 
 def gaussian_error(case, name: str, steps: int, seed: int) -> float:
     model, reference, masked, exact = case
-    out = denoise(model, reference, masked, None, steps=steps, sampler=name, generator=torch.Generator().manual_seed(seed))
+    out = denoise(model, reference, masked, None, Resolved(steps=steps, sampler=name), generator=torch.Generator().manual_seed(seed))
     assert torch.equal(out[~masked], reference[~masked])
     return float((out - exact)[masked].pow(2).mean().sqrt())
 
@@ -244,7 +242,7 @@ def old_ddim(model, reference, masked, steps: int, eta: float, seed: int) -> tor
 @given(seed=st.integers(0, 2**31 - 1), steps=st.integers(1, 30), eta=st.sampled_from([0.0, 0.3, 1.0]))
 def test_ddim_is_bit_identical_to_the_formula_before_the_second_sampler(seed, steps, eta):
     model, reference, masked, _ = gaussian_case(seed, 1.0, (0.1, 1.5))
-    out = denoise(model, reference, masked, None, steps=steps, eta=eta, generator=torch.Generator().manual_seed(seed))
+    out = denoise(model, reference, masked, None, Resolved(steps=steps, eta=eta), generator=torch.Generator().manual_seed(seed))
     assert torch.equal(out, old_ddim(model, reference, masked, steps, eta, seed))
 
 
@@ -256,8 +254,7 @@ def test_dpmpp_2m_lands_on_the_oracle_target_with_guidance_and_anchors(steps, gu
     cond, uncond = torch.randn_like(reference), torch.randn_like(reference)
     offset = neighbour_blend(reference, masked) if anchor == "neighbours" else None
     gen = OracleGenerator(cond, uncond, offset=offset)
-    out = denoise(FakeModel(gen, anchor=anchor), reference, masked, torch.zeros(1, 6, 2, 3), steps=steps, guidance=guidance,
-                  sampler="dpmpp_2m", generator=torch.Generator().manual_seed(steps))
+    out = denoise(FakeModel(gen, anchor=anchor), reference, masked, torch.zeros(1, 6, 2, 3), Resolved(steps=steps, guidance=guidance, sampler="dpmpp_2m"), generator=torch.Generator().manual_seed(steps))
     torch.testing.assert_close(out[masked], (uncond + guidance * (cond - uncond))[masked], atol=1e-4, rtol=1e-4)
     assert torch.equal(out[~masked], reference[~masked])
     assert gen.batches == [2 if guidance != 1 else 1] * steps
@@ -265,26 +262,26 @@ def test_dpmpp_2m_lands_on_the_oracle_target_with_guidance_and_anchors(steps, gu
 
 def test_dpmpp_2m_previews_stops_and_keeps_fidelitys_meaning():
     model, reference, masked, _ = gaussian_case(3, 1.0, (0.1, 1.5))
-    run = lambda **kw: denoise(model, reference, masked, None, sampler="dpmpp_2m", generator=torch.Generator().manual_seed(2), **kw)
+    run = lambda hooks=Hooks(), **kw: denoise(model, reference, masked, None, Resolved(sampler="dpmpp_2m", **kw),
+                                             generator=torch.Generator().manual_seed(2), hooks=hooks)
     seen = []
-    full = run(steps=6, callback=lambda i, n, x0: seen.append((i, n, x0.clone())))
+    full = run(steps=6, hooks=Hooks(step=lambda i, n, x0: seen.append((i, n, x0.clone()))))
     assert [(i, n) for i, n, _ in seen] == [(i, 6) for i in range(1, 7)]
     assert all(torch.equal(x0[~masked], reference[~masked]) for _, _, x0 in seen)
     torch.testing.assert_close(seen[-1][2], full)  # the last preview is the last clean prediction, the result
-    mean = denoise(model, reference, masked, None, steps=6, fidelity=1.0, generator=torch.Generator().manual_seed(2))
+    mean = denoise(model, reference, masked, None, Resolved(steps=6, fidelity=1.0), generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(run(steps=6, fidelity=1.0), mean)  # the same first step as DDIM's
     torch.testing.assert_close(run(steps=6, fidelity=0.25), 0.25 * mean + 0.75 * full)
     calls = []
     with pytest.raises(GenerationInterrupted, match="step 2 of 6"):
-        run(steps=6, callback=lambda i, n, x0: calls.append(i), should_stop=lambda: len(calls) == 2)
+        run(steps=6, hooks=Hooks(step=lambda i, n, x0: calls.append(i), should_stop=lambda: len(calls) == 2))
     assert calls == [1, 2]
 
 
 @pytest.mark.parametrize("bad", ["euler", "DDIM", "", None, 3])
 def test_unknown_sampler_is_one_line_naming_the_choices(bad):
     reference, masked = clip()
-    for call in (lambda: check_sampling(sampler=bad),
-                 lambda: denoise(FakeModel(OracleGenerator(reference)), reference, masked, None, sampler=bad)):
+    for call in (lambda: Sampling(sampler=bad), lambda: Resolved(sampler=bad)):
         with pytest.raises(InputError, match="sampler must be one of ddim, dpmpp_2m") as err:
             call()
         assert "\n" not in str(err.value)
@@ -292,5 +289,5 @@ def test_unknown_sampler_is_one_line_naming_the_choices(bad):
 
 def test_dpmpp_2m_refuses_eta():
     with pytest.raises(InputError, match="eta must be 0 with sampler dpmpp_2m"):
-        check_sampling(eta=0.5, sampler="dpmpp_2m")
-    check_sampling(eta=0.5, sampler="ddim")
+        Sampling(eta=0.5, sampler="dpmpp_2m")
+    Sampling(eta=0.5, sampler="ddim")

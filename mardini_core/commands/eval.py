@@ -47,8 +47,8 @@ from ..evaluation.protocol import (
 from ..interpolation import DEFAULT_INTERPOLATOR, DEFAULT_QUALITY, QUALITIES, load_interpolator
 from ..evaluation.sheet import save_sheet
 from ..outputs import inside
-from ..pipeline import encode_scaled, size_multiple
-from ..sampler import SAMPLERS
+from ..generation.latents import encode_scaled, size_multiple
+from ..generation.settings import SAMPLERS
 from .generate import load_model, resolve_device, resolve_vae
 
 SSIM_NOTE = f"SSIM: Gaussian window 11x11, sigma 1.5, per RGB channel then averaged; PSNR capped at {metrics.PSNR_CAP:g} dB"

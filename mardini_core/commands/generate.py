@@ -15,6 +15,7 @@ nearest smaller valid size (or pass --size WxH).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 
@@ -26,10 +27,9 @@ from .. import masks, precision
 from ..checkpoint import load_checkpoint, read_config
 from ..default_model import load_default
 from ..errors import InputError, MarDiniError
-from ..hierarchical import Window, schedule_windows, run_schedule
+from ..generation import Hooks, Sampling, Window, images_from_hwc, resolve, run_schedule, schedule_windows, size_multiple
+from ..generation.settings import SAMPLERS
 from ..interpolation import DEFAULT_INTERPOLATOR, DEFAULT_QUALITY, QUALITIES, load_interpolator
-from ..pipeline import default_guidance, images_from_hwc, size_multiple
-from ..sampler import SAMPLERS
 from ..vae import load_vae
 from ..memory import check_fits, generation_bytes
 from ..model.compiled import compile_blocks
@@ -95,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    sampling = Sampling(steps=args.steps, guidance=args.guidance, fidelity=args.fidelity, eta=args.eta, sampler=args.sampler, seed=args.seed)
     inputs = read_inputs(args)  # (N, H, W, 3) float in [0, 1]
     if args.dry_run and args.model:  # the schedule needs only the checkpoint's config
         config, model = read_config(args.model), None
@@ -124,12 +125,11 @@ def run(args: argparse.Namespace) -> int:
     check_budget(args.out, mask.frames, config.max_frames, vae, device, *target_size(*inputs.shape[1:3], multiple, args.size))
     images = images_from_hwc(fit_size(inputs, multiple, args.size))[list(mask.sources)]
     interpolator = load_interpolator(args.interpolator, args.anchor_quality, device) if config.anchor == "flow" else None
-    guidance = default_guidance(mask) if args.guidance is None else args.guidance
+    guidance = resolve(sampling, mask, config).guidance  # the whole request's, for every window (as printed)
     progress = TextProgress(len(schedule))
     frames = run_schedule(
-        schedule, model, vae, images, seed=args.seed, steps=args.steps, guidance=guidance, eta=args.eta, fidelity=args.fidelity,
-        sampler=args.sampler, restore_detail=args.restore_detail, interpolator=interpolator, on_window=progress.window,
-        callback=progress.step,
+        schedule, model, vae, images, dataclasses.replace(sampling, guidance=guidance),
+        hooks=Hooks(step=progress.step, window=progress.window), restore_detail=args.restore_detail, interpolator=interpolator,
     )
     progress.close()
     if args.task == "loop":

@@ -17,8 +17,8 @@ from einops import rearrange
 
 from ..config import MarDiniConfig
 from ..anchor import between_given, diffusion_offset
-from ..pipeline import from_model_space
-from ..schedule import add_noise, v_target
+from ..generation.latents import from_model_space
+from ..noise_schedule import add_noise, v_target
 
 
 class PlannerHead(nn.Module):

@@ -10,7 +10,9 @@ import torch
 from einops import rearrange
 
 from ..atomic import atomic_path
-from ..pipeline import decode_frames, plan, sample
+from ..generation.latents import decode_frames
+from ..generation.sampler import denoise
+from ..generation.settings import Resolved
 from ..video_io import write_frames
 
 
@@ -19,10 +21,11 @@ def write_preview(path: Path, model, vae, high: torch.Tensor, low: torch.Tensor,
     """high (1, K, C, H, W), low (1, K, C, h, w) model-space; masked (1, K). Top row: the clip; bottom: the sample.
 
     Every rank runs the model (sharded networks need all ranks); only `write` ranks save.
-    planned=False samples with Z_uncond, as the generator is trained alone in stage 1.
+    planned=False samples with Z_uncond, as the generator is trained alone in stage 1. The sampler's kernel
+    runs on the clip as the trainer masked it (a training mask may give no frame, which no window stage takes).
     """
-    signal = plan(model, low, masked) if planned else None
-    z = sample(model, high, masked, signal, steps=steps, guidance=1.0, seed=0)
+    signal = model.planner(low, masked) if planned else None
+    z = denoise(model, high, masked, signal, Resolved(steps=steps), generator=torch.Generator().manual_seed(0))
     if not write:
         return
     rows = torch.stack([decode_frames(vae, high[0].float(), model.config), decode_frames(vae, z[0].float(), model.config)])

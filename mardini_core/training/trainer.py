@@ -29,7 +29,7 @@ from ..interpolation import Dis, anchor_frames
 from ..errors import ConfigError, InputError, TrainingError
 from ..model import MarDini
 from ..outputs import check_run_folder
-from ..pipeline import encode_scaled, size_multiple, to_model_space
+from ..generation.latents import encode_scaled, size_multiple, to_model_space
 from ..vae import load_vae
 from .config import StageConfig
 from .distributed import Dist, average_gradients, close, init_distributed, shard, whole

@@ -18,16 +18,15 @@ A loop is the gap between an image and itself one period later.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
-from .errors import GenerationInterrupted, InputError, MaskError
-from .masks import FrameMask
-from .pipeline import (
-    assemble_window, check_sampling, check_vae, decode_frames, encode_scaled, flow_anchor, frames_to_decode, generate_latents_batch,
-    interpolator_for,
-)
+from ..errors import InputError, MaskError
+from ..masks import FrameMask
+from .latents import check_vae, decode_frames, encode_scaled
+from .settings import NO_HOOKS, Hooks, Sampling
+from .window import Encoded, assemble, frames_to_decode, interpolator_for, plan, sample, stop, window_anchor
 
 
 @dataclass(frozen=True)
@@ -208,22 +207,21 @@ def run_schedule(
     model,
     vae,
     images: torch.Tensor,
+    sampling: Sampling = Sampling(),
     *,
-    seed: int = 0,
+    hooks: Hooks = NO_HOOKS,
     restore_detail: bool = True,
-    on_window: Callable[[int, Window], None] | None = None,
     batch: int = 4,
     interpolator=None,
-    **sampling,
 ) -> torch.Tensor:
     """Execute a schedule: images (len(inputs), 3, H, W) for the input positions -> (total, 3, H, W).
 
-    Known frames keep their high-resolution latents exactly (no VAE round trip); the planner's
-    low-resolution latents of generated frames are encoded from their finished pixels. Window i is
-    seeded with seed + i; windows of one level with one mask run `batch` at a time in one planner and
-    one sampler call, with the same result as one by one (`on_window(i, w)` is called for each window
-    of a batch before it runs). `restore_detail` and `interpolator` as in `pipeline.generate`. `sampling`: steps,
-    guidance, eta, fidelity, callback, should_stop.
+    The stages of window.py, window after window: known frames keep their high-resolution latents
+    exactly (no VAE round trip); the planner's low-resolution latents of generated frames are encoded
+    from their finished pixels. Window i is seeded with sampling.seed + i and gets the model's defaults
+    for its own mask; windows of one level with one mask run `batch` at a time in one planner and one
+    sampler call, with the same result as one by one (`hooks.window(i, w)` is called for each window of
+    a batch before it runs). `restore_detail` and `interpolator` as in `window.generate`.
     """
     config = model.config
     if images.shape[0] != len(schedule.inputs):
@@ -233,32 +231,22 @@ def run_schedule(
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch must be a positive number of windows, got {batch!r}")
     check_vae(vae, config)
-    check_sampling(seed=seed, **sampling)
     known = KnownFrames(vae, config, schedule, images)
     interpolator = interpolator_for(model, interpolator)
-    should_stop = sampling.get("should_stop")
-
-    def stop_point(where: str) -> None:  # Cancel between a window's stages too, not only between its steps
-        if should_stop is not None and should_stop():
-            raise GenerationInterrupted(f"generation stopped {where}")
-
     for indices in batches(schedule, batch):
-        windows = [schedule[i] for i in indices]
-        for i, w in zip(indices, windows):
-            if on_window is not None:
-                on_window(i, w)
-        stop_point(f"before window {indices[0] + 1} of {len(schedule)}")
-        given = [known.given(w) for w in windows]
-        stop_point("after encoding")
-        anchors = [flow_anchor(vae, g_pixels, g_high, w.mask, config, interpolator) for w, (g_pixels, g_high, _) in zip(windows, given)]
-        stop_point("after the anchor")
-        flow = None if anchors[0] is None else torch.stack([a.latents for a in anchors])
-        latents = generate_latents_batch(
-            model, windows[0].mask, torch.stack([g[1] for g in given]), torch.stack([g[2] for g in given]),
-            seeds=[seed + i for i in indices], flow=flow, **sampling,
-        )
-        for w, (g_pixels, _, _), anchor, z in zip(windows, given, anchors, latents):
-            decoded = known.decodings(w, z, frames_to_decode(w.mask, anchor, restore_detail))
-            stop_point("after decoding")
-            known.add(w, assemble_window(vae, decoded, g_pixels, w.mask, config, anchor, restore_detail), z)
+        for i in indices:
+            if hooks.window is not None:
+                hooks.window(i, schedule[i])
+        stop(hooks, f"before window {indices[0] + 1} of {len(schedule)}")
+        given = [(schedule[i].mask, known.given(schedule[i])) for i in indices]
+        stop(hooks, "after encoding")
+        windows = [Encoded(mask, pixels, high, low, window_anchor(vae, pixels, high, mask, config, interpolator))
+                   for mask, (pixels, high, low) in given]
+        stop(hooks, "after the anchor")
+        latents = sample(model, windows, plan(model, windows), sampling, [sampling.seed + i for i in indices], hooks)
+        for i, window, z in zip(indices, windows, latents):
+            w = schedule[i]
+            decoded = known.decodings(w, z, frames_to_decode(w.mask, window.anchor, restore_detail))
+            stop(hooks, "after decoding")
+            known.add(w, assemble(decoded, window, restore_detail, lambda anchor: decode_frames(vae, anchor, config).cpu()), z)
     return torch.stack([known.pixels[p] for p in range(schedule.total)])

@@ -17,26 +17,22 @@ prediction (at t = 1, the model's mean estimate of the residual given the refere
 is blended with the finished sample, f * mean + (1 - f) * sample. f = 0 is the full sample (with
 "ddim", the paper's DDIM exactly); f = 1 stops after that first step (one generator call). A
 residual sampled with the wrong content costs more than it adds, so anchored models interpolate at
-high fidelity (`pipeline.default_fidelity`).
+high fidelity (`settings.resolve`).
 `mean_scale` < 1 shrinks the mean estimate towards the anchor (an anchored model's calibration
-between given frames, `pipeline.mean_scale_for`).
+between given frames, `settings.resolve`).
 """
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable, Sequence
 
 import torch
 
-from .anchor import diffusion_offset
-from .errors import GenerationInterrupted, InputError
-from .schedule import alpha_sigma, predict_x0_eps
+from ..anchor import diffusion_offset
+from ..errors import GenerationInterrupted, InputError
+from ..noise_schedule import alpha_sigma, predict_x0_eps
+from .settings import NO_HOOKS, Hooks, Resolved
 
-# callback(step, total, x0_preview (B, K, C, H, W) model-space latents with references in place)
-StepCallback = Callable[[int, int, torch.Tensor], None]
-MAX_STEPS = 10_000  # more would only allocate (steps=10**12 asked torch for 4 TB) and never finish
-SAMPLERS = ("ddim", "dpmpp_2m")  # ComfyUI's names for the same solvers
 # dpmpp_2m's times: evenly spaced in log-SNR (DPM-Solver's spacing for few steps) over a span that at 10
 # steps is Stable Diffusion's noise range, sigma / alpha from 14.6 to 0.03 (what ComfyUI's dpmpp_2m walks
 # there), and widens with the fourth root of the steps so that more steps reach the exact sampling path
@@ -49,7 +45,6 @@ MIN_LOG_SNR = -10.0  # lower ones round to t = 1 (pure noise) in float32
 
 def sampling_times(steps: int, sampler: str = "ddim") -> torch.Tensor:
     """steps + 1 diffusion times from 1 (pure noise) down to 0 (clean): evenly spaced for "ddim"."""
-    check_settings(steps, sampler=sampler)
     if sampler == "ddim":
         return torch.linspace(1.0, 0.0, steps + 1)
     low, high = SPAN_AT_10_STEPS
@@ -57,21 +52,6 @@ def sampling_times(steps: int, sampler: str = "ddim") -> torch.Tensor:
     times = time_of_log_snr(torch.linspace(max(centre - half, MIN_LOG_SNR), centre + half, steps + 1))
     times[0], times[-1] = 1.0, 0.0
     return times
-
-
-def check_settings(steps: int = 25, guidance: float = 1.0, eta: float = 0.0, fidelity: float = 0.0, sampler: str = "ddim") -> None:
-    """Raise InputError for sampler settings that cannot run (callers check before any model work)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-        raise InputError(f"steps must be a positive integer up to {MAX_STEPS}, got {steps!r}; the paper uses 25")
-    for name, value in (("guidance", guidance), ("eta", eta), ("fidelity", fidelity)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise InputError(f"{name} must be >= 0 and finite, got {value!r}")
-    if fidelity > 1:
-        raise InputError(f"fidelity must lie in 0..1 (0 = the full sample, 1 = the model's mean estimate), got {fidelity!r}")
-    if not isinstance(sampler, str) or sampler not in SAMPLERS:
-        raise InputError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if sampler != "ddim" and eta != 0:
-        raise InputError(f"eta must be 0 with sampler {sampler} (it adds no noise on the way); use sampler ddim for eta > 0")
 
 
 def guidance_active(guidance: float) -> bool:
@@ -162,17 +142,11 @@ def denoise(
     reference: torch.Tensor,
     masked: torch.Tensor,
     plan: torch.Tensor | None,
+    settings: Resolved = Resolved(),
     *,
-    steps: int = 25,
-    guidance: float = 1.0,
-    eta: float = 0.0,
-    fidelity: float = 0.0,
-    mean_scale: float = 1.0,
-    sampler: str = "ddim",
     flow: torch.Tensor | None = None,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
-    callback: StepCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    hooks: Hooks = NO_HOOKS,
 ) -> torch.Tensor:
     """Denoise the masked frames of `reference` (B, K, C, H, W) model-space latents -> same shape.
 
@@ -180,9 +154,11 @@ def denoise(
     True for frames to generate; `plan` is the planner's signal (None = unconditional); `flow`: the
     flow anchor's latents, like `reference` (flow-anchored models only). All noise is drawn from
     `generator` (or one generator per clip, `draw_noise`) on the CPU, so a seed gives the same result
-    on every device. `sampler`: one of SAMPLERS (module docstring).
+    on every device. `settings`: steps, guidance, eta, fidelity, mean_scale and sampler (settings.py).
     """
-    check_settings(steps, guidance, eta, fidelity, sampler)
+    steps, guidance, eta, fidelity, mean_scale, sampler = (
+        settings.steps, settings.guidance, settings.eta, settings.fidelity, settings.mean_scale, settings.sampler)
+    callback, should_stop = hooks.step, hooks.should_stop
     times = sampling_times(steps, sampler)
     reference = reference.float()
     generated = masked[:, :, None, None, None]  # (B, K, 1, 1, 1): True on the frames the sampler writes

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .anchor import neighbour_weights
-from .masks import FrameMask
+from ..anchor import neighbour_weights
+from ..masks import FrameMask
 
 
 def assemble_frames(decoded: torch.Tensor, images: torch.Tensor, mask: FrameMask, anchor: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:

@@ -1,0 +1,36 @@
+"""What MarDini Long Video and MarDini Smoother share: a window schedule run on a ComfyUI IMAGE batch,
+with ComfyUI's progress bar, Cancel and memory management (the KSampler -> common_ksampler shape)."""
+from __future__ import annotations
+
+import torch
+
+from mardini_core.errors import InputError
+from mardini_core.fit import fit_images
+from mardini_core.generation import Sampling, images_from_hwc, run_schedule, schedule_windows, size_multiple
+
+from . import comfy_bridge
+from .comfy_vae import ComfyVAE
+
+
+def check_image_batch(images) -> None:
+    if images.dim() != 4 or images.shape[0] == 0:
+        raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
+
+
+def run_long(model, vae, images, positions: list[int], total: int, sampling: Sampling, *, restore_detail: bool, fit: str,
+             overlap: int | None = None, close_loop: bool = False, label: str = "long video") -> tuple[torch.Tensor, str]:
+    """images IMAGE [N, H, W, C] at frame `positions` of a `total`-frame video -> (the video as an IMAGE
+    [total, H, W, 3], the schedule as text). close_loop: the first image is also the last frame."""
+    config = model.config
+    schedule = schedule_windows(total, positions, config.max_frames, overlap)
+    print(f"[MarDini] {label} schedule:\n{schedule.describe()}")
+    adapter = ComfyVAE(vae, config.latent_channels, config.vae)
+    pixels = fit_images(images_from_hwc(images[..., :3]), size_multiple(config, adapter.downscale), fit)
+    if close_loop:
+        pixels = torch.cat([pixels, pixels[:1]])
+    progress = comfy_bridge.ScheduleProgress(len(schedule), sampling.steps)
+    model.load_all()  # the planner runs once per window: both networks stay loaded for the whole schedule
+    video = run_schedule(schedule, model.model, adapter, pixels, sampling, hooks=progress.hooks(), restore_detail=restore_detail,
+                         interpolator=model.interpolator(), batch=comfy_bridge.window_batch(model.device))
+    model.planner_done()
+    return video.movedim(1, -1).to(comfy_bridge.output_device()), schedule.describe()
