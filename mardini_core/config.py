@@ -31,25 +31,28 @@ ANCHORS = ("none", "neighbours", "flow")  # what the DM diffuses masked latents 
 
 
 @dataclass(frozen=True)
-class PlannerConfig:
-    """MAR planner: heavy Llama-style transformer at low resolution (Table 5, left half)."""
-
-    depth: int = 8
-    hidden: int = 4096
-    mlp: int = 4096
-    heads: int = 32
-    patch: int = 2  # patch side on the low-resolution latent
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """DM generator: light DiT-style transformer at high resolution (Table 5, right half)."""
+class TransformerConfig:
+    """One transformer's size: blocks, width, MLP width, attention heads, and its patch side on the latents."""
 
     depth: int = 8
     hidden: int = 1024
     mlp: int = 4096
     heads: int = 16
-    patch: int = 2  # patch side on the high-resolution latent
+    patch: int = 2
+
+
+@dataclass(frozen=True)
+class PlannerConfig(TransformerConfig):
+    """MAR planner: heavy Llama-style transformer at low resolution (Table 5, left half)."""
+
+    hidden: int = 4096
+    heads: int = 32
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(TransformerConfig):
+    """DM generator: light DiT-style transformer at high resolution (Table 5, right half)."""
+
     attention: str = "T"  # "ST" (spatio-temporal) or "T" (temporal) frame-mixing attention
 
 

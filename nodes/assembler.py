@@ -13,31 +13,26 @@ from .checks import images_for_mask, latent_matches_mask, same_mask
 from .comfy_vae import ComfyVAE
 from .fitting import FIT
 from .sampler import RESTORE_DETAIL
-from .types import MARDINI_MASK
+from .types import MASK_INPUT, MarDiniNode
 
 
-class MarDiniFrameAssembler:
+class MarDiniFrameAssembler(MarDiniNode):
     DESCRIPTION = (
         "Decodes every frame of a MarDini LATENT and puts the given images back exactly where the mask says; "
         "with restore detail on, the detail the VAE drops from the given images is added back to the generated frames."
     )
-    CATEGORY = "MarDini"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("frames",)
     FUNCTION = "assemble"
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "vae": ("VAE", {"tooltip": "The same VAE as in MarDini VAE Encode."}),
-                "latent": ("LATENT", {"tooltip": "The clip from MarDini Sampler."}),
-                "images": ("IMAGE", {"tooltip": "The same pictures that went into MarDini VAE Encode: they are put back "
-                                                "unchanged in their frames."}),
-                "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),
-            },
-            "optional": {"restore_detail": RESTORE_DETAIL, "fit": FIT},
-        }
+    REQUIRED = {
+        "vae": ("VAE", {"tooltip": "The same VAE as in MarDini VAE Encode."}),
+        "latent": ("LATENT", {"tooltip": "The clip from MarDini Sampler."}),
+        "images": ("IMAGE", {"tooltip": "The same pictures that went into MarDini VAE Encode: they are put back "
+                                        "unchanged in their frames."}),
+        "mask": MASK_INPUT,
+    }
+    OPTIONAL = {"restore_detail": RESTORE_DETAIL, "fit": FIT}
 
     def assemble(self, vae, latent, images, mask, restore_detail=True, fit="crop"):
         latent_matches_mask(latent, mask)

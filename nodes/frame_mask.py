@@ -9,7 +9,7 @@ from __future__ import annotations
 from mardini_core import masks
 from mardini_core.errors import MaskError
 
-from .types import MARDINI_MASK
+from .types import MARDINI_MASK, MarDiniNode
 
 CUSTOM = "custom"
 # preset -> (mardini_core.masks task, image position for image-to-video)
@@ -48,36 +48,31 @@ def build_mask(frames: int, preset: str, given_frames: int, pattern: str) -> mas
     return mask.validate()
 
 
-class MarDiniFrameMask:
+class MarDiniFrameMask(MarDiniNode):
     SEARCH_ALIASES = ["image to video", "i2v", "interpolation", "loop", "extend", "keyframes", "timeline"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Frame mask of the clip: x = given frame (from your images), . = generated. Click the timeline to "
         "toggle a frame. Given frames take the input images in order; a loop uses one image at both ends."
     )
-    CATEGORY = "MarDini"
     RETURN_TYPES = (MARDINI_MASK, "STRING")
     RETURN_NAMES = ("mask", "pattern")
     FUNCTION = "build"
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "frames": ("INT", {"default": 9, "min": 2, "max": MAX_FRAMES, "step": 1, "tooltip":
-                    "Frames in the clip, your pictures included. One clip holds at most the model's window: 9 frames "
-                    "for the embedded default. For longer videos use MarDini Long Video."}),
-                "preset": (list(PRESETS), {"default": "image-to-video (first)", "tooltip":
-                    "What to make. image-to-video: one picture starts (or sits in, or ends) the clip. interpolation: "
-                    "frames between your pictures. loop: one picture at both ends. expansion: your frames continue. "
-                    "custom: the pattern as typed or clicked on the timeline."}),
-                "given_frames": ("INT", {"default": 2, "min": 1, "max": MAX_FRAMES, "step": 1, "tooltip":
-                    "How many pictures you give, for 'interpolation' (spread evenly, at least 2) and 'expansion' "
-                    "(the first frames)."}),
-                "pattern": ("STRING", {"default": "x........", "multiline": False, "tooltip":
-                    "One character per frame: x = your picture, . = a new frame. Click the timeline to change it "
-                    "(the preset becomes 'custom')."}),
-            }
-        }
+    REQUIRED = {
+        "frames": ("INT", {"default": 9, "min": 2, "max": MAX_FRAMES, "step": 1, "tooltip":
+            "Frames in the clip, your pictures included. One clip holds at most the model's window: 9 frames "
+            "for the embedded default. For longer videos use MarDini Long Video."}),
+        "preset": (list(PRESETS), {"default": "image-to-video (first)", "tooltip":
+            "What to make. image-to-video: one picture starts (or sits in, or ends) the clip. interpolation: "
+            "frames between your pictures. loop: one picture at both ends. expansion: your frames continue. "
+            "custom: the pattern as typed or clicked on the timeline."}),
+        "given_frames": ("INT", {"default": 2, "min": 1, "max": MAX_FRAMES, "step": 1, "tooltip":
+            "How many pictures you give, for 'interpolation' (spread evenly, at least 2) and 'expansion' "
+            "(the first frames)."}),
+        "pattern": ("STRING", {"default": "x........", "multiline": False, "tooltip":
+            "One character per frame: x = your picture, . = a new frame. Click the timeline to change it "
+            "(the preset becomes 'custom')."}),
+    }
 
     def build(self, frames, preset, given_frames, pattern):
         mask = build_mask(frames, preset, given_frames, pattern)

@@ -10,7 +10,7 @@ from mardini_core.errors import InputError
 from .fitting import FIT
 from .long_run import check_image_batch, run_long
 from .sampler import FIDELITY, RESTORE_DETAIL, SAMPLER, sampling_from_widgets, sampling_inputs
-from .types import MODEL_AND_VAE
+from .types import MODEL_AND_VAE, MarDiniNode
 
 MODES = ("slow motion", "expansion", "loop")
 
@@ -26,7 +26,7 @@ def input_positions(mode: str, images: int, frames: int) -> list[int]:
     return [round(i * frames / images) for i in range(images)] + [frames]
 
 
-class MarDiniLongVideo:
+class MarDiniLongVideo(MarDiniNode):
     SEARCH_ALIASES = ["slow motion", "keyframes", "extend video", "video expansion", "continue video", "loop", "long video", "interpolation"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Clips longer than the model's window, one model call per window (paper, Appendix F.1). "
@@ -34,29 +34,24 @@ class MarDiniLongVideo:
         "(e.g. 4 images -> 128 frames); expansion: the images are the first frames and the video continues; "
         "loop: the images spread over one period that closes on the first image."
     )
-    CATEGORY = "MarDini"
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("frames", "plan")
     FUNCTION = "generate"
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                **MODEL_AND_VAE,
-                "images": ("IMAGE", {"tooltip": "Your pictures, in time order. Width and height: multiples of 32 for "
-                                                "the embedded default (see 'fit')."}),
-                "mode": (list(MODES), {"default": "slow motion", "tooltip":
-                    "slow motion: your pictures spread evenly over the video, everything between is made. expansion: "
-                    "your pictures are the first frames and the video goes on. loop: the video returns to the first picture."}),
-                "frames": ("INT", {"default": 128, "min": 2, "max": 4096, "tooltip":
-                    "Frames in the finished video. Time grows with it: about one model run per 8 new frames."}),
-                "overlap": ("INT", {"default": 0, "min": 0, "max": 1024, "tooltip":
-                    "expansion: how many finished frames each next piece looks back at; 0 = automatic."}),
-                **sampling_inputs(guidance_default=1.0),
-            },
-            "optional": {"restore_detail": RESTORE_DETAIL, "fit": FIT, "fidelity": FIDELITY, "sampler": SAMPLER},
-        }
+    REQUIRED = {
+        **MODEL_AND_VAE,
+        "images": ("IMAGE", {"tooltip": "Your pictures, in time order. Width and height: multiples of 32 for "
+                                        "the embedded default (see 'fit')."}),
+        "mode": (list(MODES), {"default": "slow motion", "tooltip":
+            "slow motion: your pictures spread evenly over the video, everything between is made. expansion: "
+            "your pictures are the first frames and the video goes on. loop: the video returns to the first picture."}),
+        "frames": ("INT", {"default": 128, "min": 2, "max": 4096, "tooltip":
+            "Frames in the finished video. Time grows with it: about one model run per 8 new frames."}),
+        "overlap": ("INT", {"default": 0, "min": 0, "max": 1024, "tooltip":
+            "expansion: how many finished frames each next piece looks back at; 0 = automatic."}),
+        **sampling_inputs(guidance_default=1.0),
+    }
+    OPTIONAL = {"restore_detail": RESTORE_DETAIL, "fit": FIT, "fidelity": FIDELITY, "sampler": SAMPLER}
 
     def generate(self, model, vae, images, mode, frames, overlap, steps, guidance, seed, eta, restore_detail=True, fit="crop",
                  fidelity=-1.0, sampler="ddim"):

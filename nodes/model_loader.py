@@ -19,7 +19,7 @@ from mardini_core.model.compiled import compile_blocks
 from . import comfy_bridge
 from .comfy_interpolator import ComfyInterpolator
 from .mardini_vae import embedded_vae
-from .types import MARDINI_MODEL
+from .types import MARDINI_MODEL, MarDiniNode
 
 EMBEDDED_DEFAULT = "(embedded default)"
 ATTENTION = ("auto", "sdpa", "xformers")
@@ -94,14 +94,13 @@ def check_model_name(name: str) -> None:
         )
 
 
-class MarDiniModelLoader:
+class MarDiniModelLoader(MarDiniNode):
     SEARCH_ALIASES = ["video model", "image to video", "frame interpolation", "rife"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Loads a MarDini model (planner + generator) and the autoencoder it was trained with, ready for MarDini VAE "
         "Encode, the Frame Assembler and ComfyUI's VAE Decode: nothing to download. "
         + NO_WEIGHTS.format(folders="ComfyUI/models/mardini")
     )
-    CATEGORY = "MarDini"
     RETURN_TYPES = (MARDINI_MODEL, "VAE")  # outputs are appended only: saved links name the output slot
     RETURN_NAMES = ("model", "vae")
     OUTPUT_TOOLTIPS = (

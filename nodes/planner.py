@@ -4,23 +4,20 @@ from __future__ import annotations
 from mardini_core.generation import plan
 
 from .checks import same_mask
-from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_PLAN, MODEL_INPUT, Plan
+from .types import LATENTS_INPUT, MARDINI_PLAN, MASK_INPUT, MODEL_INPUT, MarDiniNode, Plan
 
 
-class MarDiniPlanner:
+class MarDiniPlanner(MarDiniNode):
     DESCRIPTION = "Runs the MAR planner once over the clip; its planning signal guides every sampler step."
-    CATEGORY = "MarDini"
     RETURN_TYPES = (MARDINI_PLAN,)
     RETURN_NAMES = ("plan",)
     FUNCTION = "plan"
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": MODEL_INPUT,
-            "latents": (MARDINI_LATENTS, {"tooltip": "From MarDini VAE Encode: your pictures, ready for the model."}),
-            "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),
-        }}
+    REQUIRED = {
+        "model": MODEL_INPUT,
+        "latents": LATENTS_INPUT,
+        "mask": MASK_INPUT,
+    }
 
     def plan(self, model, latents, mask):
         same_mask(latents.mask, mask, "encoded latents")

@@ -10,7 +10,7 @@ from . import comfy_bridge
 from .checks import same_mask
 from .comfy_vae import pack
 from .preview import fit_projection, strip
-from .types import MARDINI_LATENTS, MARDINI_MASK, MARDINI_PLAN, MODEL_INPUT
+from .types import LATENTS_INPUT, MARDINI_PLAN, MASK_INPUT, MODEL_INPUT, MarDiniNode
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
@@ -65,30 +65,25 @@ def sampling_from_widgets(steps, guidance, seed, eta, fidelity=-1.0, sampler="dd
                     seed=seed, guidance_follows_mask=guidance_follows_mask)
 
 
-class MarDiniSampler:
+class MarDiniSampler(MarDiniNode):
     SEARCH_ALIASES = ["image to video", "i2v", "animate image", "interpolation", "loop", "extend", "video sampler"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Generates the clip's masked frames with the DM generator (DDIM or DPM-Solver++(2M), v-prediction). Output: a LATENT "
         "with frames as the batch, given frames marked kept by its noise_mask; decode it with VAE Decode "
         "or MarDini Frame Assembler."
     )
-    CATEGORY = "MarDini"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
     FUNCTION = "sample"
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": MODEL_INPUT,
-                "plan": (MARDINI_PLAN, {"tooltip": "From MarDini Planner."}),
-                "latents": (MARDINI_LATENTS, {"tooltip": "From MarDini VAE Encode."}),
-                "mask": (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."}),
-                **sampling_inputs(),
-            },
-            "optional": {"guidance_follows_mask": GUIDANCE_FOLLOWS_MASK, "fidelity": FIDELITY, "sampler": SAMPLER},
-        }
+    REQUIRED = {
+        "model": MODEL_INPUT,
+        "plan": (MARDINI_PLAN, {"tooltip": "From MarDini Planner."}),
+        "latents": LATENTS_INPUT,
+        "mask": MASK_INPUT,
+        **sampling_inputs(),
+    }
+    OPTIONAL = {"guidance_follows_mask": GUIDANCE_FOLLOWS_MASK, "fidelity": FIDELITY, "sampler": SAMPLER}
 
     def sample(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True, fidelity=-1.0,
                sampler="ddim"):

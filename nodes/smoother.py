@@ -13,7 +13,7 @@ from mardini_core.generation import Sampling
 from .fitting import FIT
 from .long_run import check_image_batch, run_long
 from .sampler import RESTORE_DETAIL, SEED_MAX
-from .types import MODEL_AND_VAE
+from .types import MODEL_AND_VAE, MarDiniNode
 
 MULTIPLIERS = {"x2": 2, "x4": 4, "x8": 8}
 
@@ -25,14 +25,13 @@ def smoother_positions(frames: int, multiplier: int) -> tuple[int, list[int]]:
     return (frames - 1) * multiplier + 1, [i * multiplier for i in range(frames)]
 
 
-class MarDiniSmootherVideo:
+class MarDiniSmootherVideo(MarDiniNode):
     SEARCH_ALIASES = ["interpolation", "frame interpolation", "interpolate frames", "rife", "film", "vfi", "slow motion", "fps", "frame rate", "smooth video", "more frames"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
         "Makes a video smoother or slower: new frames are made between every two frames of your video (x2, x4 or x8), "
         "and your frames are kept exactly. Connect fps to Create Video for a smoother video of the same length; "
         "keep your video's own fps there for slow motion."
     )
-    CATEGORY = "MarDini"
     RETURN_TYPES = ("IMAGE", "FLOAT", "STRING")
     RETURN_NAMES = ("frames", "fps", "plan")
     OUTPUT_TOOLTIPS = (
@@ -42,27 +41,23 @@ class MarDiniSmootherVideo:
     )
     FUNCTION = "smooth"
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                **MODEL_AND_VAE,
-                "video": ("IMAGE", {"tooltip": "The frames of your video, in order (e.g. images from Get Video "
-                                               "Components or Load Video). Width and height: multiples of 32 for the "
-                                               "embedded default (see 'fit')."}),
-                "multiplier": (list(MULTIPLIERS), {"default": "x2", "tooltip":
-                    "New frames per gap: x2 adds one between every two frames, x4 three, x8 seven. Time grows with it."}),
-                "fps": ("FLOAT", {"default": 24.0, "min": 0.01, "max": 1000.0, "step": 0.01, "tooltip":
-                    "Your video's frames per second (connect Get Video Components' fps); the fps output is this times "
-                    "the multiplier."}),
-                "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip":
-                    "How many refinement passes each new frame gets. More is cleaner and slower: 25 is the paper's "
-                    "choice, 8 to 12 is a quick draft on a CPU."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True, "tooltip":
-                    "The random start of the new frames: change it for a different take."}),
-            },
-            "optional": {"restore_detail": RESTORE_DETAIL, "fit": FIT},
-        }
+    REQUIRED = {
+        **MODEL_AND_VAE,
+        "video": ("IMAGE", {"tooltip": "The frames of your video, in order (e.g. images from Get Video "
+                                       "Components or Load Video). Width and height: multiples of 32 for the "
+                                       "embedded default (see 'fit')."}),
+        "multiplier": (list(MULTIPLIERS), {"default": "x2", "tooltip":
+            "New frames per gap: x2 adds one between every two frames, x4 three, x8 seven. Time grows with it."}),
+        "fps": ("FLOAT", {"default": 24.0, "min": 0.01, "max": 1000.0, "step": 0.01, "tooltip":
+            "Your video's frames per second (connect Get Video Components' fps); the fps output is this times "
+            "the multiplier."}),
+        "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip":
+            "How many refinement passes each new frame gets. More is cleaner and slower: 25 is the paper's "
+            "choice, 8 to 12 is a quick draft on a CPU."}),
+        "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True, "tooltip":
+            "The random start of the new frames: change it for a different take."}),
+    }
+    OPTIONAL = {"restore_detail": RESTORE_DETAIL, "fit": FIT}
 
     def smooth(self, model, vae, video, multiplier, fps, steps, seed, restore_detail=True, fit="crop"):
         if multiplier not in MULTIPLIERS:

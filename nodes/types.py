@@ -47,4 +47,19 @@ class Plan:
 # Inputs that several nodes take, with one tooltip each (a ComfyUI input spec: type, options).
 MODEL_INPUT = (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."})
 VAE_INPUT = ("VAE", {"tooltip": "The vae output of Load MarDini Model (or taef2 / the FLUX.2 VAE from Load VAE)."})
-MODEL_AND_VAE = {"model": MODEL_INPUT, "vae": VAE_INPUT}  # the first inputs of the nodes that encode and decode themselves
+MODEL_AND_VAE = {"model": MODEL_INPUT, "vae": VAE_INPUT}
+MASK_INPUT = (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."})
+LATENTS_INPUT = (MARDINI_LATENTS, {"tooltip": "From MarDini VAE Encode: your pictures, ready for the model."})  # the first inputs of the nodes that encode and decode themselves
+
+
+class MarDiniNode:
+    """What every MarDini node declares alike: its menu category, and its inputs as two dicts that ComfyUI
+    reads through INPUT_TYPES (required first, then optional: the widget order saved workflows store)."""
+
+    CATEGORY = "MarDini"
+    REQUIRED: dict = {}
+    OPTIONAL: dict = {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": cls.REQUIRED, **({"optional": cls.OPTIONAL} if cls.OPTIONAL else {})}

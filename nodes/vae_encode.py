@@ -8,33 +8,28 @@ from .checks import images_for_mask
 from .fitting import FIT
 from .comfy_vae import ComfyVAE
 from .preview import rgb_at_latent_size
-from .types import EncodedFrames, MARDINI_LATENTS, MARDINI_MASK, MODEL_INPUT
+from .types import MARDINI_LATENTS, MARDINI_MASK, MODEL_INPUT, EncodedFrames, MarDiniNode
 
 
-class MarDiniVAEEncode:
+class MarDiniVAEEncode(MarDiniNode):
     DESCRIPTION = (
         "Encodes the given frames with ComfyUI's VAE twice: at full size for the generator and downscaled "
         "for the planner. Images: one per given frame of the mask, in order (a loop takes one)."
     )
-    CATEGORY = "MarDini"
     RETURN_TYPES = (MARDINI_LATENTS,)
     RETURN_NAMES = ("latents",)
     FUNCTION = "encode"
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": MODEL_INPUT,
-                "vae": ("VAE", {"tooltip": "The vae output of Load MarDini Model (nothing to download); taef2 or the "
-                                           "FLUX.2 VAE from Load VAE work too."}),
-                "images": ("IMAGE", {"tooltip": "Your pictures for the frames marked x in the mask, left to right (a loop "
-                                                "takes one). Width and height: multiples of 32 for the embedded default "
-                                                "(see 'fit' to adjust them for you)."}),
-                "mask": (MARDINI_MASK, {"tooltip": "From MarDini Frame Mask: which frames are yours and which are made."}),
-            },
-            "optional": {"fit": FIT},
-        }
+    REQUIRED = {
+        "model": MODEL_INPUT,
+        "vae": ("VAE", {"tooltip": "The vae output of Load MarDini Model (nothing to download); taef2 or the "
+                                   "FLUX.2 VAE from Load VAE work too."}),
+        "images": ("IMAGE", {"tooltip": "Your pictures for the frames marked x in the mask, left to right (a loop "
+                                        "takes one). Width and height: multiples of 32 for the embedded default "
+                                        "(see 'fit' to adjust them for you)."}),
+        "mask": (MARDINI_MASK, {"tooltip": "From MarDini Frame Mask: which frames are yours and which are made."}),
+    }
+    OPTIONAL = {"fit": FIT}
 
     def encode(self, model, vae, images, mask, fit="crop"):
         config = model.config
