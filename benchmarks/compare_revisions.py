@@ -36,7 +36,6 @@ def window_job(package: str, args):
     config = importlib.import_module(f"{package}.config")
     model_module = importlib.import_module(f"{package}.model")
     masks = importlib.import_module(f"{package}.masks")
-    generate_latents = importlib.import_module(f"{package}.pipeline").generate_latents
     torch.manual_seed(0)
     model = model_module.MarDini(config.preset(args.preset).replace(anchor=args.anchor)).eval()
     with torch.no_grad():
@@ -47,7 +46,20 @@ def window_job(package: str, args):
     g = torch.Generator().manual_seed(1)
     w, h = args.width // 8, args.height // 8
     high, low = torch.randn(len(given), 32, h, w, generator=g), torch.randn(len(given), 32, h // 2, w // 2, generator=g)
-    return lambda: generate_latents(model, mask, high, low, steps=args.steps, fidelity=0.0, guidance=args.guidance)
+    return window_call(package, model, mask, high, low, args)
+
+
+def window_call(package: str, model, mask, high, low, args):
+    """The revision's plan-and-sample call of one window: the generation stages, or, in revisions from
+    before the generation package, `pipeline.generate_latents`."""
+    try:
+        gen = importlib.import_module(f"{package}.generation")
+    except ModuleNotFoundError:
+        old = importlib.import_module(f"{package}.pipeline").generate_latents
+        return lambda: old(model, mask, high, low, steps=args.steps, fidelity=0.0, guidance=args.guidance)
+    window = gen.Encoded(mask, torch.zeros(0), high, low, gen.Anchor(model.config.anchor))
+    sampling = gen.Sampling(steps=args.steps, fidelity=0.0, guidance=args.guidance)
+    return lambda: gen.sample(model, [window], gen.plan(model, [window]), sampling)[0]
 
 
 def main() -> None:

@@ -255,7 +255,7 @@ class Spread:
 class Row:
     job: Job
     total_s: Spread  # VAE + model
-    model_s: Spread  # generate_latents: planner + generator steps
+    model_s: Spread  # the plan and sample stages: planner + generator steps
     planner_s: float  # medians from here on
     vae_s: float
     seconds_per_frame: float  # median total over generated frames

@@ -70,8 +70,8 @@ class MarDiniConfig:
     latent_shift: float = 0.0
     vae: str = ""  # name of the autoencoder whose latents the model was trained on ("" = unknown)
     anchor: str = "none"  # "none": masked latents diffused from noise (the paper); "neighbours" / "flow": as a residual from an anchor (anchor.py)
-    mean_scale: float = 1.0  # anchored models: the share of their mean residual estimate kept between given frames (pipeline.mean_scale_for), calibrated on training clips
-    open_fidelity: float = 1.0  # anchored models: the sampler's default fidelity where a generated frame's anchor is a still copy of a given frame (pipeline.moving_anchor, default_fidelity), calibrated so clips move as much as true ones
+    mean_scale: float = 1.0  # anchored models: the share of their mean residual estimate kept between given frames (generation.resolve), calibrated on training clips
+    open_fidelity: float = 1.0  # anchored models: the sampler's default fidelity where a generated frame's anchor is a still copy of a given frame (generation.resolve), calibrated so clips move as much as true ones
 
     def __post_init__(self) -> None:
         validate(self)

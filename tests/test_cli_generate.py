@@ -10,7 +10,7 @@ from mardini_core.commands import generate as generate_cmd
 from mardini_core import default_model
 from mardini_core.errors import MarDiniError
 from mardini_core.video_io import read_image
-from test_pipeline import TinyVAE
+from test_window import TinyVAE
 from support import live_tiny
 
 REAL_RESOLVE_VAE = generate_cmd.resolve_vae
@@ -124,7 +124,10 @@ def test_expand_a_video_and_crop_odd_sizes(tmp_path, checkpoint, capsys):
     assert generate("--task", "expand", "--video", str(video), "--frames", "7", "--model", checkpoint, "--out", str(out)) == 0
     frames = frames_in(out)
     assert len(frames) == 7 and frames[0].shape == (32, 32, 3)
-    assert "resized and centre-cropped to 32x32" in capsys.readouterr().err
+    assert "fitted to 32x32 (--fit crop" in capsys.readouterr().err  # what the nodes' fit = crop makes, the same pixels
+    assert generate("--task", "expand", "--video", str(video), "--frames", "7", "--fit", "off", "--model", checkpoint,
+                    "--out", str(tmp_path / "off")) == 2
+    assert "must be a multiple of 32" in capsys.readouterr().err and not (tmp_path / "off").exists()
     out = tmp_path / "two"
     assert generate("--task", "interpolate", "--video", str(video), "--video-frames", "2", "--frames", "5",
                     "--model", checkpoint, "--out", str(out)) == 0

@@ -23,7 +23,7 @@ from mardini_core.errors import InputError, MarDiniError
 from mardini_core.evaluation import baselines, clips, fid, inception, metrics, protocol, sheet, torchscript_tensors
 from mardini_core.model import MarDini
 from mardini_core.video_io import write_frames
-from test_pipeline import TinyVAE
+from test_window import TinyVAE
 
 
 def texture(h=96, w=128, seed=0, blur=3.0):

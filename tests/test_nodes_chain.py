@@ -1,5 +1,5 @@
 """The ComfyUI node chain (VAE Encode -> Planner -> Sampler -> Frame Assembler) makes the same frames as
-`pipeline.generate` for one window: the nodes are the library's recipe, not a second one."""
+`generation.generate` for one window: the nodes are the library's recipe, not a second one."""
 import dataclasses
 from pathlib import Path
 

@@ -9,8 +9,9 @@ Examples:
 
 Clips longer than the model's window are generated hierarchically (keyframes, then interpolation
 between neighbours, or overlapping windows past the last given frame); the schedule is printed first.
-Images whose sides are not a multiple the model can take are scaled and centre-cropped to the
-nearest smaller valid size (or pass --size WxH).
+Images whose sides are not a multiple the model can take are fitted as the ComfyUI nodes' `fit` does
+(--fit crop, the default: the largest valid size inside them, centred; resize: the nearest valid size,
+scaled), or brought to --size WxH (scaled, then centre-cropped).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .. import masks, precision
 from ..checkpoint import load_checkpoint, read_config
 from ..default_model import load_default
 from ..errors import InputError, MarDiniError
+from ..fit import FIT_MODES, fit_images, valid_size
 from ..generation import Hooks, Sampling, Window, images_from_hwc, resolve, run_schedule, schedule_windows, size_multiple
 from ..generation.settings import SAMPLERS
 from ..interpolation import DEFAULT_INTERPOLATOR, DEFAULT_QUALITY, QUALITIES, load_interpolator
@@ -55,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--position", default="first",
                       help="i2v: where the image goes: first, middle, last or a frame index (default: first)")
     task.add_argument("--size", metavar="WxH", help="resize and centre-crop the inputs to this size first")
+    task.add_argument("--fit", choices=FIT_MODES, default="crop",
+                      help="without --size, inputs whose sides the model cannot take: crop (the largest valid size inside, "
+                           "centred; default), resize (the nearest valid size, scaled) or off (refused), as the nodes' fit")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--steps", type=int, default=25, help="sampling steps (default: 25, as in the paper)")
     sampling.add_argument("--sampler", choices=SAMPLERS, default="ddim",
@@ -122,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--guidance {args.guidance:g} is far too strong (at most {MAX_GUIDANCE:g}; the paper uses 2.5): the sampler would overflow")
     vae = resolve_vae(args.vae or config.vae, device)
     multiple = size_multiple(config, vae.downscale)
-    check_budget(args.out, mask.frames, config.max_frames, vae, device, *target_size(*inputs.shape[1:3], multiple, args.size))
-    images = images_from_hwc(fit_size(inputs, multiple, args.size))[list(mask.sources)]
+    check_budget(args.out, mask.frames, config.max_frames, vae, device, *target_size(*inputs.shape[1:3], multiple, args.size, args.fit))
+    images = fit_size(inputs, multiple, args.size, args.fit)[list(mask.sources)]
     interpolator = load_interpolator(args.interpolator, args.anchor_quality, device) if config.anchor == "flow" else None
     guidance = resolve(sampling, mask, config).guidance  # the whole request's, for every window (as printed)
     progress = TextProgress(len(schedule))
@@ -183,16 +188,14 @@ def parse_size(size: str) -> tuple[int, int]:
     return tw, th
 
 
-def target_size(h: int, w: int, multiple: int, size: str | None) -> tuple[int, int]:
-    """(width, height) the inputs are brought to: --size, or the largest the model takes within them."""
+def target_size(h: int, w: int, multiple: int, size: str | None, fit: str = "crop") -> tuple[int, int]:
+    """(width, height) the inputs are brought to: --size, or what --fit makes of them (fit.valid_size)."""
     if size:
         tw, th = parse_size(size)
         if tw % multiple or th % multiple:
             raise InputError(f"--size {size} must be a multiple of {multiple} on both sides for this model")
         return tw, th
-    tw, th = w // multiple * multiple, h // multiple * multiple
-    if tw == 0 or th == 0:
-        raise InputError(f"input size {w}x{h} is smaller than the model's minimum {multiple}x{multiple}; pass --size")
+    th, tw = valid_size(h, w, multiple, fit)
     return tw, th
 
 
@@ -204,13 +207,18 @@ def check_budget(out: str, frames: int, window: int, vae, device, width: int, he
                "pass a smaller --size WxH (or fewer --frames)", device)
 
 
-def fit_size(inputs: np.ndarray, multiple: int, size: str | None) -> np.ndarray:
-    """Resize and centre-crop to --size, or to the largest size the model takes within the inputs."""
-    h, w = inputs.shape[1:3]
-    tw, th = target_size(h, w, multiple, size)
-    if not size and (tw, th) != (w, h):
-        print(f"note: inputs of {w}x{h} are resized and centre-cropped to {tw}x{th} (a multiple of {multiple})", file=sys.stderr)
-    return inputs if (tw, th) == (w, h) else resize_and_crop(inputs, tw, th)
+def fit_size(inputs: np.ndarray, multiple: int, size: str | None, fit: str = "crop") -> torch.Tensor:
+    """(N, H, W, 3) -> (N, 3, H', W'): resized and centre-cropped to --size, or fitted as the nodes' `fit`
+    does (fit.fit_images: the same pixels from the CLI and from ComfyUI)."""
+    if size:
+        tw, th = target_size(*inputs.shape[1:3], multiple, size)
+        return images_from_hwc(inputs if (th, tw) == inputs.shape[1:3] else resize_and_crop(inputs, tw, th))
+    images = images_from_hwc(inputs)
+    fitted = fit_images(images, multiple, fit)
+    if fitted.shape[-2:] != images.shape[-2:]:
+        print(f"note: inputs of {images.shape[-1]}x{images.shape[-2]} are fitted to {fitted.shape[-1]}x{fitted.shape[-2]} "
+              f"(--fit {fit}; a multiple of {multiple})", file=sys.stderr)
+    return fitted
 
 
 def resolve_device(name: str) -> torch.device:

@@ -21,7 +21,7 @@ import torch
 from ..errors import InputError
 from ..training.config import load_stage
 from ..training.distributed import SHARDINGS
-from ..training.plan import GPUS, plan_phases
+from ..training.capacity import GPUS, plan_phases
 from ..training.trainer import RunOptions, Trainer
 
 

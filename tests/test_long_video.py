@@ -6,7 +6,7 @@ from mardini_core.errors import GenerationInterrupted, InputError, MaskError
 from mardini_core.generation.long_video import batches, schedule_windows, run_schedule
 from mardini_core.interpolation import Dis
 from mardini_core.generation import Hooks, Sampling
-from test_pipeline import TinyVAE, count_calls, images
+from test_window import TinyVAE, count_calls, images
 from support import live_tiny
 
 

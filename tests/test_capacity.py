@@ -10,7 +10,7 @@ import torch
 from mardini_core.cli import main
 from mardini_core.data import shared_dir
 from mardini_core.training.config import load_stage
-from mardini_core.training.plan import GPUS, Accelerator, plan_stage
+from mardini_core.training.capacity import GPUS, Accelerator, plan_stage
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = REPO / "configs" / "stages"
