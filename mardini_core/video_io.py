@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_path
+from . import opencv_paths
 from .errors import InputError, OutputError
 from .memory import check_fits
 from .outputs import disk_full
@@ -112,7 +113,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         if rgb is None:
             raise InputError(f"cannot read {path} as an image (damaged or truncated); use PNG or JPG")
         return rgb
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    image = opencv_paths.imread(path)
     if image is None:
         raise InputError(f"cannot read {path} as an image; use PNG or JPG")
     rgb = _to_rgb_float(image)
@@ -149,7 +150,8 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video {path} does not exist; check the path")
-    capture = cv2.VideoCapture(str(path))
+    with opencv_paths.for_reading(path) as name:
+        capture = cv2.VideoCapture(name)  # opened now: the name may go once it is
     try:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
@@ -226,6 +228,8 @@ def write_frames(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, 
 def check_output(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Raise InputError for an output name we cannot or may not write (callers check before long work)."""
     path = Path(path)
+    if Path(os.path.normpath(path)).name in ("", ".", ".."):  # "", ".", "a/..": a folder the user already has
+        raise InputError(f"the output {os.fspath(path)!r} names no new file or folder; give e.g. out.mp4, out.gif or a new folder name")
     if path.suffix.lower() not in (".mp4", ".gif", ""):
         raise InputError(f"cannot write {path.name}: use an .mp4 or .gif file name, or a folder name for PNG frames")
     if path.suffix and path.is_dir():
@@ -276,7 +280,7 @@ def _write_png_folder(pixels: np.ndarray, folder: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         for i, frame in enumerate(pixels):
-            if not cv2.imwrite(str(staging / f"frame_{i:05d}.png"), frame[:, :, ::-1]):
+            if not opencv_paths.imwrite(staging / f"frame_{i:05d}.png", frame[:, :, ::-1]):
                 if disk_full(folder.parent):
                     raise OutputError(f"the disk holding {folder.parent} is full; free space or write the frames elsewhere")
                 raise OutputError(f"could not write PNG frames into {folder.parent}; check the folder's permissions and free space")
@@ -322,22 +326,23 @@ def _quiet_stderr():
 
 def _write_mp4(pixels: np.ndarray, path: Path, fps: float) -> None:
     n, h, w, _ = pixels.shape
-    for codec in MP4_CODECS:
-        with _quiet_stderr():
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), float(fps), (w, h))
-        if writer.isOpened():
-            break
-    else:
-        _raise_if_disk_full(path)
-        raise InputError("this OpenCV build cannot write .mp4 (no avc1 or mp4v encoder); write a .gif or a folder of PNGs")
-    for frame in pixels:
-        writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
-    writer.release()
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
+    with opencv_paths.for_writing(path) as name:
+        for codec in MP4_CODECS:
+            with _quiet_stderr():
+                writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*codec), float(fps), (w, h))
+            if writer.isOpened():
+                break
+        else:
+            _raise_if_disk_full(path)
+            raise InputError("this OpenCV build cannot write .mp4 (no avc1 or mp4v encoder); write a .gif or a folder of PNGs")
+        for frame in pixels:
+            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+        writer.release()
+        capture = cv2.VideoCapture(name)
+        count = 0
+        while capture.read()[0]:
+            count += 1
+        capture.release()
     if count != n:
         _raise_if_disk_full(path)
         raise InputError(f"the written .mp4 re-opens with {count} of {n} frames; write a .gif or a folder of PNGs instead")

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from .. import opencv_paths
 from ..errors import InputError
 from ..memory import check_fits
 from .sources import find_segments
@@ -81,7 +82,8 @@ class FrameBank:
 
 def frame_size(path) -> tuple[int, int]:
     """(height, width) of a video's frames from its header (no decoding; 0 x 0 when OpenCV cannot say)."""
-    cap = cv2.VideoCapture(str(path))
+    with opencv_paths.for_reading(path) as name:
+        cap = cv2.VideoCapture(name)
     try:
         return int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
     finally:

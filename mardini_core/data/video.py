@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
+from .. import opencv_paths
 from ..errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv")
@@ -34,7 +35,8 @@ class VideoInfo:
 def _open(path: Path) -> cv2.VideoCapture:
     if not path.is_file():
         raise VideoReadError(f"video {path} does not exist; check the path")
-    cap = cv2.VideoCapture(str(path))
+    with opencv_paths.for_reading(path) as name:
+        cap = cv2.VideoCapture(name)  # opened now: the name may go once it is
     if not cap.isOpened():
         cap.release()
         raise VideoReadError(f"OpenCV cannot open {path}; re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4) or install PyAV")

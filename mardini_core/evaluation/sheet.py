@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .. import opencv_paths
 from ..errors import InputError
 
 ROW_HEIGHT = 128  # pixels per row: enough to judge motion and blur, small enough for a 9-column PNG
@@ -35,6 +36,6 @@ def save_sheet(path: str | os.PathLike, rows: list[tuple[str, np.ndarray]]) -> P
     """Write the contact sheet as a PNG (results of a new run replace those of an earlier one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), contact_sheet(rows)[:, :, ::-1]):
+    if not opencv_paths.imwrite(path, contact_sheet(rows)[:, :, ::-1]):
         raise InputError(f"could not write {path}; check that --out is a writable folder")
     return path

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from .. import opencv_paths
 from ..atomic import atomic_path
 from ..generation.latents import decode_frames
 from ..generation.sampler import denoise
@@ -33,4 +34,4 @@ def write_preview(path: Path, model, vae, high: torch.Tensor, low: torch.Tensor,
     image = (rearrange(rows, "r k c h w -> (r h) (k w) c").cpu().numpy() * 255).round().astype(np.uint8)
     write_frames(rearrange(rows, "r k c h w -> k h (r w) c").cpu().numpy(), path.with_suffix(".gif"), fps=4, overwrite=True)
     with atomic_path(path, ".png") as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        opencv_paths.imwrite(tmp, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
