@@ -262,7 +262,8 @@ def check_fps(fps: float) -> None:
 
 def _check_only_frames(folder: Path) -> None:
     """--overwrite replaces a folder of our own PNG frames, never a folder holding anything else."""
-    others = sorted(p.name for p in folder.iterdir() if not PNG_FRAME.fullmatch(p.name))
+    others = sorted(p.name for p in folder.iterdir()
+                    if not (PNG_FRAME.fullmatch(p.name) and p.is_file() and not p.is_symlink()))  # a folder or link named like a frame is not ours
     if others:
         raise InputError(
             f"{folder} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "

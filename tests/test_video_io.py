@@ -127,3 +127,20 @@ def test_frame_rates_outside_what_a_gif_can_hold_are_refused_before_writing(tmp_
     with pytest.raises(InputError, match="frames per second must be a number from 0.01 to 1000"):
         write_frames(np.zeros((2, 16, 16, 3), np.float32), tmp_path / "clip.gif", fps=fps)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("planted", ["folder", "link"])
+def test_overwrite_never_removes_a_folder_or_link_named_like_a_frame(tmp_path, planted):
+    out = tmp_path / "frames"
+    write_frames(np.zeros((2, 32, 32, 3), np.float32), out)
+    keep = tmp_path / "keep.txt"
+    keep.write_text("the user's")
+    impostor = out / "frame_00007.png"
+    if planted == "folder":
+        impostor.mkdir()
+        (impostor / "data.txt").write_text("the user's")
+    else:
+        impostor.symlink_to(keep)
+    with pytest.raises(InputError, match="holds other files"):
+        write_frames(np.ones((2, 32, 32, 3), np.float32), out, overwrite=True)
+    assert keep.read_text() == "the user's" and impostor.exists()
