@@ -36,6 +36,8 @@ class MarDiniFrameAssembler(MarDiniNode):
 
     def assemble(self, vae, latent, images, mask, restore_detail=True, fit="crop"):
         latent_matches_mask(latent, mask)
+        if not torch.isfinite(latent["samples"]).all():
+            raise InputError("the LATENT holds NaN or infinite values; check the node that made it (a sampler or latent math node)")
         given = images_for_mask(images, mask)
         frames = decode_with_progress(vae, latent["samples"])
         frames = frames.reshape(-1, *frames.shape[-3:])[..., :3].float().clone()

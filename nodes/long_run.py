@@ -9,6 +9,7 @@ from mardini_core.fit import fit_images
 from mardini_core.generation import Sampling, images_from_hwc, run_schedule, schedule_windows, size_multiple
 
 from . import comfy_bridge
+from .checks import image_pixels
 from .comfy_vae import ComfyVAE
 
 
@@ -21,11 +22,12 @@ def run_long(model, vae, images, positions: list[int], total: int, sampling: Sam
              overlap: int | None = None, close_loop: bool = False, label: str = "long video") -> tuple[torch.Tensor, str]:
     """images IMAGE [N, H, W, C] at frame `positions` of a `total`-frame video -> (the video as an IMAGE
     [total, H, W, 3], the schedule as text). close_loop: the first image is also the last frame."""
+    rgb = image_pixels(images)  # checked before any model work
     config = model.config
     schedule = schedule_windows(total, positions, config.max_frames, overlap)
     print(f"[MarDini] {label} schedule:\n{schedule.describe()}")
     adapter = ComfyVAE(vae, config.latent_channels, config.vae)
-    pixels = fit_images(images_from_hwc(images[..., :3]), size_multiple(config, adapter.downscale), fit)
+    pixels = fit_images(images_from_hwc(rgb), size_multiple(config, adapter.downscale), fit)
     if close_loop:
         pixels = torch.cat([pixels, pixels[:1]])
     progress = comfy_bridge.ScheduleProgress(len(schedule), sampling.steps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mardini_core.errors import InputError
 from mardini_core.generation import Sampling
+from mardini_core.video_io import check_fps
 
 from .fitting import FIT
 from .long_run import check_image_batch, run_long
@@ -63,6 +64,7 @@ class MarDiniSmootherVideo(MarDiniNode):
         if multiplier not in MULTIPLIERS:
             raise InputError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, got {multiplier!r}")
         check_image_batch(video)
+        check_fps(fps)  # a linked fps bypasses the widget's range: 0, NaN or inf would reach the saved video
         total, positions = smoother_positions(video.shape[0], MULTIPLIERS[multiplier])
         frames, plan = run_long(model, vae, video, positions, total, Sampling(steps=steps, guidance=1.0, seed=seed),
                                 restore_detail=restore_detail, fit=fit, label="smoother video")

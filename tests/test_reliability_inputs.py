@@ -281,3 +281,33 @@ def test_a_wrong_size_suggests_the_nearest_valid_size_and_the_fit_widget(h_cells
     assert sw % 32 == 0 and sh % 32 == 0 and sw >= 32 and sh >= 32
     assert abs(sw - w) <= 16 and abs(sh - h) <= 16  # no valid size is nearer
     assert "'fit'" in message and "--size" in message
+
+
+@FUZZ
+@given(data=st.data())
+def test_long_nodes_refuse_unusable_frames_fps_and_latents_in_one_line(data, tmp_path_factory):
+    """Long Video and the Smoother check their IMAGE batch as VAE Encode does; the Smoother's fps (a link
+    skips the widget's range) and the Assembler's LATENT (NaN from a latent math node) are checked too."""
+    from comfy_fakes import load_pack
+    from comfy_fakes.fake_vae import FakeVAE
+
+    nodes = load_pack().NODE_CLASS_MAPPINGS
+    scale = data.draw(st.sampled_from([1.0, 255.0, -1.0]), label="scale")
+    images = torch.rand(3, 32, 32, data.draw(st.sampled_from([3, 1, 2]), label="channels")) * scale
+    if data.draw(st.booleans(), label="nan"):
+        images[1, 0, 0, 0] = float("nan")
+    fps = data.draw(st.sampled_from([12.5, 0.0, -1.0, float("nan"), float("inf"), 1e9]), label="fps")
+    usable = scale == 1.0 and images.shape[-1] == 3 and torch.isfinite(images).all()
+    model = object()  # never reached: every check stands before the model is used
+    calls = [(usable and fps == 12.5, lambda: nodes["MarDiniSmootherVideo"]().smooth(model, FakeVAE(32), images, "x2", fps, 1, 0)),
+             (usable, lambda: nodes["MarDiniLongVideo"]().generate(model, FakeVAE(32), images, "slow motion", 9, 0, 1, 1.0, 0, 0.0))]
+    for fine, call in calls:
+        if fine:
+            continue  # a usable request: the other tests run it
+        with pytest.raises(MarDiniError) as caught:
+            call()
+        one_line(caught.value)
+    latent = {"samples": torch.full((5, 32, 4, 4), float(data.draw(st.sampled_from(["nan", "inf", "-inf"]))))}
+    mask = nodes["MarDiniFrameMask"]().build(5, "interpolation", 2, "")[0]
+    with pytest.raises(MarDiniError, match="NaN or infinite"):
+        nodes["MarDiniFrameAssembler"]().assemble(FakeVAE(32), latent, torch.rand(2, 32, 32, 3), mask)

@@ -281,3 +281,26 @@ def test_nan_loss_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
     assert [p.name for p in (out / "checkpoints").glob("state-*.safetensors")] == ["state-00000002.safetensors"]
     assert not (out / "model.safetensors").exists()
     open_state(out / "checkpoints" / "state-00000002.safetensors")  # the good state verifies
+
+
+@needs_clip
+def test_weights_gone_non_finite_after_the_last_check_are_never_written(tmp_path, monkeypatch):
+    """The last step's update is not behind any logged loss: the final weights are checked before writing."""
+    from mardini_core.errors import TrainingError
+    from mardini_core.training import trainer as trainer_module
+    from mardini_core.training.trainer import RunOptions, Trainer
+
+    gather = trainer_module.gather_model
+
+    def poisoned(*args, **kwargs):
+        state = gather(*args, **kwargs)
+        name = sorted(k for k, v in state.items() if v.is_floating_point())[-1]
+        state[name] = torch.full_like(state[name], float("inf"))
+        return state
+
+    monkeypatch.setattr(trainer_module, "gather_model", poisoned)
+    out = tmp_path / "run"
+    trainer = Trainer(tiny_stage(), RunOptions(out, cache_dir=str(tmp_path / "cache"), device="cpu"))
+    with pytest.raises(TrainingError, match="NaN or infinite values") as info:
+        trainer.run()
+    assert len(str(info.value).splitlines()) == 1 and not (out / "model.safetensors").exists()

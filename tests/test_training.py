@@ -372,3 +372,39 @@ def test_every_shipped_config_builds_at_full_size_and_trains_a_reduced_step(path
     model = load_checkpoint(Trainer(reduced, RunOptions(tmp_path / "run", cache_dir=cache)).run())
     assert model.config.generator.attention == cfg.model.attention
     assert math.isfinite(json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])["loss"])
+
+
+def ranged_fields():
+    """(section, key, low, high, above) of every value the stage schema bounds (training/config.ranged)."""
+    import dataclasses as dc
+
+    from mardini_core.training.config import StageConfig
+
+    out = []
+    for top in dc.fields(StageConfig):
+        if "low" in top.metadata:  # [stage] values
+            out.append(("stage", top.name, top.metadata["low"], top.metadata["high"], top.metadata["above"]))
+        elif isinstance(top.default_factory, type) and dc.is_dataclass(top.default_factory):
+            out += [(top.name, f.name, f.metadata["low"], f.metadata["high"], f.metadata["above"])
+                    for f in dc.fields(top.default_factory) if "low" in f.metadata]
+    return out
+
+
+def test_the_schema_bounds_the_values_that_reach_torch():
+    bounded = {(s, k) for s, k, *_ in ranged_fields()}
+    assert {("optim", "lr"), ("optim", "grad_clip"), ("optim", "weight_decay"), ("optim", "warmup"), ("stage", "seed"),
+            ("stage", "steps"), ("checkpoint", "sample_every"), ("data", "height")} <= bounded
+
+
+@settings(max_examples=120, deadline=None)
+@given(field=st.sampled_from(ranged_fields()), kind=st.sampled_from(["below", "above", "nan", "inf", "-inf", "bool", "text"]))
+def test_any_value_outside_the_schema_is_refused_by_name(field, kind):
+    """Every bounded value, pushed out of its range or given a non-finite or wrong-typed value through --set,
+    is one ConfigError naming the key: nothing reaches the optimiser unchecked (grad_clip -1 reversed it)."""
+    section, key, low, high, above = field
+    value = {"below": (low if above else low - 1), "above": high * 2 + 1 if high != float("inf") else None, "nan": "nan",
+             "inf": "inf", "-inf": "-inf", "bool": "true", "text": '"x"'}[kind]
+    if value is None:
+        return
+    with pytest.raises(ConfigError, match=key):
+        load_stage(STAGES / "tiny_stage1.toml", [f"{section}.{key}={value}"])

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_stage(args.config, [*args.set, *([f"stage.steps={args.steps}"] if args.steps else [])])  # --steps: the last word
+    cfg = load_stage(args.config, [*args.set, *([f"stage.steps={args.steps}"] if args.steps is not None else [])])  # --steps: the last word
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=tuple(args.data)))
     if args.plan:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 import typing
@@ -18,6 +19,14 @@ from ..config import ANCHORS, ATTENTION_MODES
 from ..errors import ConfigError
 
 LOSSES = ("reconstruction", "diffusion_uncond", "diffusion", "pixel")
+SEED_MAX = 2**63 - 1
+
+
+def ranged(default, low: float, high: float = float("inf"), *, above: bool = False):
+    """A config field with its allowed range, the one schema `_coerce` checks every value against where the
+    TOML (or --set) is parsed: low <= value <= high (low < value with `above`), and always finite."""
+    return field(default=default, metadata={"low": low, "high": high, "above": above})
+
 NETWORKS = ("planner", "generator")
 LAYOUTS = ("random", "interpolation", "prefix")
 
@@ -34,18 +43,18 @@ class ModelSection:
 @dataclass(frozen=True)
 class DataSection:
     paths: tuple[str, ...] = ()
-    frames: int = 9
-    stride: int = 1
-    height: int = 64
-    width: int = 64
+    frames: int = ranged(9, 2, 1024)
+    stride: int = ranged(1, 1, 1024)
+    height: int = ranged(64, 1, 16384)
+    width: int = ranged(64, 1, 16384)
     crop: str = "random"
     vae: str = "taef2"
     cache_latents: bool = True  # loader "latents": encode each clip once into <run>/latents (fixes random crops per clip)
     loader: str = "latents"  # "latents": clips encoded once; "frames": every video decoded once into memory, fresh clips encoded every step (data/frames.py; needed for "flow"); "shards": paths are folders of latent shards written by `encode` (data/shards.py), no video is decoded
-    shard_buffer: int = 4  # loader "shards": clips are shuffled within runs of this many shards (shard order is shuffled every epoch)
-    stride_max: int = 0  # loader "frames": strides drawn from stride..stride_max (0 = stride only)
-    short_side: int = 0  # loader "frames": videos shrunk to this short side before crops are cut (0 = just over the crop); the eval scores at 256, so crops of a 256 frame train at the scale of its motion
-    synthetic: float = 0.0  # loader "frames": fraction of clips replaced by synthetic motion over their frames (data/synthetic.py)
+    shard_buffer: int = ranged(4, 1, 1 << 20)  # loader "shards": clips are shuffled within runs of this many shards (shard order is shuffled every epoch)
+    stride_max: int = ranged(0, 0, 1024)  # loader "frames": strides drawn from stride..stride_max (0 = stride only)
+    short_side: int = ranged(0, 0, 16384)  # loader "frames": videos shrunk to this short side before crops are cut (0 = just over the crop); the eval scores at 256, so crops of a 256 frame train at the scale of its motion
+    synthetic: float = ranged(0.0, 0, 1)  # loader "frames": fraction of clips replaced by synthetic motion over their frames (data/synthetic.py)
     held_out: bool = False  # leave out the project's held-out files (data/split.py)
 
 
@@ -63,28 +72,28 @@ class MaskSection:
 class TrainSection:
     losses: tuple[str, ...] = ("diffusion",)
     networks: tuple[str, ...] = NETWORKS
-    uncond_prob: float = 0.1  # eq. 3: Z_cond replaced by Z_uncond 1 time in 10
-    regression: float = 0.0  # fraction of clips trained at t = 1, where the v target is minus the residual: a regression that the first sampling step (fidelity) reads
+    uncond_prob: float = ranged(0.1, 0, 1)  # eq. 3: Z_cond replaced by Z_uncond 1 time in 10
+    regression: float = ranged(0.0, 0, 1)  # fraction of clips trained at t = 1, where the v target is minus the residual: a regression that the first sampling step (fidelity) reads
 
 
 @dataclass(frozen=True)
 class OptimSection:
-    lr: float = 1.4e-4
-    warmup: int = 1000
-    batch: int = 4  # clips per process and step
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema: float = 0.0  # EMA decay; 0 = off
+    lr: float = ranged(1.4e-4, 0, 1, above=True)
+    warmup: int = ranged(1000, 0, 10**9)
+    batch: int = ranged(4, 1, 1 << 16)  # clips per process and step
+    weight_decay: float = ranged(0.0, 0, 10)
+    grad_clip: float = ranged(1.0, 0, 1e6, above=True)  # the gradient norm's ceiling (0 would zero every step, < 0 reverse it)
+    ema: float = ranged(0.0, 0, 0.999999)  # EMA decay; 0 = off
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
 
 
 @dataclass(frozen=True)
 class CheckpointSection:
-    every: int = 1000  # steps between training-state checkpoints
-    keep: int = 2  # training-state files kept
-    sample_every: int = 0  # steps between preview samples; 0 = off
-    sample_steps: int = 10  # DDIM steps of a preview
-    log_every: int = 10
+    every: int = ranged(1000, 1, 10**9)  # steps between training-state checkpoints
+    keep: int = ranged(2, 1, 1000)  # training-state files kept
+    sample_every: int = ranged(0, 0, 10**9)  # steps between preview samples; 0 = off
+    sample_steps: int = ranged(10, 1, 10_000)  # DDIM steps of a preview
+    log_every: int = ranged(10, 1, 10**9)
 
 
 CLIP_FIELDS = ("frames", "stride", "height", "width")  # of [data]; a phase changes these and [optim] batch
@@ -96,19 +105,19 @@ class Phase:
     and with another number of clips per step (the paper adapts its batch to each, Appendix B);
     0 keeps the [data] / [optim] value. A `[[phases]]` table of the stage TOML."""
 
-    start: int
-    frames: int = 0
-    stride: int = 0
-    height: int = 0
-    width: int = 0
-    batch: int = 0
+    start: int = ranged(dataclasses.MISSING, 1, 10**9)
+    frames: int = ranged(0, 0, 1024)
+    stride: int = ranged(0, 0, 1024)
+    height: int = ranged(0, 0, 16384)
+    width: int = ranged(0, 0, 16384)
+    batch: int = ranged(0, 0, 1 << 16)
 
 
 @dataclass(frozen=True)
 class StageConfig:
     name: str = "stage"
-    steps: int = 1000
-    seed: int = 0
+    steps: int = ranged(1000, 1, 10**9)
+    seed: int = ranged(0, 0, SEED_MAX)
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     masks: MaskSection = field(default_factory=MaskSection)
@@ -149,9 +158,36 @@ class StageConfig:
         return json.dumps(raw, sort_keys=True)
 
 
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_range(where: str, name: str, value, spec: dict) -> None:
+    """A value against its field's `ranged` schema (finite numbers only)."""
+    low, high, above = spec["low"], spec["high"], spec["above"]
+    if not _finite_number(value) or value < low or value > high or (above and value == low):
+        shown = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:,}".replace(",", "_") if math.isfinite(high) else "")
+        raise ConfigError(f"[{where}] {name} must be a finite number {shown}, got {value!r}")
+
+
+def _check_ranges(obj, where: str) -> None:
+    """Every `ranged` field of a section (and of its nested sections and phases) within its range."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if "low" in f.metadata:
+            _check_range(where, f.name, value, f.metadata)
+        elif dataclasses.is_dataclass(value):
+            _check_ranges(value, f.name)
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):
+                _check_ranges(item, f"{f.name} #{i + 1}")
+
+
 def _validate(cfg: StageConfig) -> None:
     def bad(msg: str) -> ConfigError:
         return ConfigError(f"stage config {cfg.name!r}: {msg}")
+
+    _check_ranges(cfg, "stage")
 
     if cfg.model.attention not in ATTENTION_MODES:
         raise bad(f"model.attention must be one of {ATTENTION_MODES}, got {cfg.model.attention!r}")
@@ -165,12 +201,18 @@ def _validate(cfg: StageConfig) -> None:
         raise bad("use either 'diffusion' (joint, eq. 3) or 'diffusion_uncond' (generator alone, eq. 1), not both")
     if unknown := set(cfg.train.networks) - set(NETWORKS):
         raise bad(f"train.networks has unknown {sorted(unknown)}; choose from {NETWORKS}")
+    if not cfg.train.networks:
+        raise bad("train.networks is empty; name planner, generator or both")
     if unknown := set(cfg.masks.layouts) - set(LAYOUTS):
         raise bad(f"masks.layouts has unknown {sorted(unknown)}; choose from {LAYOUTS}")
-    if not cfg.masks.layouts or min(cfg.masks.layouts.values()) < 0 or sum(cfg.masks.layouts.values()) <= 0:
-        raise bad("masks.layouts needs non-negative weights with a positive sum")
+    weights = list(cfg.masks.layouts.values())
+    if not weights or not all(_finite_number(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise bad("masks.layouts needs finite, non-negative weights with a positive sum")
     for name in ("ratio_start", "ratio_end"):
-        lo, hi = getattr(cfg.masks, name)
+        pair = getattr(cfg.masks, name)
+        if len(pair) != 2 or not all(_finite_number(x) for x in pair):
+            raise bad(f"masks.{name} must be [low, high], two numbers, got {list(pair)}")
+        lo, hi = pair
         if not 0 <= lo <= hi <= 1:
             raise bad(f"masks.{name} must be [low, high] with 0 <= low <= high <= 1, got {[lo, hi]}")
     if cfg.data.loader not in ("latents", "frames", "shards"):
@@ -179,22 +221,10 @@ def _validate(cfg: StageConfig) -> None:
         raise bad("the 'pixel' loss scores a flow-anchored model's assembled frames: set [model] anchor = \"flow\" and keep 'diffusion'")
     if cfg.model.anchor == "flow" and cfg.data.loader != "frames":
         raise bad("a flow-anchored model trains from pixels: set [data] loader = \"frames\"")
-    if not (0 <= cfg.data.synthetic <= 1 and 0 <= cfg.train.regression <= 1):
-        raise bad("data.synthetic and train.regression must lie in [0, 1]")
     if cfg.data.stride_max and cfg.data.stride_max < cfg.data.stride:
         raise bad(f"data.stride_max ({cfg.data.stride_max}) must be 0 or at least data.stride ({cfg.data.stride})")
-    if cfg.data.short_side < 0:
-        raise bad(f"data.short_side must be 0 (just over the crop) or a size in pixels, got {cfg.data.short_side}")
-    if cfg.data.frames < 2:
-        raise bad("data.frames must be >= 2 (a clip needs a kept and a masked frame)")
     if cfg.optim.precision not in ("auto", "bf16", "fp32"):
         raise bad(f"optim.precision must be auto, bf16 or fp32, got {cfg.optim.precision!r}")
-    if not 0 <= cfg.optim.ema < 1 or not 0 <= cfg.train.uncond_prob <= 1:
-        raise bad("optim.ema must be in [0, 1) and train.uncond_prob in [0, 1]")
-    for owner, names in ((cfg, ("steps",)), (cfg.optim, ("batch",)), (cfg.data, ("shard_buffer",)), (cfg.checkpoint, ("every", "keep", "log_every", "sample_steps"))):
-        for n in names:
-            if getattr(owner, n) < 1:
-                raise bad(f"{n} must be >= 1, got {getattr(owner, n)}")
 
 
 def _validate_phases(cfg: StageConfig) -> None:
@@ -238,6 +268,12 @@ def _coerce(cls, raw: dict, where: str):
             value, ok = float(value), True
         if not ok:
             raise ConfigError(f"[{where}] {key} must be {getattr(origin, '__name__', origin)}, got {value!r}")
+        if origin is tuple and item in (str, float):
+            if not all(isinstance(v, str) if item is str else _finite_number(v) for v in value):
+                raise ConfigError(f"[{where}] {key} must be a list of {'names' if item is str else 'finite numbers'}, got {value!r}")
+            value = [float(v) for v in value] if item is float else value
+        if origin is dict and not all(isinstance(k, str) and _finite_number(v) for k, v in value.items()):
+            raise ConfigError(f"[{where}] {key} must map names to finite numbers, got {value!r}")
         values[key] = tuple(value) if origin is tuple else value
     return cls(**values)
 

@@ -336,6 +336,9 @@ class Trainer:
         state = gather_model(self.modules, self.ema, prefer_ema=True)
         path = self.out / "model.safetensors"
         if self.d.main:
+            if bad := [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+                raise TrainingError(f"the trained weights hold NaN or infinite values after step {self.step} ({bad[0]} and "
+                                    f"{len(bad) - 1} more); {path.name} was not written: lower [optim] lr or check the data")
             final = MarDini(self.config)
             final.load_state_dict(state)
             save_checkpoint(path, final, {"stage": self.cfg.name, "steps": self.step, "ema": self.cfg.optim.ema, "training": json.dumps(self._meta())})
