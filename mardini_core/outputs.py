@@ -55,7 +55,7 @@ def check_new_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name for the output")
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:  # a link, even a dangling one, is something the user has there
         raise OutputError(f"{path} already exists; choose another output name or pass --overwrite")
     if path.parent.exists() and not path.parent.is_dir():
         raise OutputError(f"{path.parent} is a file, not a folder; choose another output path")

@@ -19,7 +19,7 @@ from mardini_core import default_model
 from mardini_core.interpolation import Dis, dis
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mardini_core.errors import InputError, MarDiniError
+from mardini_core.errors import InputError, MarDiniError, OutputError
 from mardini_core.evaluation import baselines, clips, fid, inception, metrics, protocol, sheet, torchscript_tensors
 from mardini_core.model import MarDini
 from mardini_core.video_io import write_frames
@@ -438,3 +438,24 @@ def test_fid_with_fid_helper_weights_is_zero_on_a_set_and_positive_between_sets(
     spread = np.trace(np.cov(a, rowvar=False))
     assert abs(fid.frechet_distance(a, a)) < 1e-3 * spread  # rank-deficient covariances: square roots of round-off
     assert fid.frechet_distance(a, b) > 0.1 * spread
+
+
+@settings(max_examples=40, deadline=None)
+@given(names=st.lists(st.sampled_from(["a", "a", "b", "../x", "a_2", "", "/etc/passwd", "clip"]), min_size=1, max_size=6),
+       planted=st.sampled_from(["none", "file", "link", "dangling"]))
+def test_contact_sheets_stay_inside_out_never_collide_and_never_write_through_a_link(tmp_path_factory, names, planted):
+    out, outside = tmp_path_factory.mktemp("sheets"), tmp_path_factory.mktemp("elsewhere") / "victim.txt"
+    outside.write_text("not yours")
+    first = eval_cmd.sheet_paths(str(out), names, overwrite=False)
+    assert len(set(first)) == len(names) and all(p.parent == out for p in first)
+    target = first[0]
+    if planted == "file":
+        target.write_text("a sheet of an earlier run")
+    elif planted in ("link", "dangling"):
+        target.symlink_to(outside if planted == "link" else out / "gone")
+    if planted != "none":
+        with pytest.raises(OutputError, match="already exists"):
+            eval_cmd.sheet_paths(str(out), names, overwrite=False)
+    paths = eval_cmd.sheet_paths(str(out), names, overwrite=True)
+    sheet.save_sheet(paths[0], [("truth", np.zeros((1, 8, 8, 3), np.float32))])
+    assert outside.read_text() == "not yours" and not paths[0].is_symlink() and paths[0].stat().st_size > 0

@@ -210,13 +210,13 @@ def test_png_folder_overwrite_keeps_the_old_frames_when_writing_fails(tmp_path, 
     folder = tmp_path / "frames"
     write_frames(np.zeros((3, 8, 8, 3), np.float32), folder)
     old = snapshot(folder)
-    real, calls = vio.cv2.imwrite, []
+    real, calls = vio.opencv_paths.imwrite, []
 
     def failing(p, im):
         calls.append(p)
         return len(calls) < 2 and real(p, im)
 
-    monkeypatch.setattr(vio.cv2, "imwrite", failing)
+    monkeypatch.setattr(vio.opencv_paths, "imwrite", failing)
     with pytest.raises(OutputError, match="could not write PNG frames|is full"):
         write_frames(np.ones((3, 8, 8, 3), np.float32), folder, overwrite=True)
     assert snapshot(folder) == old and sorted(os.listdir(tmp_path)) == ["frames"]

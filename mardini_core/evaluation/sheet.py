@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .. import opencv_paths
+from ..atomic import atomic_path
 from ..errors import InputError
 
 ROW_HEIGHT = 128  # pixels per row: enough to judge motion and blur, small enough for a 9-column PNG
@@ -33,9 +34,9 @@ def contact_sheet(rows: list[tuple[str, np.ndarray]], row_height: int = ROW_HEIG
 
 
 def save_sheet(path: str | os.PathLike, rows: list[tuple[str, np.ndarray]]) -> Path:
-    """Write the contact sheet as a PNG (results of a new run replace those of an earlier one)."""
+    """Write the contact sheet as a PNG (the caller has checked the name with outputs.check_new_file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not opencv_paths.imwrite(path, contact_sheet(rows)[:, :, ::-1]):
-        raise InputError(f"could not write {path}; check that --out is a writable folder")
+    with atomic_path(path, ".png") as tmp:  # written beside and renamed over: never through a link at the name
+        if not opencv_paths.imwrite(tmp, contact_sheet(rows)[:, :, ::-1]):
+            raise InputError(f"could not write {path}; check that --out is a writable folder")
     return path

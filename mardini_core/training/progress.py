@@ -3,6 +3,7 @@ from step values that stay on the device between the steps that read them."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
@@ -11,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path
+from ..errors import OutputError
 
 
 class StepValues:
@@ -43,6 +45,8 @@ class RunLog:
 
     def __init__(self, path: Path, resume_step: int):
         self.path = path
+        if path.is_symlink():  # appending would write wherever the link points
+            raise OutputError(f"{path} is a link; a run writes only its own files: remove the link or choose a new --out")
         if path.exists():
             kept, torn = [], 0
             for line in path.read_text(errors="replace").splitlines():
@@ -57,7 +61,8 @@ class RunLog:
                 tmp.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
-        with open(self.path, "a") as f:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with os.fdopen(fd, "a") as f:  # never through a link planted after the start
             f.write(json.dumps(record) + "\n")
 
 
