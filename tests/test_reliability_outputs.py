@@ -124,9 +124,9 @@ def test_frame_outputs_never_replace_unasked_nor_touch_anything_else(tmp_path_fa
     prepare(path, state)
     before = snapshot(root)
     if fail_at is not None and kind == "png":  # a disk error part-way through the frames
-        real = vio.cv2.imwrite
+        real = vio.opencv_paths.imwrite
         calls = iter(range(100))
-        monkeypatch.setattr(vio.cv2, "imwrite", lambda p, im: False if next(calls) == fail_at else real(p, im))
+        monkeypatch.setattr(vio.opencv_paths, "imwrite", lambda p, im: False if next(calls) == fail_at else real(p, im))
     frames = np.random.default_rng(n).random((n, 8, 8, 3)).astype(np.float32)
     try:
         write_frames(frames, path, fps=8, overwrite=overwrite)
