@@ -175,3 +175,26 @@ def test_pyav_is_the_fallback_when_opencv_cannot_read(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="corrupt.mp4"):
         segments, skipped = find_segments([tmp_path])
     assert [s.path.name for s in segments] == ["odd.mp4"] and len(skipped) == 1
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**16), same=st.booleans())
+def test_latent_cache_is_keyed_by_the_autoencoders_weights_not_its_name(tmp_path_factory, seed, same):
+    """Two autoencoders of one name (two mardini-tae files) never share cached latents; the same weights do."""
+    class NamedVAE(torch.nn.Module):
+        name, latent_channels, downscale = "mardini-tae", 3, 8
+
+        def __init__(self, weight_seed):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.rand(1, generator=torch.Generator().manual_seed(weight_seed)) + 0.5)
+
+        def encode(self, images):
+            return torch.nn.functional.avg_pool2d(images, 8) * self.scale.detach()
+
+    clips = VideoClips(CLIPS / "big_buck_bunny_432_433.webm", SMALL)
+    folder = tmp_path_factory.mktemp("cache")
+    first, second = NamedVAE(seed), NamedVAE(seed if same else seed + 1)
+    LatentClips(clips, first, folder).fill()
+    cache = LatentClips(clips, second, folder)
+    assert cache.fill() == (0 if same else len(clips))
+    torch.testing.assert_close(cache.load(0)[0], second.encode(clips.load(0)[0]))

@@ -1,7 +1,8 @@
 """Raw VAE latents of dataset clips, encoded once and kept on disk as safetensors (never pickles).
 
-One file per clip, named by a hash of what made it (the clip's key and the VAE's name), written
-atomically, so several ranks or an interrupted run can share a cache folder safely.
+One file per clip, named by a hash of what made it (the clip's key and the VAE's weights: two
+autoencoders of one name never share latents), written atomically, so several ranks or an interrupted
+run can share a cache folder safely.
 """
 from __future__ import annotations
 
@@ -14,9 +15,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..checkpoint import atomic_save_safetensors
+from ..checkpoint import atomic_save_safetensors, content_digest
 from .clips import VideoClips
 from .video import VideoReadError
+
+
+def vae_fingerprint(vae) -> str:
+    """What the cache keys latents by: the autoencoder's weights (with its name), not its name alone."""
+    state = vae.state_dict() if isinstance(vae, torch.nn.Module) else {}
+    return f"{vae.name}|{content_digest(state)}"
 
 
 class LatentClips:
@@ -29,12 +36,13 @@ class LatentClips:
     def __init__(self, clips: VideoClips, vae, cache_dir: str | os.PathLike | None = None):
         self.clips, self.vae = clips, vae
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.vae_key = vae_fingerprint(vae) if cache_dir else ""
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def _path(self, index: int) -> Path:
-        digest = hashlib.sha256(f"{self.clips.key(index)}|{self.vae.name}".encode()).hexdigest()[:32]
+        digest = hashlib.sha256(f"{self.clips.key(index)}|{self.vae_key}".encode()).hexdigest()[:32]
         return self.cache_dir / f"{digest}.safetensors"
 
     def _encode(self, index: int, variant: int) -> tuple[torch.Tensor, torch.Tensor]:
