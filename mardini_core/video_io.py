@@ -96,12 +96,29 @@ def _read_with_pillow(path: Path) -> np.ndarray | None:
         return None
 
 
+def truncated_format(path: Path) -> str | None:
+    """"JPEG" or "PNG" when the file is one whose end marker is missing (cut short: decoders fill the rest
+    with grey and say nothing), else None."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(max(0, path.stat().st_size - 64))
+        tail = f.read()
+    if head.startswith(b"\xff\xd8\xff") and b"\xff\xd9" not in tail:
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" not in tail:
+        return "PNG"
+    return None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """One image file -> (H, W, 3) float32 RGB in [0, 1] (alpha dropped, grey expanded, 16-bit kept, EXIF
     orientation applied). Its size is checked from the header before decoding."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image {path} does not exist; check the path")
+    if fmt := truncated_format(path):
+        raise InputError(f"{path.name} is cut short (its {fmt} data stops before the end marker) and would read as grey; "
+                         "copy or export the image again")
     header = image_header(path)
     if header is not None:
         width, height = header[:2]

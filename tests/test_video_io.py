@@ -144,3 +144,17 @@ def test_overwrite_never_removes_a_folder_or_link_named_like_a_frame(tmp_path, p
     with pytest.raises(InputError, match="holds other files"):
         write_frames(np.ones((2, 32, 32, 3), np.float32), out, overwrite=True)
     assert keep.read_text() == "the user's" and impostor.exists()
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_an_image_cut_short_is_refused_not_read_as_grey(tmp_path, suffix):
+    """Decoders fill a truncated JPEG or PNG with grey and say nothing; its missing end marker is the tell."""
+    whole = tmp_path / f"whole{suffix}"
+    cv2.imwrite(str(whole), (clip(1, 64, 64)[0] * 255).astype(np.uint8))
+    assert read_image(whole).shape == (64, 64, 3)
+    data = whole.read_bytes()
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 20):
+        short = tmp_path / f"short{suffix}"
+        short.write_bytes(data[:cut])
+        with pytest.raises(InputError, match="cut short"):
+            read_image(short)
