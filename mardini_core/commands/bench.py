@@ -30,6 +30,7 @@ import torch
 from .. import bench
 from ..config import ATTENTION_BACKENDS
 from ..errors import BackendUnavailableError, InputError
+from ..schema import flag
 
 GPU_SUITES = ("table2", "table4", "backends", "compile", "memory")
 SUITES = (*GPU_SUITES, "cpu", "window", "identity", "anchor")
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     job.add_argument("--anchor", choices=bench.ANCHORS, help="what masked latents are diffused around (default: the preset's, none)")
     parser.add_argument("--reduced", action="store_true", help="shrink the jobs (after the flags) for a CPU try: L -> small, S -> tiny presets, sides / 8")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; on a busy shared CPU, 1 "
+    parser.add_argument("--threads", type=flag(int, 1, 1024), help="CPU threads for torch (default: torch's; on a busy shared CPU, 1 "
                                                      "avoids threads spinning while they wait for each other)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row after one warm-up (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -125,8 +126,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
     suites, jobs = chosen_jobs(args, device)
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     timed = [(name, job) for name, job in jobs if suites != ["identity"]]
     fields = overrides(args)

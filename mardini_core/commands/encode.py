@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import torch
@@ -21,6 +20,8 @@ from ..data.encode import encode_videos
 from ..errors import InputError
 from ..precision import DTYPES
 from ..vae import load_vae
+from ..schema import flag
+from ..training.distributed import launch_env
 
 
 
@@ -48,18 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=16, help="clips encoded at once")
     parser.add_argument("--dtype", default="fp32", choices=DTYPES, help="stored latent precision (fp16 or bf16 halve the disk)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (0 = torch's default)")
+    parser.add_argument("--threads", type=flag(int, 0, 1024), default=0, help="CPU threads per process (0 = torch's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per process at the end")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world = launch_env("RANK", 0), launch_env("WORLD_SIZE", 1)
     if not 0 <= rank < world:
         raise InputError(f"RANK {rank} is not below WORLD_SIZE {world}; start encode with torchrun or leave both unset")
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else "cpu"
+    device = f"cuda:{launch_env('LOCAL_RANK', 0)}" if cuda else "cpu"
     vae = load_vae(args.vae, device=device)
     clip = ClipConfig(args.frames, args.stride, *args.size, args.crop, args.hop, args.planner_downscale)
     report = encode_videos(args.videos, args.out, vae, clip, shard_size=args.shard_size, batch=args.batch,

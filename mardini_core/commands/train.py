@@ -23,6 +23,7 @@ from ..training.config import load_stage
 from ..training.distributed import SHARDINGS
 from ..training.capacity import GPUS, plan_phases
 from ..training.trainer import RunOptions, Trainer
+from ..schema import flag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="latent cache folder, shareable between runs and stages (default <out>/latents)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--sharding", default="fsdp", choices=SHARDINGS, help="with torchrun: FSDP2 (default) or replicate + all-reduce")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (0 = torch's default)")
+    parser.add_argument("--threads", type=flag(int, 0, 1024), default=0, help="CPU threads per process (0 = torch's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     parser.add_argument("--plan", action="store_true",
                         help="train nothing: print the stage's memory per GPU, FLOPs and time per step and per stage for --gpus x --gpu at --mfu")

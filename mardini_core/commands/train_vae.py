@@ -18,6 +18,7 @@ from ..outputs import check_new_file
 from ..vae import load_mardini_tae, load_taef2, save_mardini_tae
 from ..vae.distill import DistillConfig, crop_bank, distil
 from ..vae.quality import Crossed, evaluation_frames, psnr_table
+from ..schema import field_flag, flag
 from .vae_psnr import print_table
 
 
@@ -30,11 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", action="append", default=[], help="file name held out of training (repeatable)")
     parser.add_argument("--held-out", action="store_true",
                         help="also leave out the project's held-out files (mardini_core/data/split.py), as a stage's `[data] held_out = true` does")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
-    parser.add_argument("--eval-per-segment", type=int, default=2, help="frames per segment for the final PSNR (0 = skip)")
+    parser.add_argument("--threads", type=flag(int, 0, 1024), default=0, help="CPU threads (0 = torch's default)")
+    parser.add_argument("--eval-per-segment", type=flag(int, 0, 1000), default=2, help="frames per segment for the final PSNR (0 = skip)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the PSNR table")
     for f in dataclasses.fields(DistillConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=f"default {f.default}")
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=field_flag(f), default=f.default, help=f"default {f.default}")
 
 
 def run(args: argparse.Namespace) -> int:

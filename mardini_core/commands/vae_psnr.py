@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..schema import flag
 from ..vae import load_vae
 from ..vae.quality import evaluation_frames, psnr_table
 
@@ -11,8 +12,8 @@ from ..vae.quality import evaluation_frames, psnr_table
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+", help="video files or folders (a folder's manifest.json is honoured)")
     parser.add_argument("--vae", action="append", help="'taef2', a TAEF2 folder or a mardini-tae .safetensors (repeatable; default taef2)")
-    parser.add_argument("--per-segment", type=int, default=4, help="evenly spaced frames taken from each video segment")
-    parser.add_argument("--size", type=int, default=256, help="frames are center-cropped to size x size (multiple of 8)")
+    parser.add_argument("--per-segment", type=flag(int, 1, 1000), default=4, help="evenly spaced frames taken from each video segment")
+    parser.add_argument("--size", type=flag(int, 8, 4096), default=256, help="frames are center-cropped to size x size (multiple of 8)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 

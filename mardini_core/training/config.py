@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import tomllib
 import typing
@@ -17,18 +16,12 @@ from pathlib import Path
 
 from ..config import ANCHORS, ATTENTION_MODES
 from ..errors import ConfigError
+from ..schema import check_ranges, finite_number, ranged
 
 LOSSES = ("reconstruction", "diffusion_uncond", "diffusion", "pixel")
-SEED_MAX = 2**63 - 1
-
-
-def ranged(default, low: float, high: float = float("inf"), *, above: bool = False):
-    """A config field with its allowed range, the one schema `_coerce` checks every value against where the
-    TOML (or --set) is parsed: low <= value <= high (low < value with `above`), and always finite."""
-    return field(default=default, metadata={"low": low, "high": high, "above": above})
-
 NETWORKS = ("planner", "generator")
 LAYOUTS = ("random", "interpolation", "prefix")
+SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -158,36 +151,11 @@ class StageConfig:
         return json.dumps(raw, sort_keys=True)
 
 
-def _finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_range(where: str, name: str, value, spec: dict) -> None:
-    """A value against its field's `ranged` schema (finite numbers only)."""
-    low, high, above = spec["low"], spec["high"], spec["above"]
-    if not _finite_number(value) or value < low or value > high or (above and value == low):
-        shown = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:,}".replace(",", "_") if math.isfinite(high) else "")
-        raise ConfigError(f"[{where}] {name} must be a finite number {shown}, got {value!r}")
-
-
-def _check_ranges(obj, where: str) -> None:
-    """Every `ranged` field of a section (and of its nested sections and phases) within its range."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if "low" in f.metadata:
-            _check_range(where, f.name, value, f.metadata)
-        elif dataclasses.is_dataclass(value):
-            _check_ranges(value, f.name)
-        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
-            for i, item in enumerate(value):
-                _check_ranges(item, f"{f.name} #{i + 1}")
-
-
 def _validate(cfg: StageConfig) -> None:
     def bad(msg: str) -> ConfigError:
         return ConfigError(f"stage config {cfg.name!r}: {msg}")
 
-    _check_ranges(cfg, "stage")
+    check_ranges(cfg, "stage")
 
     if cfg.model.attention not in ATTENTION_MODES:
         raise bad(f"model.attention must be one of {ATTENTION_MODES}, got {cfg.model.attention!r}")
@@ -206,11 +174,11 @@ def _validate(cfg: StageConfig) -> None:
     if unknown := set(cfg.masks.layouts) - set(LAYOUTS):
         raise bad(f"masks.layouts has unknown {sorted(unknown)}; choose from {LAYOUTS}")
     weights = list(cfg.masks.layouts.values())
-    if not weights or not all(_finite_number(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+    if not weights or not all(finite_number(w) and w >= 0 for w in weights) or sum(weights) <= 0:
         raise bad("masks.layouts needs finite, non-negative weights with a positive sum")
     for name in ("ratio_start", "ratio_end"):
         pair = getattr(cfg.masks, name)
-        if len(pair) != 2 or not all(_finite_number(x) for x in pair):
+        if len(pair) != 2 or not all(finite_number(x) for x in pair):
             raise bad(f"masks.{name} must be [low, high], two numbers, got {list(pair)}")
         lo, hi = pair
         if not 0 <= lo <= hi <= 1:
@@ -269,10 +237,10 @@ def _coerce(cls, raw: dict, where: str):
         if not ok:
             raise ConfigError(f"[{where}] {key} must be {getattr(origin, '__name__', origin)}, got {value!r}")
         if origin is tuple and item in (str, float):
-            if not all(isinstance(v, str) if item is str else _finite_number(v) for v in value):
+            if not all(isinstance(v, str) if item is str else finite_number(v) for v in value):
                 raise ConfigError(f"[{where}] {key} must be a list of {'names' if item is str else 'finite numbers'}, got {value!r}")
             value = [float(v) for v in value] if item is float else value
-        if origin is dict and not all(isinstance(k, str) and _finite_number(v) for k, v in value.items()):
+        if origin is dict and not all(isinstance(k, str) and finite_number(v) for k, v in value.items()):
             raise ConfigError(f"[{where}] {key} must map names to finite numbers, got {value!r}")
         values[key] = tuple(value) if origin is tuple else value
     return cls(**values)

@@ -16,6 +16,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -36,13 +38,27 @@ class Dist:
 SHARDINGS = ("fsdp", "replicate")
 
 
+def launch_env(name: str, default: int) -> int:
+    """One of torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK), a whole number or one line saying so."""
+    text = os.environ.get(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < (1 if name == "WORLD_SIZE" else 0):
+        raise ConfigError(f"{name}={text!r} is not a process {'count' if name == 'WORLD_SIZE' else 'number'}; "
+                          "start with torchrun, or leave RANK, WORLD_SIZE and LOCAL_RANK unset")
+    return value
+
+
 def init_distributed(device: str = "auto", sharding: str = "fsdp") -> Dist:
     """Reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); a plain `python` call is one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launch_env("WORLD_SIZE", 1)
     want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if world == 1:
         return Dist(device=torch.device("cuda" if want_cuda else "cpu"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local = launch_env("LOCAL_RANK", 0)
+    launch_env("RANK", 0)  # read by torch's process group: a word there would end in its traceback
     if want_cuda:
         torch.cuda.set_device(local)
     if not dist.is_initialized():

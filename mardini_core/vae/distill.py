@@ -23,7 +23,8 @@ from einops import rearrange
 from ..data.clips import resize_crop
 from ..data.sources import find_segments
 from ..data.video import read_indices
-from ..errors import InputError
+from ..errors import ConfigError, InputError
+from ..schema import check_ranges, ranged
 from ..training.optim import cosine_lr
 from .autoencoder import TinyAutoencoder
 from .loading import MARDINI_TAE
@@ -32,17 +33,24 @@ from .tiny import TinyAEConfig
 
 @dataclass(frozen=True)
 class DistillConfig:
-    width: int = 32
-    blocks: int = 2
-    crop: int = 64  # training crop side (pixels)
-    short_side: int = 192  # frames are resized to this short side before cropping
-    every: int = 4  # take every n-th frame of each training segment
-    bank: int = 2048  # number of training crops (teacher latents computed once)
-    steps: int = 1500
-    batch: int = 16
-    lr: float = 2e-3
-    warmup: int = 50
-    seed: int = 0
+    width: int = ranged(32, 8, 512)
+    blocks: int = ranged(2, 1, 16)
+    crop: int = ranged(64, 8, 4096)  # training crop side (pixels), a multiple of 8
+    short_side: int = ranged(192, 8, 8192)  # frames are resized to this short side before cropping
+    every: int = ranged(4, 1, 10_000)  # take every n-th frame of each training segment
+    bank: int = ranged(2048, 1, 1 << 20)  # number of training crops (teacher latents computed once)
+    steps: int = ranged(1500, 1, 10**9)
+    batch: int = ranged(16, 1, 1 << 16)
+    lr: float = ranged(2e-3, 0, 1, above=True)
+    warmup: int = ranged(50, 0, 10**9)
+    seed: int = ranged(0, 0, 2**63 - 1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "train-vae")
+        if self.crop % 8:
+            raise ConfigError(f"[train-vae] crop must be a multiple of 8 (the autoencoder's downscale), got {self.crop}")
+        if self.short_side < self.crop:
+            raise ConfigError(f"[train-vae] short_side ({self.short_side}) must be at least crop ({self.crop}): crops are cut from it")
 
 
 def crop_bank(paths: Iterable[str | os.PathLike], cfg: DistillConfig, exclude: set[str]) -> torch.Tensor:
