@@ -198,3 +198,19 @@ def test_latent_cache_is_keyed_by_the_autoencoders_weights_not_its_name(tmp_path
     cache = LatentClips(clips, second, folder)
     assert cache.fill() == (0 if same else len(clips))
     torch.testing.assert_close(cache.load(0)[0], second.encode(clips.load(0)[0]))
+
+
+@pytest.mark.parametrize("entry", [{"num_frames": float("inf")}, {"num_frames": -3}, {"start_frame": -1}, {"num_frames": "9x"},
+                                   {"num_frames": 1e400}, {"start_frame": [1]}])
+def test_a_manifest_entry_that_names_no_frames_is_refused_in_one_line(tmp_path, entry):
+    import json
+
+    from mardini_core.data.sources import find_segments
+    from mardini_core.errors import InputError
+
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    text = json.dumps([{"file": "clip.mp4", "name": "c", **entry}]).replace("Infinity", "1e999")
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(InputError, match="manifest.json is malformed") as info:
+        find_segments([tmp_path])
+    assert len(str(info.value).splitlines()) == 1

@@ -408,3 +408,21 @@ def test_any_value_outside_the_schema_is_refused_by_name(field, kind):
         return
     with pytest.raises(ConfigError, match=key):
         load_stage(STAGES / "tiny_stage1.toml", [f"{section}.{key}={value}"])
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "binary", "deep", "latin1"])
+def test_a_config_that_is_not_a_toml_file_is_one_line_never_a_hang(tmp_path, kind):
+    path = tmp_path / "stage.toml"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer for ever
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif kind == "deep":
+        path.write_text("a = " + "[" * 5000 + "]" * 5000)
+    else:
+        path.write_bytes("name = 'caf\xe9'".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_stage(path)
+    assert len(str(info.value).splitlines()) == 1

@@ -31,6 +31,7 @@ from .. import bench
 from ..config import ATTENTION_BACKENDS
 from ..errors import BackendUnavailableError, InputError
 from ..schema import flag
+from .generate import resolve_device
 
 GPU_SUITES = ("table2", "table4", "backends", "compile", "memory")
 SUITES = (*GPU_SUITES, "cpu", "window", "identity", "anchor")
@@ -121,9 +122,7 @@ def chosen_jobs(args: argparse.Namespace, device: torch.device) -> tuple[list[st
 
 
 def run(args: argparse.Namespace) -> int:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
+    device = resolve_device(args.device or "auto")  # one line for a device that is unknown or absent
     suites, jobs = chosen_jobs(args, device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -43,12 +43,15 @@ Wanted = tuple[Path, int, "int | None", str]  # file, first frame, frames (None 
 def _manifest_segments(folder: Path) -> list[Wanted]:
     try:
         entries = json.loads((folder / MANIFEST).read_text())
-        return [
+        wanted = [
             (folder / e["file"], int(e.get("start_frame", 0)), int(e["num_frames"]) if "num_frames" in e else None,
              safe_name(e["name"]) if e.get("name") not in (None, "") else "")  # names become file names (eval's sheets)
             for e in entries
         ]
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        if bad := [w for w in wanted if w[1] < 0 or (w[2] is not None and w[2] < 1)]:
+            raise ValueError(f"{bad[0][0].name}: start_frame must be >= 0 and num_frames >= 1")
+        return wanted
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError, UnicodeDecodeError) as exc:
         raise InputError(f"{folder / MANIFEST} is malformed ({exc}); fix it or delete it to use whole files") from exc
 
 

@@ -276,12 +276,14 @@ def load_stage(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) ->
     """Read a stage TOML, with `section.key=value` overrides applied (apply_override); data paths are
     resolved (env vars expanded) relative to the file's folder."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a FIFO whose read would wait for ever
+        raise ConfigError(f"stage config {path} is not a regular file; give a .toml file (see configs/stages/)")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"stage config {path} does not exist; see configs/stages/ for examples") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{path} is not valid TOML ({type(exc).__name__}: {str(exc)[:200]})") from None
     for assignment in overrides:
         apply_override(raw, assignment)
     top = raw.pop("stage", {})
