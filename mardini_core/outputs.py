@@ -8,16 +8,20 @@
   with `--overwrite`; a training run folder that holds a finished model, a log or checkpoints is
   continued only with `--resume` or replaced only with `--overwrite`. Callers run it before any
   long work, so a refusal costs nothing.
+- `exclusive`: the writer's lock on an output while a command makes it, so a second command writing the
+  same output gets one line instead of both exiting 0 with one result lost.
 - `disk_full`: whether a failed write is explained by a full disk (so it is not blamed on a codec).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import unicodedata
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ExistingRunError, OutputError
 
@@ -92,3 +96,29 @@ def disk_full(folder: str | os.PathLike, below: int = LOW_DISK) -> bool:
         return shutil.disk_usage(Path(folder)).free < below
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold the writer's lock of `path` (a hidden `.<name>.lock` beside it, flock'd, so a killed command
+    leaves no stale lock) while the block makes the output; a second holder is refused in one line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): outputs stay atomic, concurrent writers are not detected
+        yield path
+        return
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OutputError(f"another command is writing {path} right now; wait for it to finish or choose another output") from None
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)

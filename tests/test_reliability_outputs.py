@@ -16,6 +16,8 @@ from mardini_core.errors import ExistingRunError, MarDiniError, OutputError
 from mardini_core.outputs import check_new_file, check_run_folder, inside, safe_name
 from mardini_core.video_io import read_video, write_frames
 
+REPO = Path(__file__).resolve().parents[1]
+
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 NAMES = st.one_of(
     st.text(max_size=40),
@@ -220,3 +222,20 @@ def test_png_folder_overwrite_keeps_the_old_frames_when_writing_fails(tmp_path, 
     with pytest.raises(OutputError, match="could not write PNG frames|is full"):
         write_frames(np.ones((3, 8, 8, 3), np.float32), folder, overwrite=True)
     assert snapshot(folder) == old and sorted(os.listdir(tmp_path)) == ["frames"]
+
+
+@pytest.mark.parametrize("command", ["generate", "train", "train-vae"])
+def test_a_second_writer_of_one_output_gets_one_line(tmp_path, capsys, command):
+    """Two commands writing one new output both exited 0, one result lost; the second now stops at once."""
+    from mardini_core import cli
+    from mardini_core.outputs import exclusive
+
+    out = tmp_path / {"generate": "clip.mp4", "train": "run", "train-vae": "tae.safetensors"}[command]
+    argv = {"generate": ["generate", "--task", "i2v", "--images", str(REPO / "assets" / "first.png"), "--out", str(out)],
+            "train": ["train", "--config", str(REPO / "configs" / "stages" / "tiny_stage1.toml"), "--out", str(out)],
+            "train-vae": ["train-vae", "--data", str(tmp_path), "--out", str(out)]}[command]
+    with exclusive(out):
+        assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another command is writing" in err[0] and not os.path.lexists(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".lock")], "the lock goes with its holder"

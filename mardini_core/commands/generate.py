@@ -36,6 +36,7 @@ from ..vae import load_vae
 from ..memory import check_fits, generation_bytes
 from ..model.compiled import compile_blocks
 from ..video_io import check_fps, check_frame_size, check_output, read_images, read_video, resize_and_crop, write_frames
+from ..outputs import exclusive
 
 MAX_SIDE = 8192  # pixels; --size 320000x320000 failed inside OpenCV asking for 1.2 TB
 MAX_GUIDANCE = 100.0  # far past any useful value (the paper uses 2.5); larger ones overflow the sampler to NaN
@@ -101,6 +102,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     sampling = Sampling(steps=args.steps, guidance=args.guidance, fidelity=args.fidelity, eta=args.eta, sampler=args.sampler, seed=args.seed)
+    if args.dry_run:
+        return make_video(args, sampling)
+    check_output(args.out, args.overwrite)  # a refusal before the lock and any work
+    with exclusive(args.out):  # a second command writing the same output gets one line
+        return make_video(args, sampling)
+
+
+def make_video(args: argparse.Namespace, sampling: Sampling) -> int:
     inputs = read_inputs(args)  # (N, H, W, 3) float in [0, 1]
     if args.dry_run and args.model:  # the schedule needs only the checkpoint's config
         config, model = read_config(args.model), None

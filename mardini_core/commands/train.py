@@ -12,6 +12,7 @@ one JSON object per logged step (step, loss, lr, frames_per_s, ...), <out>/sampl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -24,6 +25,8 @@ from ..training.distributed import SHARDINGS
 from ..training.capacity import GPUS, plan_phases
 from ..training.trainer import RunOptions, Trainer
 from ..schema import flag
+from ..outputs import exclusive
+from ..training.distributed import launch_env
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise InputError("train needs --out, the run folder (only --plan runs without one)")
     opts = RunOptions(args.out, args.init, args.resume, args.device, args.cache_dir, args.sharding, overwrite=args.overwrite)
-    trainer = Trainer(cfg, opts)
-    main = trainer.d.main
-    path = trainer.run()
+    with exclusive(args.out) if launch_env("RANK", 0) == 0 else contextlib.nullcontext():  # one command per run folder
+        trainer = Trainer(cfg, opts)
+        main = trainer.d.main
+        path = trainer.run()
     if main:
         summary = {"model": str(path), "steps": cfg.steps, "stage": cfg.name}
         print(json.dumps(summary) if args.json else f"wrote {path}", file=sys.stdout)

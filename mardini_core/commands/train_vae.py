@@ -14,7 +14,7 @@ import json
 import torch
 
 from ..data.split import HELD_OUT_FILES
-from ..outputs import check_new_file
+from ..outputs import check_new_file, exclusive
 from ..vae import load_mardini_tae, load_taef2, save_mardini_tae
 from ..vae.distill import DistillConfig, crop_bank, distil
 from ..vae.quality import Crossed, evaluation_frames, psnr_table
@@ -44,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.endswith(".safetensors"):
         args.out += ".safetensors"
     check_new_file(args.out, args.overwrite)  # before any training: a refusal costs nothing
+    with exclusive(args.out):  # a second command writing the same file gets one line
+        check_new_file(args.out, args.overwrite)  # again under the lock: a finished twin is not replaced
+        return distil_and_save(args)
+
+
+def distil_and_save(args: argparse.Namespace) -> int:
     exclude = set(args.exclude) | (HELD_OUT_FILES if args.held_out else set())
     cfg = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)})
     teacher = load_taef2(args.teacher)
