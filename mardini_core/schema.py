@@ -33,9 +33,12 @@ def check_value(where: str, name: str, value, low: float, high: float = math.inf
         raise ConfigError(f"[{where}] {name} must be a finite number {describe(low, high, above)}, got {value!r}")
 
 
-def check_ranges(obj, where: str) -> None:
-    """Every `ranged` field of a settings dataclass (and of the dataclasses and tuples of them inside it)."""
+def check_ranges(obj, where: str, skip: tuple[str, ...] = ()) -> None:
+    """Every `ranged` field of a settings dataclass (and of the dataclasses and tuples of them inside it),
+    but the fields named in `skip` (checked by their owner, with messages of their own)."""
     for f in dataclasses.fields(obj):
+        if f.name in skip:
+            continue
         value = getattr(obj, f.name)
         if "low" in f.metadata:
             check_value(where, f.name, value, f.metadata["low"], f.metadata["high"], f.metadata["above"])

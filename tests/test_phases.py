@@ -59,7 +59,7 @@ def test_the_phase_in_force_is_the_last_one_started(starts, step):
     ("[[phases]]\nstart = 20\n\n[[phases]]\nstart = 10\n", r"increasing start steps .* got \[20, 10\]"),
     ("[[phases]]\nstart = 10\n\n[[phases]]\nstart = 10\n", r"increasing start steps .* got \[10, 10\]"),
     ("[[phases]]\nstart = 5\nstride = -1\n", r"the phase from step 5 has negative \['stride'\]; use 0 to keep a value"),
-    ("[[phases]]\nstart = 5\nframes = 1\n", r"data.frames must be >= 2 .* \(in the phase from step 5\)"),
+    ("[[phases]]\nstart = 5\nframes = 1\n", r"frames must be a finite number >= 2 .* \(in the phase from step 5\)"),
     ("[[phases]]\nstart = 5\nfps = 8\n", r"unknown key\(s\) \['fps'\] in \[\[phases\] #1\]"),
     ("[[phases]]\nstart = 5\nheight = '64'\n", r"height must be int, got '64'"),
 ])

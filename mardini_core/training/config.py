@@ -155,7 +155,7 @@ def _validate(cfg: StageConfig) -> None:
     def bad(msg: str) -> ConfigError:
         return ConfigError(f"stage config {cfg.name!r}: {msg}")
 
-    check_ranges(cfg, "stage")
+    check_ranges(cfg, "stage", skip=("phases",))  # phases: after their own checks (_validate_phases)
 
     if cfg.model.attention not in ATTENTION_MODES:
         raise bad(f"model.attention must be one of {ATTENTION_MODES}, got {cfg.model.attention!r}")
@@ -203,6 +203,7 @@ def _validate_phases(cfg: StageConfig) -> None:
     for p in cfg.phases:
         if negative := [k for k in (*CLIP_FIELDS, "batch") if getattr(p, k) < 0]:
             raise ConfigError(f"stage config {cfg.name!r}: the phase from step {p.start} has negative {negative}; use 0 to keep a value")
+        check_ranges(p, f"phases from step {p.start}")
         if cfg.data.loader == "shards" and any(getattr(p, k) for k in CLIP_FIELDS):
             raise ConfigError(f"stage config {cfg.name!r}: the phase from step {p.start} changes the clips, but latent shards fix their "
                               "frames, stride and size when encoded; a phase may change only batch, or train the new clips as a stage of their own")
