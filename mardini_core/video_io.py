@@ -139,12 +139,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return rgb
 
 
+def header_frames(claimed: float, path: Path) -> int:
+    """A container's frame count, bounded by the file's size (every frame takes at least a byte of it): a
+    header claiming 10^9 frames of a small file is not believed into an allocation."""
+    if not (claimed and claimed == claimed and claimed > 0):  # missing, NaN or negative: unknown
+        return 0
+    return int(min(claimed, path.stat().st_size))
+
+
 def read_images(paths, size: tuple[int, int] | None = None) -> np.ndarray:
     """Several image files -> (N, H, W, 3): of one size, or each resized and centre-cropped to `size`
     (width, height) when given, so --size applies before the sizes are compared."""
     paths = list(paths)
     if size is not None:
         check_fits(len(paths) * size[0] * size[1] * 3 * 4 * 2, f"{len(paths)} image(s) at {size[0]}x{size[1]}", "pass a smaller --size")
+    else:  # the whole request from the headers, before any image is decoded
+        pixels = sum(w * h for w, h, *_ in filter(None, (image_header(Path(p)) for p in paths if Path(p).is_file())))
+        check_fits(pixels * (3 * 4 + 8), f"{len(paths)} images of {pixels // 10**6} megapixels in all",
+                   "give fewer or smaller images, or pass --size WxH")
     images = []
     for p in paths:
         image = read_image(p)
@@ -170,7 +182,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
     with opencv_paths.for_reading(path) as name:
         capture = cv2.VideoCapture(name)  # opened now: the name may go once it is
     try:
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        count = header_frames(capture.get(cv2.CAP_PROP_FRAME_COUNT), path)
         width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         expected = min(count, max_frames) if max_frames is not None and count > 0 else (count or max_frames or 0)
         if expected > 0 and width > 0 and height > 0:

@@ -7,6 +7,7 @@ import struct
 import zlib
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -311,3 +312,37 @@ def test_long_nodes_refuse_unusable_frames_fps_and_latents_in_one_line(data, tmp
     mask = nodes["MarDiniFrameMask"]().build(5, "interpolation", 2, "")[0]
     with pytest.raises(MarDiniError, match="NaN or infinite"):
         nodes["MarDiniFrameAssembler"]().assemble(FakeVAE(32), latent, torch.rand(2, 32, 32, 3), mask)
+
+
+@FUZZ
+@given(count=st.integers(1, 6), side=st.integers(1, 8), limit_kb=st.integers(64, 8192))
+def test_a_request_of_many_images_is_budgeted_whole_before_any_decoding(workdir, monkeypatch, count, side, limit_kb):
+    """Each image fitting is not enough: the images of one request are checked together from their headers."""
+    from mardini_core.video_io import read_images
+
+    monkeypatch.setenv(LIMIT_ENV, f"{limit_kb}K")
+    size = 32 * side
+    paths = []
+    for i in range(count):
+        path = workdir / f"many_{side}_{i}.png"
+        if not path.exists():
+            Image.fromarray(np.full((size, size, 3), 40 * i % 255, np.uint8)).save(path)
+        paths.append(path)
+    need = count * size * size * (3 * 4 + 8)
+    one = size * size * (3 * 4 + 8)
+    try:
+        images = read_images(paths)
+    except MemoryBudgetError as exc:
+        one_line(exc)
+        assert need > USABLE * limit_kb * 1024 and ("fewer or smaller images" in str(exc) or one > USABLE * limit_kb * 1024)
+    else:
+        assert need <= USABLE * limit_kb * 1024 and images.shape == (count, size, size, 3)
+
+
+def test_a_container_claiming_more_frames_than_bytes_is_not_believed(tmp_path):
+    from mardini_core.video_io import header_frames
+
+    small = tmp_path / "small.mp4"
+    small.write_bytes(b"\0" * 1000)
+    assert header_frames(1e9, small) == 1000 and header_frames(20, small) == 20
+    assert header_frames(float("nan"), small) == 0 and header_frames(-5, small) == 0 and header_frames(0, small) == 0

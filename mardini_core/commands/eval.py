@@ -50,6 +50,7 @@ from ..evaluation.sheet import save_sheet
 from ..outputs import check_new_file, inside
 from ..generation.latents import encode_scaled, size_multiple
 from ..generation.settings import SAMPLERS
+from ..schema import flag
 from .generate import load_model, resolve_device, resolve_vae
 
 SSIM_NOTE = f"SSIM: Gaussian window 11x11, sigma 1.5, per RGB channel then averaged; PSNR capped at {metrics.PSNR_CAP:g} dB"
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="CHECKPOINT", help="a MarDini .safetensors checkpoint (default: the embedded model)")
     parser.add_argument("--vae", help="autoencoder to use instead of the one the checkpoint names")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--size", type=int, default=256, help="short side of the evaluated frames (default: 256, as VIDIM-Bench)")
+    parser.add_argument("--size", type=flag(int, 16, 4096), default=256, help="short side of the evaluated frames (default: 256, as VIDIM-Bench)")
     parser.add_argument("--frames", type=int, default=9, help="clip length: first and last given, the rest generated (default: 9)")
     parser.add_argument("--steps", type=int, default=25, help="sampling steps (default: 25, as in the paper)")
     parser.add_argument("--sampler", choices=SAMPLERS, default="ddim",

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import opencv_paths
 from ..errors import InputError
+from ..video_io import header_frames
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv")
 
@@ -85,7 +86,7 @@ def probe(path: str | os.PathLike, exact: bool = True) -> VideoInfo:
         return VideoInfo(path, count, 0.0, first[0].shape[1], first[0].shape[0])
     try:
         fps, width, height = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        count = 0 if exact else max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+        count = 0 if exact else header_frames(cap.get(cv2.CAP_PROP_FRAME_COUNT), path)
         if count == 0:  # asked to count, or a header without a count
             while cap.grab():
                 count += 1
