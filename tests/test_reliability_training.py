@@ -111,3 +111,18 @@ def test_sigkill_ten_times_resumes_to_the_uninterrupted_weights():
         assert all(torch.equal(final[k], expected[k]) for k in final), "resumed weights differ from the uninterrupted run"
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", ["S/T", "L/ST"])
+def test_a_paper_preset_on_a_small_cpu_is_refused_before_allocating(tmp_path, monkeypatch, capsys, name):
+    """train with a paper preset on a small machine ended in the OOM killer; the whole training state is
+    estimated first (16 bytes a parameter on the CPU) and refused in one line naming the fix."""
+    from mardini_core import cli
+
+    monkeypatch.setenv("MARDINI_MEMORY_LIMIT", "4G")
+    config = Path(__file__).resolve().parents[1] / "configs" / "stages" / "tiny_stage1.toml"
+    code = cli.main(["train", "--config", str(config), "--set", f"model.preset={name}", "--out", str(tmp_path / "run"),
+                     "--device", "cpu"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(err) == 1 and "smaller preset" in err[0] and "GB" in err[0]
+    assert not (tmp_path / "run" / "model.safetensors").exists()

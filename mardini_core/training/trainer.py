@@ -31,6 +31,7 @@ from ..model import MarDini
 from ..outputs import check_run_folder
 from ..generation.latents import encode_scaled, size_multiple, to_model_space
 from ..vae import load_vae
+from ..memory import check_fits
 from .config import StageConfig
 from .distributed import Dist, average_gradients, close, init_distributed, shard, whole
 from .losses import PlannerHead, TrainModules
@@ -65,8 +66,20 @@ def data_order(step: int, rank: int, batch: int, world: int, n: int, seed: int, 
     return [(int(order(seed, p // n)[p % n]), p // n) for p in range(first, first + batch)]
 
 
-def build_model(cfg: StageConfig, init: str | None, vae) -> MarDini:
-    """A fresh preset (seeded) or the previous stage's weights, with this stage's attention, anchor and window."""
+def check_trainable(config: MarDiniConfig, device: torch.device | None) -> None:
+    """On the CPU the whole training state lives in memory: refuse a model whose weights, gradients and
+    AdamW moments (fp32, 16 bytes a parameter) cannot fit, before any of it is allocated."""
+    if device is None or device.type != "cpu":
+        return  # GPUs: FSDP shards the state over the ranks (train --plan gives the per-GPU memory)
+    with torch.device("meta"):
+        params = sum(p.numel() for p in MarDini(config).parameters())
+    check_fits(16 * params, f"training {config.name} on the CPU ({params / 1e6:.0f} M parameters: weights, gradients and "
+               "AdamW's moments)", "train a smaller preset ([model] preset), or on GPUs with torchrun (train --plan sizes it)")
+
+
+def build_model(cfg: StageConfig, init: str | None, vae, device: torch.device | None = None) -> MarDini:
+    """A fresh preset (seeded) or the previous stage's weights, with this stage's attention, anchor and window;
+    with `device`, checked to fit there first (check_trainable)."""
     base = load_checkpoint(init) if init else None
     # latent channels come from one place, the stage's VAE (a 16-channel paper preset trains in TAEF2's 32)
     # shards may name their latents' normalisation (data/shards.py); our own VAEs' latents are used as they are
@@ -80,7 +93,9 @@ def build_model(cfg: StageConfig, init: str | None, vae) -> MarDini:
     if base and "flow" in (anchor, config.anchor) and anchor != config.anchor:
         raise ConfigError(f"--init {init} has anchor {config.anchor!r} but the stage asks for {anchor!r}; the flow anchor changes the "
                           "generator's input, so start a flow-anchored model from a flow-anchored checkpoint or from scratch")
-    model = MarDini(config.replace(max_frames=max(config.max_frames, cfg.max_frames), anchor=anchor))
+    config = config.replace(max_frames=max(config.max_frames, cfg.max_frames), anchor=anchor)
+    check_trainable(config, device)
+    model = MarDini(config)
     if base:
         model.load_state_dict(base.state_dict())
     model.set_generator_attention(cfg.model.attention)
@@ -118,9 +133,11 @@ class Trainer:
             meta = read_meta(self.resume_from)
             if meta.get("schedule") != cfg.schedule_json():
                 raise ConfigError(f"{self.resume_from} was written with a different stage config; resume with the same config or use a new --out")
-            model = MarDini(MarDiniConfig.from_json(meta["model_config"]))
+            config = MarDiniConfig.from_json(meta["model_config"])
+            check_trainable(config, self.d.device)
+            model = MarDini(config)
         else:
-            model = build_model(cfg, opts.init, self.vae)
+            model = build_model(cfg, opts.init, self.vae, self.d.device)
         self.config = model.config
         model.set_attention_backend(cfg.model.backend)
         model.gradient_checkpointing = cfg.model.gradient_checkpointing
