@@ -6,6 +6,7 @@ import torch
 
 from mardini_core.errors import InputError
 from mardini_core.fit import fit_images
+from mardini_core.memory import check_fits, generation_bytes
 from mardini_core.generation import Sampling, images_from_hwc, run_schedule, schedule_windows, size_multiple
 
 from . import comfy_bridge
@@ -18,12 +19,21 @@ def check_image_batch(images) -> None:
         raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
 
 
+def check_request(frames: int, window: int, height: int, width: int, device) -> None:
+    """The whole request against the memory it needs, before any of it is allocated (on the CPU, where it
+    all lives in RAM; on a GPU ComfyUI's model management moves models to make room)."""
+    if torch.device(device).type == "cpu":
+        check_fits(generation_bytes(frames, min(frames, window), height, width), f"{frames} frames of {width}x{height}",
+                   "make fewer frames, or smaller pictures (an Upscale Image node before this one)")
+
+
 def run_long(model, vae, images, positions: list[int], total: int, sampling: Sampling, *, restore_detail: bool, fit: str,
              overlap: int | None = None, close_loop: bool = False, label: str = "long video") -> tuple[torch.Tensor, str]:
     """images IMAGE [N, H, W, C] at frame `positions` of a `total`-frame video -> (the video as an IMAGE
     [total, H, W, 3], the schedule as text). close_loop: the first image is also the last frame."""
     rgb = image_pixels(images)  # checked before any model work
     config = model.config
+    check_request(total, config.max_frames, *rgb.shape[1:3], model.device)
     schedule = schedule_windows(total, positions, config.max_frames, overlap)
     print(f"[MarDini] {label} schedule:\n{schedule.describe()}")
     adapter = ComfyVAE(vae, config.latent_channels, config.vae)

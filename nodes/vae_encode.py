@@ -6,6 +6,7 @@ from mardini_core.generation import encode, images_from_hwc, size_multiple
 
 from .checks import images_for_mask
 from .fitting import FIT
+from .long_run import check_request
 from .comfy_vae import ComfyVAE
 from .preview import rgb_at_latent_size
 from .types import MARDINI_LATENTS, MARDINI_MASK, MODEL_INPUT, EncodedFrames, MarDiniNode
@@ -35,6 +36,7 @@ class MarDiniVAEEncode(MarDiniNode):
         config = model.config
         mask.validate(config.max_frames)
         rgb = images_for_mask(images, mask)
+        check_request(mask.frames, config.max_frames, *rgb.shape[1:3], model.device)
         adapter = ComfyVAE(vae, config.latent_channels, config.vae)
         pixels = fit_images(images_from_hwc(rgb), size_multiple(config, adapter.downscale), fit)
         window = encode(model.model, adapter, pixels, mask, model.interpolator())

@@ -346,3 +346,22 @@ def test_a_container_claiming_more_frames_than_bytes_is_not_believed(tmp_path):
     small.write_bytes(b"\0" * 1000)
     assert header_frames(1e9, small) == 1000 and header_frames(20, small) == 20
     assert header_frames(float("nan"), small) == 0 and header_frames(-5, small) == 0 and header_frames(0, small) == 0
+
+
+@FUZZ
+@given(frames=st.integers(2, 400), side=st.integers(1, 64), limit_mb=st.integers(16, 4096))
+def test_node_requests_are_budgeted_whole_on_the_cpu(monkeypatch, frames, side, limit_mb):
+    """The nodes' whole request (frames x size) against the memory, before any allocation, on the CPU."""
+    from comfy_fakes import load_pack
+
+    check_request = load_pack().nodes.long_run.check_request
+    monkeypatch.setenv(LIMIT_ENV, f"{limit_mb}M")
+    need = generation_bytes(frames, min(frames, 9), 32 * side, 32 * side)
+    try:
+        check_request(frames, 9, 32 * side, 32 * side, "cpu")
+    except MemoryBudgetError as exc:
+        one_line(exc)
+        assert need > USABLE * limit_mb * 2**20 and "Upscale Image" in str(exc)
+    else:
+        assert need <= USABLE * limit_mb * 2**20
+    check_request(frames, 9, 32 * side, 32 * side, "cuda")  # on a GPU ComfyUI's model management makes room
