@@ -5,6 +5,7 @@ import torch
 
 from mardini_core.errors import InputError, MaskError
 from mardini_core.masks import FrameMask
+from mardini_core.memory import check_fits, generation_bytes
 
 
 def same_mask(expected: FrameMask, got: FrameMask, what: str) -> None:
@@ -69,3 +70,16 @@ def latent_matches_mask(latent: dict, mask: FrameMask) -> None:
             f"the LATENT was sampled with mask {pattern} but this node got mask {mask.pattern}; "
             "connect the same MarDini Frame Mask node to every node of the clip"
         )
+
+
+def check_image_batch(images) -> None:
+    if images.dim() != 4 or images.shape[0] == 0:
+        raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
+
+
+def check_request(frames: int, window: int, height: int, width: int, device) -> None:
+    """The whole request against the memory it needs, before any of it is allocated (on the CPU, where it
+    all lives in RAM; on a GPU ComfyUI's model management moves models to make room)."""
+    if torch.device(device).type == "cpu":
+        check_fits(generation_bytes(frames, min(frames, window), height, width), f"{frames} frames of {width}x{height}",
+                   "make fewer frames, or smaller pictures (an Upscale Image node before this one)")

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from mardini_core.errors import InputError
 from mardini_core.fit import fit_images
-from mardini_core.memory import check_fits, generation_bytes
 from mardini_core.generation import Sampling, images_from_hwc, run_schedule, schedule_windows, size_multiple
 
 from . import comfy_bridge
-from .checks import image_pixels
+from .checks import check_request, image_pixels
 from .comfy_vae import ComfyVAE
-
-
-def check_image_batch(images) -> None:
-    if images.dim() != 4 or images.shape[0] == 0:
-        raise InputError(f"expected an IMAGE batch [frames, height, width, channels], got shape {tuple(images.shape)}")
-
-
-def check_request(frames: int, window: int, height: int, width: int, device) -> None:
-    """The whole request against the memory it needs, before any of it is allocated (on the CPU, where it
-    all lives in RAM; on a GPU ComfyUI's model management moves models to make room)."""
-    if torch.device(device).type == "cpu":
-        check_fits(generation_bytes(frames, min(frames, window), height, width), f"{frames} frames of {width}x{height}",
-                   "make fewer frames, or smaller pictures (an Upscale Image node before this one)")
 
 
 def run_long(model, vae, images, positions: list[int], total: int, sampling: Sampling, *, restore_detail: bool, fit: str,

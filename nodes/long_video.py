@@ -8,7 +8,8 @@ from __future__ import annotations
 from mardini_core.errors import InputError
 
 from .fitting import FIT
-from .long_run import check_image_batch, run_long
+from .checks import check_image_batch
+from .long_run import run_long
 from .sampler import FIDELITY, RESTORE_DETAIL, SAMPLER, sampling_from_widgets, sampling_inputs
 from .types import MODEL_AND_VAE, MarDiniNode
 

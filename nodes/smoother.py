@@ -12,7 +12,8 @@ from mardini_core.generation import Sampling
 from mardini_core.video_io import check_fps
 
 from .fitting import FIT
-from .long_run import check_image_batch, run_long
+from .checks import check_image_batch
+from .long_run import run_long
 from .sampler import RESTORE_DETAIL, SEED_MAX
 from .types import MODEL_AND_VAE, MarDiniNode
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 from mardini_core.fit import fit_images
 from mardini_core.generation import encode, images_from_hwc, size_multiple
 
-from .checks import images_for_mask
+from .checks import check_request, images_for_mask
 from .fitting import FIT
-from .long_run import check_request
 from .comfy_vae import ComfyVAE
 from .preview import rgb_at_latent_size
 from .types import MARDINI_LATENTS, MARDINI_MASK, MODEL_INPUT, EncodedFrames, MarDiniNode

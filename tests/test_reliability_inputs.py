@@ -354,7 +354,7 @@ def test_node_requests_are_budgeted_whole_on_the_cpu(monkeypatch, frames, side, 
     """The nodes' whole request (frames x size) against the memory, before any allocation, on the CPU."""
     from comfy_fakes import load_pack
 
-    check_request = load_pack().nodes.long_run.check_request
+    check_request = load_pack().nodes.checks.check_request
     monkeypatch.setenv(LIMIT_ENV, f"{limit_mb}M")
     need = generation_bytes(frames, min(frames, 9), 32 * side, 32 * side)
     try:
