@@ -2,7 +2,8 @@
 
 `generate` runs them in a row; the long video (long_video.py) runs them window after window, in
 batches; the ComfyUI nodes call one stage each (VAE Encode, Planner, Sampler, Frame Assembler); the
-bench and the training preview reuse them. Every check a stage needs lives in that stage, so each
+bench times them. (The training preview samples a training clip with the sampler's kernel: a training
+mask may give no frame, which no window takes.) Every check a stage needs lives in that stage, so each
 path through them is checked alike.
 """
 from __future__ import annotations
