@@ -28,7 +28,7 @@ StepCallback = Callable[[int, int, torch.Tensor], None]
 def check(settings: "Sampling | Resolved") -> None:
     """Raise InputError for settings that cannot run, where they are made (before any model work);
     None (the model's default) passes."""
-    steps, sampler, eta, seed = settings.steps, settings.sampler, settings.eta, settings.seed
+    steps, sampler, eta = settings.steps, settings.sampler, settings.eta
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         raise InputError(f"steps must be a positive integer up to {MAX_STEPS}, got {steps!r}; the paper uses 25")
     defaults = {"guidance", "fidelity"} if isinstance(settings, Sampling) else set()  # None: the model's own
@@ -44,6 +44,10 @@ def check(settings: "Sampling | Resolved") -> None:
         raise InputError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if sampler != "ddim" and eta != 0:
         raise InputError(f"eta must be 0 with sampler {sampler} (it adds no noise on the way); use sampler ddim for eta > 0")
+
+
+def check_seed(seed) -> None:
+    """Raise InputError for a seed no random generator takes (a request's, or a long video's window's)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**64:
         raise InputError(f"seed must be an integer from -2**63 to 2**64 - 1, got {seed!r}")
 
@@ -64,6 +68,7 @@ class Sampling:
 
     def __post_init__(self) -> None:
         check(self)
+        check_seed(self.seed)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,8 @@ NO_HOOKS = Hooks()
 
 @dataclass(frozen=True)
 class Resolved:
-    """A window's sampling with every default decided: what the sampler runs (sampler.denoise)."""
+    """A window's sampling with every default decided: what the sampler runs (sampler.denoise; the noise
+    comes from the generators the caller seeds)."""
 
     steps: int = 25
     guidance: float = 1.0
@@ -89,7 +95,6 @@ class Resolved:
     mean_scale: float = 1.0  # the share of an anchored model's mean residual kept (sampler.py)
     eta: float = 0.0
     sampler: str = "ddim"
-    seed: int = 0
 
     def __post_init__(self) -> None:
         check(self)
@@ -107,7 +112,7 @@ def moving_anchor(mask: FrameMask, config: MarDiniConfig) -> bool:
     return closed(mask) or (config.anchor == "flow" and len(mask.given_indices) >= 2)
 
 
-def resolve(sampling: Sampling, mask: FrameMask, config: MarDiniConfig, seed: int | None = None) -> Resolved:
+def resolve(sampling: Sampling, mask: FrameMask, config: MarDiniConfig) -> Resolved:
     """The one place a model's per-mask defaults are decided (a new one touches only this function).
 
     - guidance: the paper's 2.5 where an end is generated; none (1.0) when both ends are given (also for
@@ -120,7 +125,6 @@ def resolve(sampling: Sampling, mask: FrameMask, config: MarDiniConfig, seed: in
       so there the model's calibrated `open_fidelity` mixes in the sample.
     - mean_scale: the model's calibrated `mean_scale` where the anchor moves; all of the mean residual
       around a still copy, where the residual is the motion.
-    `seed` overrides the request's (a long video's window i runs at seed + i).
     """
     moving = moving_anchor(mask, config)
     if sampling.guidance is None:
@@ -140,5 +144,4 @@ def resolve(sampling: Sampling, mask: FrameMask, config: MarDiniConfig, seed: in
         mean_scale=config.mean_scale if moving else 1.0,
         eta=sampling.eta,
         sampler=sampling.sampler,
-        seed=sampling.seed if seed is None else seed,
     )

@@ -23,7 +23,7 @@ from .latents import (
     arrange, check_given_latents, check_vae, decode_frames, encode_frames, encode_scaled, network_device,
 )
 from .sampler import denoise
-from .settings import NO_HOOKS, Hooks, Sampling, resolve
+from .settings import NO_HOOKS, Hooks, Sampling, check_seed, resolve
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,8 @@ def sample(model, windows: Sequence[Encoded], signal: torch.Tensor | None, sampl
     seeds = [sampling.seed] * len(windows) if seeds is None else list(seeds)
     if len(seeds) != len(windows):
         raise InputError(f"{len(seeds)} seeds for {len(windows)} windows; give one seed per window")
-    settings = [resolve(sampling, mask, config, seed) for seed in seeds]  # validates every seed
+    for seed in seeds:
+        check_seed(seed)
     flow = None
     if config.anchor == "flow":
         if any(w.anchor.kind != "flow" or w.anchor.latents.shape != (mask.frames, *w.high.shape[1:]) for w in windows):
@@ -139,7 +140,7 @@ def sample(model, windows: Sequence[Encoded], signal: torch.Tensor | None, sampl
     device = network_device(model.generator)
     z = denoise(
         model, torch.cat([arrange(mask, w.high) for w in windows]).to(device), mask.to_tensor(len(windows)).to(device),
-        None if signal is None else signal.to(device), settings[0],
+        None if signal is None else signal.to(device), resolve(sampling, mask, config),
         flow=None if flow is None else flow.to(device), generator=[torch.Generator().manual_seed(s) for s in seeds], hooks=hooks,
     )
     if not torch.isfinite(z).all():  # the inputs were checked finite above: the model or its settings overflowed
