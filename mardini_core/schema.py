@@ -14,6 +14,8 @@ import math
 
 from .errors import ConfigError
 
+SEED_MAX = 2**63 - 1  # a seed of a settings file or flag (torch.Generator.manual_seed's range, non-negative)
+
 
 def ranged(default, low: float, high: float = math.inf, *, above: bool = False):
     """A settings field with its allowed range: low <= value <= high (low < value with `above`), finite."""
@@ -28,8 +30,13 @@ def describe(low: float, high: float, above: bool) -> str:
     return f"{'>' if above else '>='} {low:g}" + (f" and <= {high:,}".replace(",", "_") if math.isfinite(high) else "")
 
 
+def within(value, low: float, high: float, above: bool) -> bool:
+    """A finite number in the declared range."""
+    return finite_number(value) and low <= value <= high and not (above and value == low)
+
+
 def check_value(where: str, name: str, value, low: float, high: float = math.inf, above: bool = False) -> None:
-    if not finite_number(value) or value < low or value > high or (above and value == low):
+    if not within(value, low, high, above):
         raise ConfigError(f"[{where}] {name} must be a finite number {describe(low, high, above)}, got {value!r}")
 
 
@@ -56,7 +63,7 @@ def flag(kind: type, low: float, high: float = math.inf, above: bool = False):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        if not finite_number(value) or value < low or value > high or (above and value == low):
+        if not within(value, low, high, above):
             raise argparse.ArgumentTypeError(f"must be {describe(low, high, above)}, got {text}")
         return value
 

@@ -16,12 +16,11 @@ from pathlib import Path
 
 from ..config import ANCHORS, ATTENTION_MODES
 from ..errors import ConfigError
-from ..schema import check_ranges, finite_number, ranged
+from ..schema import SEED_MAX, check_ranges, finite_number, ranged
 
 LOSSES = ("reconstruction", "diffusion_uncond", "diffusion", "pixel")
 NETWORKS = ("planner", "generator")
 LAYOUTS = ("random", "interpolation", "prefix")
-SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -237,12 +236,8 @@ def _coerce(cls, raw: dict, where: str):
             value, ok = float(value), True
         if not ok:
             raise ConfigError(f"[{where}] {key} must be {getattr(origin, '__name__', origin)}, got {value!r}")
-        if origin is tuple and item in (str, float):
-            if not all(isinstance(v, str) if item is str else finite_number(v) for v in value):
-                raise ConfigError(f"[{where}] {key} must be a list of {'names' if item is str else 'finite numbers'}, got {value!r}")
-            value = [float(v) for v in value] if item is float else value
-        if origin is dict and not all(isinstance(k, str) and finite_number(v) for k, v in value.items()):
-            raise ConfigError(f"[{where}] {key} must map names to finite numbers, got {value!r}")
+        if item is str and not all(isinstance(v, str) for v in value):  # numbers are checked by _validate, built or parsed
+            raise ConfigError(f"[{where}] {key} must be a list of names, got {value!r}")
         values[key] = tuple(value) if origin is tuple else value
     return cls(**values)
 

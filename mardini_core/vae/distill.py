@@ -24,7 +24,7 @@ from ..data.clips import resize_crop
 from ..data.sources import find_segments
 from ..data.video import read_indices
 from ..errors import ConfigError, InputError
-from ..schema import check_ranges, ranged
+from ..schema import SEED_MAX, check_ranges, ranged
 from ..training.optim import cosine_lr
 from .autoencoder import TinyAutoencoder
 from .loading import MARDINI_TAE
@@ -43,7 +43,7 @@ class DistillConfig:
     batch: int = ranged(16, 1, 1 << 16)
     lr: float = ranged(2e-3, 0, 1, above=True)
     warmup: int = ranged(50, 0, 10**9)
-    seed: int = ranged(0, 0, 2**63 - 1)
+    seed: int = ranged(0, 0, SEED_MAX)
 
     def __post_init__(self) -> None:
         check_ranges(self, "train-vae")
