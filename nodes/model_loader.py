@@ -94,6 +94,15 @@ def check_model_name(name: str) -> None:
         )
 
 
+def checkpoint_path(name: str) -> str:
+    """The file of a checkpoint the loader lists, by name only: no path leaves the model folders."""
+    check_model_name(name)
+    path = comfy_bridge.model_path(name)
+    if path is None:
+        raise CheckpointError(f"{name!r} is not in {' or '.join(comfy_bridge.model_folders())}. " + _no_weights_message())
+    return path
+
+
 class MarDiniModelLoader(MarDiniNode):
     SEARCH_ALIASES = ["video model", "image to video", "frame interpolation", "rife"]  # what artists type in node search (ComfyUI core's convention)
     DESCRIPTION = (
@@ -151,11 +160,7 @@ class MarDiniModelLoader(MarDiniNode):
         if model == EMBEDDED_DEFAULT:
             net = load_default(parked, torch_dtype)
         else:
-            check_model_name(model)
-            path = comfy_bridge.model_path(model)
-            if path is None:
-                raise CheckpointError(f"{model!r} is not in {' or '.join(comfy_bridge.model_folders())}. " + _no_weights_message())
-            net = load_checkpoint(path, device=parked, dtype=torch_dtype)
+            net = load_checkpoint(checkpoint_path(model), device=parked, dtype=torch_dtype)
         net.eval().requires_grad_(False)
         resolve_backend(attention, device)  # checked against the device it runs on (the weights wait parked)
         net.planner.attention_backend = net.generator.attention_backend = attention

@@ -7,21 +7,14 @@ from __future__ import annotations
 
 from mardini_core.checkpoint import read_config
 from mardini_core.embedded import MODEL_FILE
-from mardini_core.errors import CheckpointError, MarDiniError
+from mardini_core.errors import MarDiniError
 
-from . import comfy_bridge
-from .model_loader import EMBEDDED_DEFAULT, check_model_name
+from .model_loader import EMBEDDED_DEFAULT, checkpoint_path
 
 
 def model_window(name: str) -> int:
     """The clip length (frames) the named model takes in one window; CheckpointError for an unknown name."""
-    if name == EMBEDDED_DEFAULT:
-        return read_config(MODEL_FILE).max_frames
-    check_model_name(name)
-    path = comfy_bridge.model_path(name)
-    if path is None:
-        raise CheckpointError(f"{name!r} is not in {' or '.join(comfy_bridge.model_folders())}")
-    return read_config(path).max_frames
+    return read_config(MODEL_FILE if name == EMBEDDED_DEFAULT else checkpoint_path(name)).max_frames
 
 
 def register_routes() -> None:

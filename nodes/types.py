@@ -47,9 +47,9 @@ class Plan:
 # Inputs that several nodes take, with one tooltip each (a ComfyUI input spec: type, options).
 MODEL_INPUT = (MARDINI_MODEL, {"tooltip": "From Load MarDini Model."})
 VAE_INPUT = ("VAE", {"tooltip": "The vae output of Load MarDini Model (or taef2 / the FLUX.2 VAE from Load VAE)."})
-MODEL_AND_VAE = {"model": MODEL_INPUT, "vae": VAE_INPUT}
+MODEL_AND_VAE = {"model": MODEL_INPUT, "vae": VAE_INPUT}  # the first inputs of the nodes that encode and decode themselves
 MASK_INPUT = (MARDINI_MASK, {"tooltip": "The same MarDini Frame Mask as the rest of the clip."})
-LATENTS_INPUT = (MARDINI_LATENTS, {"tooltip": "From MarDini VAE Encode: your pictures, ready for the model."})  # the first inputs of the nodes that encode and decode themselves
+LATENTS_INPUT = (MARDINI_LATENTS, {"tooltip": "From MarDini VAE Encode: your pictures, ready for the model."})
 
 
 class MarDiniNode:
