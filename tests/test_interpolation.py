@@ -148,7 +148,7 @@ def test_a_tiny_ifnet_loads_by_path_from_safetensors_and_pth_with_foreign_prefix
     for name in ("mine.safetensors", "mine.pth"):
         loaded = load_interpolator(str(tmp_path / name), "fast")
         assert loaded.net.config == TINY
-        np.testing.assert_allclose(loaded.pair(a, b).at([0.5]), expected, atol=1e-6)
+        np.testing.assert_allclose(loaded.pair(a, b).at([0.5]), expected, atol=1e-5)  # loaded nets run channels-last: another summation order
 
 
 def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:

@@ -90,14 +90,25 @@ class IFBlock(nn.Module):
         self.convblock = nn.Sequential(*(ResConv(width) for _ in range(8)))
         self.lastconv = nn.Sequential(nn.ConvTranspose2d(width, 4 * BLOCK_OUT, 4, 2, 1), nn.PixelShuffle(2))
 
-    def forward(self, x: torch.Tensor, flow: torch.Tensor | None, scale: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, c, H, W), flow (B, 4, H, W) or None -> flow (B, 4, H, W), mask logit (B, 1, H, W), features (B, 8, H, W)."""
-        x = F.interpolate(x, scale_factor=1 / scale, mode="bilinear", align_corners=False)
+    def forward(self, pieces: list[torch.Tensor], flow: torch.Tensor | None, scale: int, batch: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """pieces: the block's inputs at full size, each (batch or 1, c_i, H, W); flow (batch, 4, H, W) or None
+        -> flow (batch, 4, H, W), mask logit (batch, 1, H, W), features (batch, 8, H, W)."""
+        x = [shrink(p, scale).expand(batch, -1, -1, -1) for p in pieces]
         if flow is not None:
-            x = torch.cat([x, F.interpolate(flow, scale_factor=1 / scale, mode="bilinear", align_corners=False) / scale], 1)
+            x.append(shrink(flow, scale) / scale)
+        shape = (batch, sum(p.shape[1] for p in x), *x[0].shape[-2:])
+        x = torch.cat(x, 1, out=torch.empty(shape, dtype=x[0].dtype, device=x[0].device, memory_format=torch.channels_last))
         out = self.lastconv(self.convblock(self.conv0(x)))
-        out = F.interpolate(out, scale_factor=scale, mode="bilinear", align_corners=False)
+        out = out if scale == 1 else F.interpolate(out, scale_factor=scale, mode="bilinear", align_corners=False)
         return out[:, :4] * scale, out[:, 4:5], out[:, 5:]
+
+
+def shrink(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """x (B, C, H, W) -> (B, C, H / scale, W / scale), bilinear. It works channel by channel, so the block shrinks
+    its inputs one by one and concatenates them small (the same numbers as shrinking their concatenation, at a
+    fraction of the memory traffic), and a pair's frames once for every time between them."""
+    return x if scale == 1 else F.interpolate(x, scale_factor=1 / scale, mode="bilinear", align_corners=False)
 
 
 class IFNet(nn.Module):
@@ -116,23 +127,24 @@ class IFNet(nn.Module):
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor,
                 feat0: torch.Tensor | None = None, feat1: torch.Tensor | None = None) -> torch.Tensor:
-        """img0, img1 (B, 3, H, W) in [0, 1], t (B,) in [0, 1] -> the frame at t (B, 3, H, W), unclamped.
-        feat0 / feat1: the head's features of img0 / img1 when a caller reuses them across times."""
-        b, _, h, w = img0.shape
+        """img0, img1 (B or 1, 3, H, W) in [0, 1], t (B,) in [0, 1] -> the frame at t (B, 3, H, W), unclamped.
+        A batch of 1 is one pair at every time in t. feat0 / feat1: the head's features of img0 / img1 when a
+        caller reuses them across times."""
+        b, (h, w) = t.shape[0], img0.shape[-2:]
         if h % ALIGN or w % ALIGN:
             raise ValueError(f"IFNet takes sizes that are multiples of {ALIGN}, got {w}x{h}; pad first")
         feat0 = self.encode(img0) if feat0 is None else feat0
         feat1 = self.encode(img1) if feat1 is None else feat1
         time = t.to(img0.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)
         grid = identity_grid(h, w, img0.device, img0.dtype)
+        each = lambda x: x.expand(b, -1, -1, -1)  # noqa: E731 (a view: the pair's tensors for every time)
         flow = mask = hidden = None
-        warped0, warped1 = img0, img1
         for block, scale in zip(self.blocks, SCALES):
             if flow is None:
-                flow, mask, hidden = block(torch.cat([img0, img1, feat0, feat1, time], 1), None, scale)
+                flow, mask, hidden = block([img0, img1, feat0, feat1, time], None, scale, b)
             else:
-                wf0, wf1 = warp(feat0, flow[:, :2], grid), warp(feat1, flow[:, 2:], grid)
-                d_flow, mask, hidden = block(torch.cat([warped0, warped1, wf0, wf1, time, mask, hidden], 1), flow, scale)
+                wf0, wf1 = warp(each(feat0), flow[:, :2], grid), warp(each(feat1), flow[:, 2:], grid)
+                d_flow, mask, hidden = block([warped0, warped1, wf0, wf1, time, mask, hidden], flow, scale, b)
                 flow = flow + d_flow  # the flow is refined, the mask replaced
-            warped0, warped1 = warp(img0, flow[:, :2], grid), warp(img1, flow[:, 2:], grid)
+            warped0, warped1 = warp(each(img0), flow[:, :2], grid), warp(each(img1), flow[:, 2:], grid)
         return torch.lerp(warped1, warped0, torch.sigmoid(mask))

@@ -72,7 +72,7 @@ def load_ifnet(path: str | Path, device: str | torch.device = "cpu", dtype: torc
         ) from exc
     if not all(torch.isfinite(p).all() for p in net.parameters()):
         raise CheckpointError(f"{name} has NaN or infinite weights; download it again")
-    return net.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return net.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval().requires_grad_(False)
 
 
 def embedded_ifnet(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> IFNet:
@@ -121,7 +121,6 @@ class RifePair:
         batch = max(1, PIXELS_PER_FORWARD // (self.img0.shape[-1] * self.img0.shape[-2]))
         chunks = []
         for t in torch.as_tensor(list(times), dtype=torch.float32).split(batch):
-            expand = lambda x: x.expand(len(t), -1, -1, -1)  # noqa: E731 (views, no copies)
-            out = self.net(expand(self.img0), expand(self.img1), t.to(self.img0.device), expand(self.feat0), expand(self.feat1))
+            out = self.net(self.img0, self.img1, t.to(self.img0.device), self.feat0, self.feat1)  # the pair at every time in t
             chunks.append(out[..., :h, :w].clamp(0, 1).float().permute(0, 2, 3, 1).cpu())
         return torch.cat(chunks).numpy()
