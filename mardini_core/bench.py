@@ -265,6 +265,7 @@ class Row:
     vae_tflop: float
     peak_tflops: float  # the device's matmul peak measured in this run (CPU: median of the repeats' references)
     mfu: float  # median over repeats of (model + VAE) FLOPs / seconds / measured peak
+    model_floor_share: float  # median over repeats of model FLOPs / measured peak / model seconds: how near its FLOP floor
     mfu_datasheet: float | None
     peak_memory_gb: float | None
     compiled: str  # "no", "yes" or "failed: reason" (the row then ran uncompiled)
@@ -321,6 +322,7 @@ def run(job: Job, device: torch.device, repeats: int = 5) -> Row:
         vae_tflop=vae_flops / 1e12,
         peak_tflops=statistics.median(peaks) / 1e12,
         mfu=statistics.median(flops / t / p for t, p in zip(totals, peaks)),
+        model_floor_share=statistics.median(model_flops / m / p for (_, _, m, _), p in zip(samples, peaks)),
         mfu_datasheet=flops / total / sheet if sheet else None,
         peak_memory_gb=peak_memory,
         compiled=compiled,
@@ -364,8 +366,10 @@ def paper_figure(job: Job) -> str:
 
 def suites() -> dict[str, list[Job]]:
     """Named job lists: the paper's Tables 2 and 4 (GPU), attention backends, compile, fp16, small CPU
-    presets, and issue 12's bar window."""
+    presets, issue 12's bar window, and that window's three masks (interpolation, image to video with
+    guidance, expansion from 3 frames: the windows a long video is made of) for the generator's floor share."""
     table2 = [Job(p, s, s, k) for p, k, s in TABLE2]
+    window = Job("small/T", 448, 256, 9, "interpolate", steps=10, fidelity=0.0, dtype="fp32", anchor="neighbours")
     lt = table2[0]
     return {
         "table2": table2,
@@ -374,7 +378,8 @@ def suites() -> dict[str, list[Job]]:
         "compile": [dataclasses.replace(lt, compile=True)],
         "memory": [dataclasses.replace(lt, dtype="fp16")],
         "cpu": [Job(p, 256, 256, 9, steps=4, dtype="fp32", backend=b) for p in ("small/T", "small/ST") for b in ("sdpa", "math")],
-        "window": [Job("small/T", 448, 256, 9, "interpolate", steps=10, fidelity=0.0, dtype="fp32", anchor="neighbours")],
+        "window": [window],
+        "efficiency": [window, dataclasses.replace(window, given="i2v", guidance=2.5), dataclasses.replace(window, given="3")],
     }
 
 

@@ -1,9 +1,13 @@
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mardini_core.config import preset
 from mardini_core.errors import BackendUnavailableError, ConfigError, InputError
 from mardini_core.model import MarDini
+from mardini_core.model.layers import gelu_tanh
 from support import live_tiny
 
 
@@ -181,3 +185,20 @@ def test_relabel_changes_metadata_only():
     assert model.config.vae == model.planner.config.vae == model.generator.config.vae == "mardini-tae"
     with pytest.raises(ConfigError, match="latent_channels change the weights' shapes"):
         model.relabel(latent_channels=16)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4000), st.floats(0.01, 30.0), st.integers(0, 2**31 - 1))
+def test_sampling_gelu_is_the_tanh_gelu_and_training_keeps_autograd(n, spread, seed):
+    """The CPU sampling form x * sigmoid(2u) is F.gelu's tanh form, for any spread of values (far tails
+    included), leaves its input alone, and training still differentiates through it."""
+    x = torch.randn(n, generator=torch.Generator().manual_seed(seed)) * spread
+    kept = x.clone()
+    with torch.no_grad():
+        fast = gelu_tanh(x)
+    reference = F.gelu(x.double(), approximate="tanh")
+    assert torch.allclose(fast.double(), reference, rtol=1e-5, atol=1e-6)
+    assert torch.equal(x, kept)
+    y = x.clone().requires_grad_()
+    gelu_tanh(y).sum().backward()
+    torch.testing.assert_close(y.grad, torch.func.grad(lambda t: F.gelu(t, approximate="tanh").sum())(x))

@@ -8,6 +8,8 @@ Suites (the flags you also give replace those fields in every job of the suite):
   backends, compile, memory   L/T-13 at 512 with sdpa / xformers / math, torch.compile, fp16
   cpu      small presets at 256, sdpa and math
   window   issue 12's bar: small/T, neighbours anchor, 9 frames with both ends given, 448x256, 10 steps, fp32
+  efficiency  that window as interpolation, image to video with guidance 2.5, and expansion from 3 frames
+           (a long video's windows); the floor column is the model's FLOPs at the matmul's rate over its time
   identity Identity Attention fast path vs dense mask at the generator's real shapes of the other jobs
   anchor   each interpolator (DIS, RIFE 4.x fast and best) making a window's anchor, both ends given:
            seconds, matmul-times and GFLOP per generated frame, share of its FLOP floor (--size, --frames)
@@ -34,7 +36,7 @@ from ..schema import flag
 from .generate import resolve_device
 
 GPU_SUITES = ("table2", "table4", "backends", "compile", "memory")
-SUITES = (*GPU_SUITES, "cpu", "window", "identity", "anchor")
+SUITES = (*GPU_SUITES, "cpu", "window", "efficiency", "identity", "anchor")
 ANCHOR_SIZE, ANCHOR_FRAMES = (448, 256), 9  # the anchor suite's window unless --size / --frames say otherwise
 JOB_FLAGS = ("preset", "size", "frames", "given", "steps", "guidance", "fidelity", "dtype", "backend", "compile", "anchor")
 
@@ -177,14 +179,14 @@ def print_table(report: dict) -> None:
 def print_rows(rows: list[dict]) -> None:
     print(f"{'suite':<9}{'preset':<9}{'size':>9}{'K':>3} {'given':<12}{'steps':>5}{'cfg':>5}{'fid':>4} {'dtype':<6}{'attn':<9}{'comp':<5}"
           f"{'total s min/med/max':>22}{'s/frame':>8}{'VAE s':>7}{'plan s':>7}{'model mm':>9}{'total mm':>9}"
-          f"{'TFLOP':>8}{'peak TF/s':>10}{'MFU':>6}{'MFU ds':>7}{'peak GB':>8}")
+          f"{'TFLOP':>8}{'peak TF/s':>10}{'MFU':>6}{'floor':>6}{'MFU ds':>7}{'peak GB':>8}")
     for r in rows:
         t = r["total_s"]
         print(f"{r['suite']:<9}{r['preset']:<9}{r['width']:>5}x{r['height']:<3}{r['frames']:>3} {r['given']:<12}{r['steps']:>5}"
               f"{r['guidance']:>5.1f}{r['fidelity']:>4.1f} {r['dtype']:<6}{r['backend']:<9}{r['compiled'][:4]:<5}"
               f"{t['min']:>8.3f}/{t['median']:.3f}/{t['max']:<6.3f}{r['seconds_per_frame']:>8.3f}{r['vae_s']:>7.3f}"
               f"{r['planner_s']:>7.3f}{r['model_matmul_times']['median']:>9.1f}{r['total_matmul_times']['median']:>9.1f}"
-              f"{r['model_tflop'] + r['vae_tflop']:>8.3f}{r['peak_tflops']:>10.2f}{r['mfu']:>6.1%}{_fmt(r['mfu_datasheet'], '7.1%')}"
+              f"{r['model_tflop'] + r['vae_tflop']:>8.3f}{r['peak_tflops']:>10.2f}{r['mfu']:>6.1%}{r['model_floor_share']:>6.2f}{_fmt(r['mfu_datasheet'], '7.1%')}"
               f"{_fmt(r['peak_memory_gb'], '8.2f')}")
         if r["paper"]:
             print(f"{'':<9}paper: {r['paper']}")

@@ -101,14 +101,13 @@ class FrameGroups:
     def attention_mask(self, tokens: int, *, temporal: bool) -> torch.Tensor:
         """Bool SDPA mask: masked queries see every key, reference queries only themselves.
 
-        Spatio-temporal: (B, 1, K*N, K*N) over frame-major tokens; temporal: (B*N, 1, K, K), one
-        K x K mask per spatial position (the batch layout of `frame_attention`)."""
+        Spatio-temporal: (B, 1, K*N, K*N) over frame-major tokens; temporal: (B, 1, K, K), the same
+        K x K mask at every spatial position and head (the layout of `frame_attention`)."""
         key = (tokens, temporal)
         if key not in self._masks:
             k, device = self.masked.shape[1], self.masked.device
             if temporal:
-                allowed = self.masked[:, :, None] | torch.eye(k, dtype=torch.bool, device=device)
-                self._masks[key] = repeat(allowed, "b q key -> (b n) 1 q key", n=tokens)
+                self._masks[key] = (self.masked[:, :, None] | torch.eye(k, dtype=torch.bool, device=device))[:, None]
             else:
                 query = repeat(self.masked, "b k -> b (k n)", n=tokens)
                 self._masks[key] = query[:, None, :, None] | torch.eye(k * tokens, dtype=torch.bool, device=device)
@@ -124,9 +123,9 @@ def frame_attention(
     the Kk tokens at its own spatial position; otherwise all Kk * N tokens. Key order is irrelevant
     (positions are already rotated into q and k). `mask`: see `FrameGroups.attention_mask`.
     """
-    if temporal:
-        o = attention(*(rearrange(x, "b k n h d -> (b n) h k d") for x in (q, k, v)), backend, mask)
-        return rearrange(o, "(b n) h k d -> b k n h d", b=q.shape[0])
+    if temporal:  # positions and heads side by side as SDPA's heads: a view of q, k and v, never a copy
+        o = attention(*(rearrange(x, "b k n h d -> b (n h) k d") for x in (q, k, v)), backend, mask)
+        return rearrange(o, "b (n h) k d -> b k n h d", h=q.shape[3])
     o = attention(*(rearrange(x, "b k n h d -> b h (k n) d") for x in (q, k, v)), backend, mask)
     return rearrange(o, "b h (k n) d -> b k n h d", n=q.shape[2])
 
