@@ -7,11 +7,14 @@ anything is decoded (memory.py), and its EXIF orientation is applied as `ImageOp
 would (phone photos come out upright). Videos are decoded frame by frame into one preallocated
 array, after an estimate of its size. Outputs are written to a temporary name (a PNG folder: a
 temporary folder) and renamed, so a failure never leaves a half output nor removes the old one; an
-existing output is replaced only with `overwrite=True`.
+existing output is replaced only with `overwrite=True`, and a folder of frames only when its manifest
+(`.mardini-frames.json`: each frame's name and sha256) shows that MarDini wrote everything in it.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
 import re
@@ -31,7 +34,6 @@ from .memory import check_fits
 from .outputs import disk_full
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-PNG_FRAME = re.compile(r"frame_\d{5,}\.png")
 MP4_CODECS = ("avc1", "mp4v")  # H.264 where the OpenCV build has an encoder (plays in browsers), else MPEG-4
 MAX_PIXELS = 1 << 30  # OpenCV's own decoding limit (CV_IO_MAX_IMAGE_PIXELS); Pillow's bomb check may refuse earlier
 GIF_MAX_SIDE = 65535  # a GIF stores its width and height in 16 bits
@@ -289,14 +291,37 @@ def check_fps(fps: float) -> None:
         raise InputError(f"frames per second must be a number from {low:g} to {high:g}, got {fps!r}")
 
 
+FRAMES_MANIFEST = ".mardini-frames.json"  # in a folder of PNG frames: each frame's name and sha256, as written
+MANIFEST_MAX_BYTES = 1 << 20
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _written_frames(folder: Path) -> dict[str, str]:
+    """The frames MarDini wrote into `folder` by its manifest ({} when there is none, or it is not ours)."""
+    manifest = folder / FRAMES_MANIFEST
+    if manifest.is_symlink() or not manifest.is_file() or manifest.stat().st_size > MANIFEST_MAX_BYTES:
+        return {}
+    try:
+        frames = json.loads(manifest.read_text(encoding="utf-8")).get("frames")
+    except (ValueError, UnicodeDecodeError, AttributeError, OSError):
+        return {}
+    return {k: v for k, v in frames.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(frames, dict) else {}
+
+
 def _check_only_frames(folder: Path) -> None:
-    """--overwrite replaces a folder of our own PNG frames, never a folder holding anything else."""
-    others = sorted(p.name for p in folder.iterdir()
-                    if not (PNG_FRAME.fullmatch(p.name) and p.is_file() and not p.is_symlink()))  # a folder or link named like a frame is not ours
+    """--overwrite replaces only a folder of PNG frames MarDini wrote, as its manifest lists them (name and
+    content): never a folder holding anything else, frames a user put there or changed, or a link."""
+    written = _written_frames(folder)
+    others = sorted(p.name for p in folder.iterdir() if p.name != FRAMES_MANIFEST and not (
+        p.name in written and p.is_file() and not p.is_symlink() and _sha256(p) == written[p.name]))
     if others:
         raise InputError(
-            f"{folder} holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
-            "only a folder of MarDini's frame_*.png files is replaced: choose a new folder name"
+            f"{folder} holds files MarDini did not write ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+            "only a folder of MarDini's own frames is replaced: choose a new folder name"
         )
 
 
@@ -314,6 +339,8 @@ def _write_png_folder(pixels: np.ndarray, folder: Path) -> None:
                 if disk_full(folder.parent):
                     raise OutputError(f"the disk holding {folder.parent} is full; free space or write the frames elsewhere")
                 raise OutputError(f"could not write PNG frames into {folder.parent}; check the folder's permissions and free space")
+        written = {f.name: _sha256(f) for f in sorted(staging.iterdir())}
+        (staging / FRAMES_MANIFEST).write_text(json.dumps({"frames": written}, indent=0), encoding="utf-8")
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's folders are private; the output is an ordinary folder
         old = None
         if folder.is_dir():

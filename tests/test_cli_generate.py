@@ -41,7 +41,7 @@ def generate(*args):
 
 
 def frames_in(folder):
-    return [read_image(p) for p in sorted(folder.iterdir())]
+    return [read_image(p) for p in sorted(folder.glob("frame_*.png"))]
 
 
 def count_video_frames(path):
@@ -111,7 +111,7 @@ def test_loop_gif_is_seamless(tmp_path, checkpoint):
     ok, animation = cv2.imreadanimation(str(out))
     assert ok and len(animation.frames) == 6  # frame 6 would repeat frame 0, so it is dropped
     assert generate("--task", "loop", "--images", img, "--model", checkpoint, "--out", str(tmp_path / "default")) == 0
-    assert len(list((tmp_path / "default").iterdir())) == 8  # by default one window: 8 frames + the closing one
+    assert len(list((tmp_path / "default").glob("frame_*.png"))) == 8  # by default one window: 8 frames + the closing one
 
 
 def test_expand_a_video_and_crop_odd_sizes(tmp_path, checkpoint, capsys):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from mardini_core.errors import ExistingRunError, MarDiniError, OutputError
 from mardini_core.outputs import check_new_file, check_run_folder, inside, safe_name
-from mardini_core.video_io import read_video, write_frames
+from mardini_core.video_io import FRAMES_MANIFEST, read_video, write_frames
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_eval_sheet_of_a_manifest_naming_parent_folders_stays_in_out(workdir, mo
 
 # --- every output kind against every state of what is already there -----------------------------------
 
-STATES = ["absent", "file", "empty_folder", "our_frames", "user_folder", "file_in_the_way"]
+STATES = ["absent", "file", "empty_folder", "our_frames", "our_frames_changed", "user_frames", "user_folder", "file_in_the_way"]
 
 
 def prepare(path: Path, state: str) -> None:
@@ -100,10 +100,14 @@ def prepare(path: Path, state: str) -> None:
         path.write_bytes(b"the user's own file")
     elif state == "empty_folder":
         path.mkdir()
-    elif state == "our_frames":
+    elif state in ("our_frames", "our_frames_changed"):
+        write_frames(np.zeros((3, 8, 8, 3), np.float32), path)
+        if state == "our_frames_changed":  # the user edited one of them since
+            (path / "frame_00001.png").write_bytes(b"the user's edit")
+    elif state == "user_frames":  # named like ours, but no manifest of ours says we wrote them
         path.mkdir()
         for i in range(3):
-            (path / f"frame_{i:05d}.png").write_bytes(b"old frame")
+            (path / f"frame_{i:05d}.png").write_bytes(b"the user's frame")
     elif state == "user_folder":
         path.mkdir()
         (path / "notes.txt").write_text("keep me")
@@ -141,9 +145,9 @@ def test_frame_outputs_never_replace_unasked_nor_touch_anything_else(tmp_path_fa
     after = snapshot(root)
     assert {k: v for k, v in after.items() if not k.startswith(name)} == {k: v for k, v in before.items() if not k.startswith(name)}
     assert not [k for k in after if k.startswith(".")], "temporary files left behind"
-    assert state in ("absent", "empty_folder", "file_in_the_way") or overwrite
+    assert state in ("absent", "empty_folder", "file_in_the_way") or (overwrite and state not in ("our_frames_changed", "user_frames"))
     if kind == "png":
-        assert sorted(p.name for p in path.iterdir()) == [f"frame_{i:05d}.png" for i in range(n)]
+        assert sorted(p.name for p in path.iterdir()) == [FRAMES_MANIFEST] + [f"frame_{i:05d}.png" for i in range(n)]
     elif kind == "gif":
         assert len(read_video(path)[0]) == n
 

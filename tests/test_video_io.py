@@ -4,6 +4,7 @@ import pytest
 
 from mardini_core.errors import InputError
 from mardini_core.video_io import (
+    FRAMES_MANIFEST,
     read_image,
     read_images,
     read_video,
@@ -84,10 +85,10 @@ def test_png_folder(tmp_path):
     frames = clip(3)
     folder = write_frames(frames, tmp_path / "frames")
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
-    assert np.abs(read_image(folder / names[1]) - frames[1]).max() <= 0.5 / 255 + 1e-6
+    assert names == [FRAMES_MANIFEST, "frame_00000.png", "frame_00001.png", "frame_00002.png"]
+    assert np.abs(read_image(folder / names[2]) - frames[1]).max() <= 0.5 / 255 + 1e-6
     write_frames(frames[:2], folder, overwrite=True)  # overwrite replaces stale frames too
-    assert len(list(folder.iterdir())) == 2
+    assert sorted(p.name for p in folder.iterdir()) == [FRAMES_MANIFEST, "frame_00000.png", "frame_00001.png"]
 
 
 @pytest.mark.parametrize("name", ["out.mp4", "out.gif", "frames"])
@@ -141,7 +142,7 @@ def test_overwrite_never_removes_a_folder_or_link_named_like_a_frame(tmp_path, p
         (impostor / "data.txt").write_text("the user's")
     else:
         impostor.symlink_to(keep)
-    with pytest.raises(InputError, match="holds other files"):
+    with pytest.raises(InputError, match="MarDini did not write"):
         write_frames(np.ones((2, 32, 32, 3), np.float32), out, overwrite=True)
     assert keep.read_text() == "the user's" and impostor.exists()
 
