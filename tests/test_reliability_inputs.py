@@ -365,3 +365,36 @@ def test_node_requests_are_budgeted_whole_on_the_cpu(monkeypatch, frames, side, 
     else:
         assert need <= USABLE * limit_mb * 2**20
     check_request(frames, 9, 32 * side, 32 * side, "cuda")  # on a GPU ComfyUI's model management makes room
+
+
+@pytest.fixture(scope="module")
+def short_video(workdir):
+    from mardini_core.video_io import write_frames
+
+    path = workdir / "short.mp4"
+    write_frames(np.random.default_rng(0).random((6, 32, 48, 3)).astype(np.float32), path)
+    return path
+
+
+@FUZZ
+@given(bank=st.integers(1, 1 << 20), crop=st.integers(1, 64), batch=st.integers(1, 1 << 16), every=st.integers(1, 8),
+       limit_mb=st.integers(1, 48))
+def test_train_vae_estimates_its_whole_run_before_reading_a_frame(short_video, monkeypatch, bank, crop, batch, every, limit_mb):
+    """--bank, --batch and --crop drove the allocator past the machine unchecked; now the run's peak is
+    estimated from the segments' frame counts, and a run that does not fit reads no frame."""
+    from mardini_core.vae import distill
+
+    monkeypatch.setenv(LIMIT_ENV, f"{limit_mb}M")
+    cfg = distill.DistillConfig(bank=bank, crop=crop * 8, batch=batch, every=every, short_side=crop * 8)
+    reads = []
+    real = distill.read_indices
+    monkeypatch.setattr(distill, "read_indices", lambda *a: reads.append(a) or real(*a))
+    need = distill.distill_bytes(cfg, len(range(0, 6, every)))
+    try:
+        crops = distill.crop_bank([str(short_video)], cfg, set())
+    except MemoryBudgetError as exc:
+        one_line(exc)
+        assert need > USABLE * limit_mb * 2**20 and not reads and "--bank" in str(exc)
+        return
+    assert need <= USABLE * limit_mb * 2**20 and crops.shape == (bank, 3, crop * 8, crop * 8)
+    assert crops.numel() * 4 <= need  # the estimate covers at least the bank it made

@@ -24,6 +24,7 @@ from ..data.clips import resize_crop
 from ..data.sources import find_segments
 from ..data.video import read_indices
 from ..errors import ConfigError, InputError
+from ..memory import check_fits
 from ..schema import SEED_MAX, check_ranges, ranged
 from ..training.optim import cosine_lr
 from .autoencoder import TinyAutoencoder
@@ -53,13 +54,26 @@ class DistillConfig:
             raise ConfigError(f"[train-vae] short_side ({self.short_side}) must be at least crop ({self.crop}): crops are cut from it")
 
 
+def distill_bytes(cfg: DistillConfig, frames: int, latent_channels: int = 32) -> int:
+    """A rough upper estimate of train-vae's peak: the frames read (uint8, short_side square), the crop bank
+    and its latents (float32), and one training step of the student, encoder and decoder, whose activations
+    at every level are kept for the backward pass (about 2 blocks + 4 of them a level, a third more for the
+    smaller levels)."""
+    bank = cfg.bank * (3 * cfg.crop**2 + latent_channels * (cfg.crop // 8) ** 2) * 4
+    step = cfg.batch * cfg.crop**2 * cfg.width * 4 * (2 * cfg.blocks + 4) * 4 // 3 * 2
+    return frames * cfg.short_side**2 * 3 + bank + step
+
+
 def crop_bank(paths: Iterable[str | os.PathLike], cfg: DistillConfig, exclude: set[str]) -> torch.Tensor:
-    """Random crops of real frames -> (bank, 3, crop, crop) float in [0, 1]; files named in `exclude` are left out."""
+    """Random crops of real frames -> (bank, 3, crop, crop) float in [0, 1]; files named in `exclude` are left out.
+    The whole run's memory is estimated from the segments' frame counts before any frame is read."""
     rng, paths = random.Random(cfg.seed), list(paths)
+    segments = [seg for seg in find_segments(paths)[0] if seg.path.name not in exclude]
+    read = sum(len(range(0, seg.frames, cfg.every)) for seg in segments)
+    check_fits(distill_bytes(cfg, read), f"train-vae ({read} frames at {cfg.short_side}, a bank of {cfg.bank} crops of {cfg.crop}, "
+               f"batches of {cfg.batch})", "lower --bank, --batch or --crop, raise --every, or give fewer videos")
     frames = []
-    for seg in find_segments(paths)[0]:
-        if seg.path.name in exclude:
-            continue
+    for seg in segments:
         picked = read_indices(seg.path, list(range(seg.start, seg.start + seg.frames, cfg.every)))
         frames += list(resize_crop(picked, cfg.short_side, cfg.short_side, (0.5, 0.5)))
     if not frames:
