@@ -177,12 +177,12 @@ def print_table(report: dict) -> None:
 
 
 def print_rows(rows: list[dict]) -> None:
-    print(f"{'suite':<9}{'preset':<9}{'size':>9}{'K':>3} {'given':<12}{'steps':>5}{'cfg':>5}{'fid':>4} {'dtype':<6}{'attn':<9}{'comp':<5}"
+    print(f"{'suite':<11}{'preset':<9}{'size':>9}{'K':>3} {'given':<12}{'steps':>5}{'cfg':>5}{'fid':>4} {'dtype':<6}{'attn':<9}{'comp':<5}"
           f"{'total s min/med/max':>22}{'s/frame':>8}{'VAE s':>7}{'plan s':>7}{'model mm':>9}{'total mm':>9}"
           f"{'TFLOP':>8}{'peak TF/s':>10}{'MFU':>6}{'floor':>6}{'MFU ds':>7}{'peak GB':>8}")
     for r in rows:
         t = r["total_s"]
-        print(f"{r['suite']:<9}{r['preset']:<9}{r['width']:>5}x{r['height']:<3}{r['frames']:>3} {r['given']:<12}{r['steps']:>5}"
+        print(f"{r['suite']:<11}{r['preset']:<9}{r['width']:>5}x{r['height']:<3}{r['frames']:>3} {r['given']:<12}{r['steps']:>5}"
               f"{r['guidance']:>5.1f}{r['fidelity']:>4.1f} {r['dtype']:<6}{r['backend']:<9}{r['compiled'][:4]:<5}"
               f"{t['min']:>8.3f}/{t['median']:.3f}/{t['max']:<6.3f}{r['seconds_per_frame']:>8.3f}{r['vae_s']:>7.3f}"
               f"{r['planner_s']:>7.3f}{r['model_matmul_times']['median']:>9.1f}{r['total_matmul_times']['median']:>9.1f}"

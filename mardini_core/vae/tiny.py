@@ -52,8 +52,8 @@ class Block(nn.Module):
 
     def __init__(self, width: int, mid_gn: bool = False):
         super().__init__()
-        self.conv = nn.Sequential(conv3(width, width), nn.ReLU(), conv3(width, width), nn.ReLU(), conv3(width, width))
-        self.fuse = nn.ReLU()
+        self.conv = nn.Sequential(conv3(width, width), nn.ReLU(inplace=True), conv3(width, width), nn.ReLU(inplace=True), conv3(width, width))
+        self.fuse = nn.ReLU(inplace=True)  # in place: a convolution's backward needs its input, not its output
         self.pool = None
         if mid_gn:
             wide = 4 * width
@@ -64,7 +64,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool is not None:
             x = x + self.pool(x)
-        return self.fuse(self.conv(x) + x)
+        return self.fuse(self.conv(x).add_(x))
 
 
 def encoder(cfg: TinyAEConfig) -> nn.Sequential:
@@ -81,7 +81,7 @@ def encoder(cfg: TinyAEConfig) -> nn.Sequential:
 def decoder(cfg: TinyAEConfig) -> nn.Sequential:
     """(N, latent_channels, h, w) -> (N, 3, 8h, 8w), roughly in [0, 1] (callers clamp)."""
     w, n = cfg.width, cfg.blocks
-    layers: list[nn.Module] = [Clamp(), conv3(cfg.latent_channels, w), nn.ReLU()]
+    layers: list[nn.Module] = [Clamp(), conv3(cfg.latent_channels, w), nn.ReLU(inplace=True)]
     for level in range(3):
         layers += [Block(w, mid_gn=cfg.mid_gn and level == 0) for _ in range(n)]
         layers += [nn.Upsample(scale_factor=2), conv3(w, w, bias=False)]
