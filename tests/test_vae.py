@@ -6,10 +6,12 @@ import pickle
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mardini_core.data import shared_dir
 from mardini_core.errors import CheckpointError, InputError
-from mardini_core.vae import TinyAEConfig, TinyAutoencoder, load_mardini_tae, load_vae, save_mardini_tae
+from mardini_core.vae import TinyAEConfig, TinyAutoencoder, channels_last, load_mardini_tae, load_vae, save_mardini_tae
 from mardini_core.vae.distill import DistillConfig, distil
 from mardini_core.vae.quality import evaluation_frames, psnr, reconstruction_psnr
 
@@ -128,3 +130,18 @@ def test_train_vae_and_vae_psnr_commands(tmp_path, capsys):
     # --held-out leaves the project's held-out files out: carphone_pristine.mp4 is one, so nothing is left to train on
     assert main(["train-vae", *args[:2], "--out", str(tmp_path / "none.safetensors"), "--held-out", "--steps", "1", "--bank", "2"]) == 2
     assert "carphone_pristine.mp4" in capsys.readouterr().err and not (tmp_path / "none.safetensors").exists()
+
+
+@settings(max_examples=12, deadline=None)
+@given(n=st.integers(1, 3), h=st.integers(1, 6), w=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_channels_last_runs_give_the_plain_runs_pixels_in_the_usual_layout(n, h, w, seed):
+    """Both autoencoder paths (mardini_core's batches and the ComfyUI VAE's packed nets) run the convolutions
+    channels-last for speed; what comes out is the plain run's numbers, contiguous as callers expect."""
+    vae = TinyAutoencoder("t", TinyAEConfig(width=8, blocks=1)).eval()
+    g = torch.Generator().manual_seed(seed)
+    images, latents = torch.rand(n, 3, 8 * h, 8 * w, generator=g), torch.randn(n, 32, h, w, generator=g)
+    with torch.no_grad():
+        for net, x in ((vae.encoder, images), (vae.decoder, latents)):
+            fast = channels_last(net, x)
+            assert fast.is_contiguous()
+            torch.testing.assert_close(fast, net(x), atol=1e-5, rtol=1e-5)

@@ -1,10 +1,11 @@
 """Autoencoders with one small interface: `name`, `latent_channels`, `downscale`, `encode`, `decode`."""
-from .autoencoder import TinyAutoencoder
+from .autoencoder import TinyAutoencoder, channels_last
 from .loading import MARDINI_TAE, TAEF2, load_mardini_tae, load_taef2, load_vae, save_mardini_tae
 from .tiny import TinyAEConfig
 
 __all__ = [
     "TinyAutoencoder",
+    "channels_last",
     "TinyAEConfig",
     "load_vae",
     "load_taef2",
