@@ -398,3 +398,27 @@ def test_train_vae_estimates_its_whole_run_before_reading_a_frame(short_video, m
         return
     assert need <= USABLE * limit_mb * 2**20 and crops.shape == (bank, 3, crop * 8, crop * 8)
     assert crops.numel() * 4 <= need  # the estimate covers at least the bank it made
+
+
+@FUZZ
+@given(side=st.tuples(st.integers(1, 12500), st.integers(1, 12500)), frames=st.integers(1, 64), batch=st.integers(1, 1 << 40),
+       shard=st.integers(1, 1 << 40), limit_mb=st.integers(1, 64))
+def test_encode_estimates_its_batches_and_shards_before_any_work(short_video, workdir, monkeypatch, side, frames, batch, shard, limit_mb):
+    """`encode --size 100000x100000` reached OpenCV's allocator (a traceback); sizes, --batch and --shard-size
+    are now checked against the memory budget before the first video is opened or --out is made."""
+    from mardini_core.data import encode as enc
+    from mardini_core.data.clips import ClipConfig
+    from support import StandInVAE
+
+    monkeypatch.setenv(LIMIT_ENV, f"{limit_mb}M")
+    clip = ClipConfig(frames=frames, height=side[1] * 16, width=side[0] * 16)
+    need = enc.encode_bytes(clip, batch, shard, 32)
+    out = workdir / "shards_fuzz"
+    if need <= USABLE * limit_mb * 2**20:
+        return  # fits: an ordinary encode, tested elsewhere
+    opened = []
+    monkeypatch.setattr(enc, "VideoClips", lambda *a, **k: opened.append(a))
+    with pytest.raises(MemoryBudgetError) as exc:
+        enc.encode_videos([str(short_video)], out, StandInVAE(), clip, batch=batch, shard_size=shard)
+    one_line(exc.value)
+    assert "--batch" in str(exc.value) and not opened and not out.exists()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..memory import check_fits
 from .clips import ClipConfig, VideoClips
 from .shards import FORMAT, VERSION, ShardIndex, read_index, write_shard
 from .video import VideoReadError, iter_frames
@@ -103,11 +104,24 @@ def _check_folder(out: Path, world: int, template: ShardIndex) -> None:
         raise InputError(f"{out} holds shards of another VAE or clip shape ({first.name}); choose a new --out")
 
 
+def encode_bytes(clip: ClipConfig, batch: int, shard_size: int, latent_channels: int, vae_width: int = 64) -> int:
+    """A rough upper estimate of encode's peak: a batch of clips as float pixels at both views, twice (the
+    stream and the concatenation the VAE reads), the VAE's widest activations for its own batch of 4
+    frames (three alive), and a shard's latents at both views in float32 before they are written."""
+    pixels = clip.height * clip.width
+    views = 1 + 1 / clip.planner_downscale**2
+    clips = batch * clip.frames * pixels * 3 * 4 * views * 2
+    latents = shard_size * clip.frames * latent_channels * (pixels // 64) * 4 * views
+    return int(clips + 4 * vae_width * pixels * 4 * 3 + latents)
+
+
 def encode_videos(videos: Iterable[str | os.PathLike], out: str | os.PathLike, vae, clip: ClipConfig, *, shard_size: int = 256,
                   batch: int = 16, rank: int = 0, world: int = 1, seed: int = 0, dtype: torch.dtype = torch.float32) -> EncodeReport:
     """Encode this rank's share of the clips of `videos` into shards in `out` (see the module's docstring)."""
     if shard_size < 1 or batch < 1:
         raise InputError("--shard-size and --batch must be at least 1")
+    check_fits(encode_bytes(clip, batch, shard_size, vae.latent_channels), f"encoding batches of {batch} clips of {clip.frames} frames "
+               f"at {clip.width}x{clip.height} into shards of {shard_size}", "lower --batch, --shard-size, --frames or --size")
     out = Path(out)
     clips = VideoClips(list(videos), clip, seed=seed)
     files = sorted({ref.segment.path for ref in clips.clips})
