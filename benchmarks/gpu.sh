@@ -52,6 +52,7 @@ job table2-L-ST-9 60 --preset L/ST --size 512 --frames 9
 [ "${SMALL:-0}" = 1 ] || job compile-L-T-13 90 --suite compile  # a CPU compile takes minutes
 job backends-identity 60 --suite backends identity
 job anchor 40 --suite anchor  # the anchor interpolators per generated frame (448x256, 9 frames)
+job efficiency 60 --suite efficiency  # the generator's FLOP-floor share: interpolation, i2v with guidance, expansion
 
 python - "$parts" "$report" "${SMALL:-0}" <<'EOF'
 import datetime, json, pathlib, sys

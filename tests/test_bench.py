@@ -128,6 +128,7 @@ def test_row_spreads_phases_and_mfu(single_thread):
     assert 0 < row.planner_s < row.model_s.max and row.vae_s > 0
     assert row.model_tflop > 0 and row.vae_tflop > 0 and row.peak_tflops > 0
     assert 0 < row.mfu < 1 and row.mfu_datasheet is None  # no datasheet for a CPU
+    assert 0 < row.model_floor_share < 1.5  # the model's FLOPs at the matmul's rate over its own time
     assert row.compiled == "no"
 
 
