@@ -71,9 +71,12 @@ def check_fits(nbytes: float, what: str, fix: str, device: str | torch.device | 
         raise MemoryBudgetError(f"{what} needs about {human(nbytes)} but {human(available)} of {where} is available; {fix}")
 
 
-def generation_bytes(frames: int, window: int, height: int, width: int, vae_width: int = 64) -> int:
+def generation_bytes(frames: int, window: int, height: int, width: int, vae_width: int = 64, hidden: int = 512) -> int:
     """A rough upper estimate of a generation's peak: every frame kept as float pixels a few times over
-    (the clip, its windows, the written copy), and one window decoded at once through a VAE whose widest
-    layer has `vae_width` channels at full resolution (three such activations alive)."""
+    (the clip, its windows, the written copy), one window decoded at once through a VAE whose widest
+    layer has `vae_width` channels at full resolution (three such activations alive), and the generator's
+    activations for a window with guidance (2 clips of one token per 16 x 16 pixels, `hidden` channels,
+    about a dozen such tensors alive in a block: q, k, v, the MLP's 4x, norms and residuals)."""
     pixels = height * width
-    return frames * pixels * 3 * 4 * 5 + window * pixels * vae_width * 4 * 3
+    tokens = 2 * window * (pixels // 256)
+    return frames * pixels * 3 * 4 * 5 + window * pixels * vae_width * 4 * 3 + tokens * hidden * 4 * 12

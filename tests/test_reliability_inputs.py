@@ -422,3 +422,23 @@ def test_encode_estimates_its_batches_and_shards_before_any_work(short_video, wo
         enc.encode_videos([str(short_video)], out, StandInVAE(), clip, batch=batch, shard_size=shard)
     one_line(exc.value)
     assert "--batch" in str(exc.value) and not opened and not out.exists()
+
+
+@FUZZ
+@given(per_segment=st.integers(1, 1000), size=st.integers(1, 512), limit_mb=st.integers(1, 48))
+def test_vae_psnr_estimates_its_frames_before_reading_one(short_video, monkeypatch, per_segment, size, limit_mb):
+    """vae-psnr --size / --per-segment reached the allocator unchecked; the picks are now estimated first."""
+    from mardini_core.vae import quality
+
+    monkeypatch.setenv(LIMIT_ENV, f"{limit_mb}M")
+    reads = []
+    real = quality.read_indices
+    monkeypatch.setattr(quality, "read_indices", lambda *a: reads.append(a) or real(*a))
+    need = quality.psnr_bytes([(per_segment, (32, 48))], size * 8)
+    try:
+        frames = quality.evaluation_frames([str(short_video)], per_segment, size * 8)
+    except MemoryBudgetError as exc:
+        one_line(exc)
+        assert need > USABLE * limit_mb * 2**20 and not reads and "--per-segment" in str(exc)
+        return
+    assert need <= USABLE * limit_mb * 2**20 and frames["short.mp4"].shape == (per_segment, 3, size * 8, size * 8)

@@ -37,6 +37,7 @@ from .. import masks
 from ..errors import InputError
 from ..evaluation import metrics
 from ..evaluation.clips import find_sources, load_clip
+from ..memory import check_fits, generation_bytes
 from ..evaluation.fid import FeatureBank
 from ..evaluation.inception import find_fid_network
 from ..data.split import HELD_OUT_FILES
@@ -135,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             skipped.append(f"skipping {source.name}: {exc}")
             print(f"warning: {skipped[-1]}", file=sys.stderr)
             continue
+        check_fits(generation_bytes(SMOOTHER_FRAMES * 2 if smoothers else args.frames, model.config.max_frames, *truth.shape[1:3]),
+                   f"evaluating {source.name} at {truth.shape[2]}x{truth.shape[1]}", "lower --size", device)
         print(f"clip {len(results) + 1}: {source.name} ({truth.shape[2]}x{truth.shape[1]})", file=sys.stderr, flush=True)
         long_truth = load_long(source, args.size, multiple) if smoothers else None
         result, outputs = evaluate_clip(source.name, truth, interpolators, animators, smoothers, long_truth, expanders)
