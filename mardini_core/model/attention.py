@@ -123,9 +123,11 @@ def frame_attention(
     the Kk tokens at its own spatial position; otherwise all Kk * N tokens. Key order is irrelevant
     (positions are already rotated into q and k). `mask`: see `FrameGroups.attention_mask`.
     """
-    if temporal:  # positions and heads side by side as SDPA's heads: a view of q, k and v, never a copy
-        o = attention(*(rearrange(x, "b k n h d -> b (n h) k d") for x in (q, k, v)), backend, mask)
-        return rearrange(o, "b (n h) k d -> b k n h d", h=q.shape[3])
+    if temporal:  # one call per clip, its positions as SDPA's batch: a view of q, k and v, never a copy (and
+        # positions x heads never land in one grid dimension of a GPU kernel, which holds at most 65535)
+        o = torch.stack([attention(*(rearrange(x[i], "k n h d -> n h k d") for x in (q, k, v)), backend,
+                                   None if mask is None else mask[i : i + 1]) for i in range(q.shape[0])])
+        return rearrange(o, "b n h k d -> b k n h d")
     o = attention(*(rearrange(x, "b k n h d -> b h (k n) d") for x in (q, k, v)), backend, mask)
     return rearrange(o, "b h (k n) d -> b k n h d", n=q.shape[2])
 
