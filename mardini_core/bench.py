@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import ATTENTION_BACKENDS, MarDiniConfig, preset
 from .errors import InputError
 from .interpolation import load_interpolator
+from .memory import check_fits, window_bytes
 from .masks import FrameMask, expansion, from_pattern, image_to_video, interpolation
 from .model import MarDini
 from .model.compiled import compile_blocks, compile_errors, compile_unavailable
@@ -277,6 +278,8 @@ class Row:
 def run(job: Job, device: torch.device, repeats: int = 5) -> Row:
     """Time `repeats` generations after one warm-up; matmul-times are per repeat against a fresh reference."""
     job = check_job(job)
+    check_fits(window_bytes(job.frames, job.height, job.width, VAE_LAYOUT.width, job.config().generator.hidden),
+               f"a {job.preset} window of {job.frames} frames at {job.width}x{job.height}", "lower --size or --frames", device, whole=True)
     dtype = DTYPES[job.dtype]
     model = random_model(job, device)
     vae = random_vae(model.config.latent_channels, device, dtype)

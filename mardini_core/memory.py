@@ -63,20 +63,31 @@ def human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def check_fits(nbytes: float, what: str, fix: str, device: str | torch.device | None = None) -> None:
-    """Raise MemoryBudgetError when `what` (about `nbytes`) would not fit in the usable memory."""
-    available = available_bytes(device)
+def check_fits(nbytes: float, what: str, fix: str, device: str | torch.device | None = None, whole: bool = False) -> None:
+    """Raise MemoryBudgetError when `what` (about `nbytes`) would not fit in the usable memory: what is free
+    now, or with `whole` a GPU's whole memory (where a host such as ComfyUI moves other models out to make room)."""
+    cuda = device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available()
+    available = torch.cuda.get_device_properties(torch.device(device)).total_memory if cuda and whole else available_bytes(device)
     if nbytes > USABLE * available:
-        where = "GPU memory" if device is not None and torch.device(device).type == "cuda" else "memory"
+        where = "GPU memory" if cuda else "memory"
         raise MemoryBudgetError(f"{what} needs about {human(nbytes)} but {human(available)} of {where} is available; {fix}")
 
 
-def generation_bytes(frames: int, window: int, height: int, width: int, vae_width: int = 64, hidden: int = 512) -> int:
-    """A rough upper estimate of a generation's peak: every frame kept as float pixels a few times over
-    (the clip, its windows, the written copy), one window decoded at once through a VAE whose widest
-    layer has `vae_width` channels at full resolution (three such activations alive), and the generator's
-    activations for a window with guidance (2 clips of one token per 16 x 16 pixels, `hidden` channels,
-    about a dozen such tensors alive in a block: q, k, v, the MLP's 4x, norms and residuals)."""
+def clip_bytes(frames: int, height: int, width: int) -> int:
+    """The host's share of a generation: every frame kept as float pixels a few times over (the clip, its
+    windows, the written copy)."""
+    return frames * height * width * 3 * 4 * 5
+
+
+def window_bytes(window: int, height: int, width: int, vae_width: int = 64, hidden: int = 512) -> int:
+    """The model device's share: one window decoded at once through a VAE whose widest layer has `vae_width`
+    channels at full resolution (three such activations alive), and the generator's activations for a
+    window with guidance (2 clips of one token per 16 x 16 pixels, `hidden` channels, about a dozen such
+    tensors alive in a block: q, k, v, the MLP's 4x, norms and residuals)."""
     pixels = height * width
-    tokens = 2 * window * (pixels // 256)
-    return frames * pixels * 3 * 4 * 5 + window * pixels * vae_width * 4 * 3 + tokens * hidden * 4 * 12
+    return window * pixels * vae_width * 4 * 3 + 2 * window * (pixels // 256) * hidden * 4 * 12
+
+
+def generation_bytes(frames: int, window: int, height: int, width: int, vae_width: int = 64, hidden: int = 512) -> int:
+    """A rough upper estimate of a generation's peak where everything runs in one memory (a CPU)."""
+    return clip_bytes(frames, height, width) + window_bytes(window, height, width, vae_width, hidden)

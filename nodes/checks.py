@@ -5,7 +5,7 @@ import torch
 
 from mardini_core.errors import InputError, MaskError
 from mardini_core.masks import FrameMask
-from mardini_core.memory import check_fits, generation_bytes
+from mardini_core.memory import check_fits, clip_bytes, generation_bytes, window_bytes
 
 
 def same_mask(expected: FrameMask, got: FrameMask, what: str) -> None:
@@ -78,8 +78,13 @@ def check_image_batch(images) -> None:
 
 
 def check_request(frames: int, window: int, height: int, width: int, device) -> None:
-    """The whole request against the memory it needs, before any of it is allocated (on the CPU, where it
-    all lives in RAM; on a GPU ComfyUI's model management moves models to make room)."""
+    """The whole request against the memory it needs, before any of it is allocated: on a CPU all of it in
+    RAM; on a GPU the frames in RAM and one window against the GPU's whole memory (ComfyUI's model
+    management moves other models out to make room, so what is free now is not the limit)."""
+    what, fix = f"{frames} frames of {width}x{height}", "make fewer frames, or smaller pictures (an Upscale Image node before this one)"
     if torch.device(device).type == "cpu":
-        check_fits(generation_bytes(frames, min(frames, window), height, width), f"{frames} frames of {width}x{height}",
-                   "make fewer frames, or smaller pictures (an Upscale Image node before this one)")
+        check_fits(generation_bytes(frames, min(frames, window), height, width), what, fix)
+        return
+    check_fits(clip_bytes(frames, height, width), what, fix)
+    check_fits(window_bytes(min(frames, window), height, width), f"a window of {min(frames, window)} frames of {width}x{height}",
+               "make smaller pictures (an Upscale Image node before this one)", device, whole=True)

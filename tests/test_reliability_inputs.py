@@ -364,7 +364,30 @@ def test_node_requests_are_budgeted_whole_on_the_cpu(monkeypatch, frames, side, 
         assert need > USABLE * limit_mb * 2**20 and "Upscale Image" in str(exc)
     else:
         assert need <= USABLE * limit_mb * 2**20
-    check_request(frames, 9, 32 * side, 32 * side, "cuda")  # on a GPU ComfyUI's model management makes room
+
+
+@FUZZ
+@given(frames=st.integers(2, 400), side=st.integers(1, 256), limit_mb=st.integers(16, 4096), gpu_gb=st.integers(1, 96))
+def test_node_requests_on_a_gpu_budget_the_frames_in_ram_and_a_window_against_the_whole_gpu(monkeypatch, frames, side, limit_mb, gpu_gb):
+    """On a GPU the frames still live in RAM, and one window's activations must fit the GPU's whole memory
+    (ComfyUI moves other models out to make room, so what is free at the moment is not the limit)."""
+    from types import SimpleNamespace
+
+    from comfy_fakes import load_pack
+    from mardini_core.memory import clip_bytes, window_bytes
+
+    check_request = load_pack().nodes.checks.check_request
+    monkeypatch.setenv(LIMIT_ENV, f"{limit_mb}M")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=gpu_gb << 30))
+    host, device = clip_bytes(frames, 32 * side, 32 * side), window_bytes(min(frames, 9), 32 * side, 32 * side)
+    try:
+        check_request(frames, 9, 32 * side, 32 * side, "cuda")
+    except MemoryBudgetError as exc:
+        one_line(exc)
+        assert host > USABLE * limit_mb * 2**20 or (device > USABLE * (gpu_gb << 30) and "GPU memory" in str(exc))
+    else:
+        assert host <= USABLE * limit_mb * 2**20 and device <= USABLE * (gpu_gb << 30)
 
 
 @pytest.fixture(scope="module")
