@@ -78,12 +78,6 @@ def vae_placement() -> tuple[torch.device, torch.device]:
     return comfy.model_management.vae_device(), comfy.model_management.vae_offload_device()
 
 
-def window_batch(device: torch.device) -> int:
-    """Windows of a long schedule sampled together: on a CPU batching gains nothing and delays the progress bar
-    and Cancel by a whole batch, so one at a time; on a GPU four fill it better."""
-    return 4 if device.type == "cuda" else 1
-
-
 def managed(module: torch.nn.Module, device: torch.device, parked: torch.device):
     """A ComfyUI ModelPatcher over one of our networks, so ComfyUI's memory manager can load and offload it."""
     import comfy.model_patcher

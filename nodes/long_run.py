@@ -28,6 +28,6 @@ def run_long(model, vae, images, positions: list[int], total: int, sampling: Sam
     progress = comfy_bridge.ScheduleProgress(len(schedule), sampling.steps)
     model.load_all()  # the planner runs once per window: both networks stay loaded for the whole schedule
     video = run_schedule(schedule, model.model, adapter, pixels, sampling, hooks=progress.hooks(), restore_detail=restore_detail,
-                         interpolator=model.interpolator(), batch=comfy_bridge.window_batch(model.device))
+                         interpolator=model.interpolator())
     model.planner_done()
     return video.movedim(1, -1).to(comfy_bridge.output_device()), schedule.describe()

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InputError, MaskError
 from ..masks import FrameMask
-from .latents import check_vae, decode_frames, encode_scaled
+from .latents import check_vae, decode_frames, encode_scaled, network_device
 from .settings import NO_HOOKS, Hooks, Sampling
 from .window import Encoded, assemble, frames_to_decode, interpolator_for, plan, sample, stop, window_anchor
 
@@ -202,6 +202,12 @@ def batches(schedule: WindowSchedule, size: int) -> list[list[int]]:
     return sorted((chunk for chunks in groups.values() for chunk in chunks), key=lambda chunk: chunk[0])
 
 
+def window_batch(device: torch.device) -> int:
+    """Windows of a long schedule sampled together: on a CPU batching gains nothing and delays progress
+    and cancelling by a whole batch, so one at a time; on a GPU four fill it better."""
+    return 4 if device.type == "cuda" else 1
+
+
 def run_schedule(
     schedule: WindowSchedule,
     model,
@@ -211,7 +217,7 @@ def run_schedule(
     *,
     hooks: Hooks = NO_HOOKS,
     restore_detail: bool = True,
-    batch: int = 4,
+    batch: int | None = None,
     interpolator=None,
 ) -> torch.Tensor:
     """Execute a schedule: images (len(inputs), 3, H, W) for the input positions -> (total, 3, H, W).
@@ -221,13 +227,15 @@ def run_schedule(
     from their finished pixels. Window i is seeded with sampling.seed + i and gets the model's defaults
     for its own mask; windows of one level with one mask run `batch` at a time in one planner and one
     sampler call, with the same result as one by one (`hooks.window(i, w)` is called for each window of
-    a batch before it runs). `restore_detail` and `interpolator` as in `window.generate`.
+    a batch before it runs; default `window_batch` of the generator's device). `restore_detail` and
+    `interpolator` as in `window.generate`.
     """
     config = model.config
     if images.shape[0] != len(schedule.inputs):
         raise InputError(f"the schedule places {len(schedule.inputs)} input images but {images.shape[0]} were given")
     if any(len(w.frames) > config.max_frames for w in schedule):
         raise MaskError(f"the schedule's window of {schedule.window} frames exceeds the model's {config.max_frames}")
+    batch = window_batch(network_device(model.generator)) if batch is None else batch
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch must be a positive number of windows, got {batch!r}")
     check_vae(vae, config)
