@@ -79,13 +79,18 @@ def clip_bytes(frames: int, height: int, width: int) -> int:
     return frames * height * width * 3 * 4 * 5
 
 
+def vae_bytes(frames: int, height: int, width: int, vae_width: int = 64) -> int:
+    """`frames` images through a VAE whose widest layer has `vae_width` channels at full resolution (three
+    such activations alive)."""
+    return frames * height * width * vae_width * 4 * 3
+
+
 def window_bytes(window: int, height: int, width: int, vae_width: int = 64, hidden: int = 512) -> int:
     """The model device's share: one window decoded at once through a VAE whose widest layer has `vae_width`
     channels at full resolution (three such activations alive), and the generator's activations for a
     window with guidance (2 clips of one token per 16 x 16 pixels, `hidden` channels, about a dozen such
     tensors alive in a block: q, k, v, the MLP's 4x, norms and residuals)."""
-    pixels = height * width
-    return window * pixels * vae_width * 4 * 3 + 2 * window * (pixels // 256) * hidden * 4 * 12
+    return vae_bytes(window, height, width, vae_width) + 2 * window * (height * width // 256) * hidden * 4 * 12
 
 
 def generation_bytes(frames: int, window: int, height: int, width: int, vae_width: int = 64, hidden: int = 512) -> int:

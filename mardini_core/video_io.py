@@ -327,11 +327,10 @@ def _check_only_frames(folder: Path) -> None:
 
 def _write_png_folder(pixels: np.ndarray, folder: Path) -> None:
     """Write the frames into a temporary folder beside `folder`, then swap it in: a failure part-way
-    leaves the old frames (or nothing) under the name, never a mix or an empty folder."""
+    leaves the old frames (or nothing) under the name, never a mix or an empty folder. An existing folder has
+    passed write_frames' check_output just before (MarDini's own frames, by their manifest)."""
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file; give a folder name for PNG frames, or an .mp4/.gif name")
-    if folder.is_dir():
-        _check_only_frames(folder)  # only reached with overwrite=True or an empty folder, holding only our frames
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         for i, frame in enumerate(pixels):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..memory import check_fits
+from ..memory import check_fits, vae_bytes
 from .clips import ClipConfig, VideoClips
 from .shards import FORMAT, VERSION, ShardIndex, read_index, write_shard
 from .video import VideoReadError, iter_frames
@@ -112,7 +112,7 @@ def encode_bytes(clip: ClipConfig, batch: int, shard_size: int, latent_channels:
     views = 1 + 1 / clip.planner_downscale**2
     clips = batch * clip.frames * pixels * 3 * 4 * views * 2
     latents = shard_size * clip.frames * latent_channels * (pixels // 64) * 4 * views
-    return int(clips + 4 * vae_width * pixels * 4 * 3 + latents)
+    return int(clips + vae_bytes(4, clip.height, clip.width, vae_width) + latents)
 
 
 def encode_videos(videos: Iterable[str | os.PathLike], out: str | os.PathLike, vae, clip: ClipConfig, *, shard_size: int = 256,

@@ -12,7 +12,7 @@ from ..data.clips import resize_crop
 from ..data.sources import find_segments
 from ..data.frames import frame_size
 from ..data.video import read_indices
-from ..memory import check_fits
+from ..memory import check_fits, vae_bytes
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -34,7 +34,7 @@ def psnr_bytes(files, size: int, vae_width: int = 64) -> int:
     files = list(files)
     square = size * size * 3
     one_video = max((n * h * w * 3 * 2 + n * square * 4 * 3 for n, (h, w) in files), default=0)
-    return one_video + sum(n for n, _ in files) * square * 5 + 4 * vae_width * size * size * 4 * 3
+    return one_video + sum(n for n, _ in files) * square * 5 + vae_bytes(4, size, size, vae_width)
 
 
 def evaluation_frames(paths: Iterable[str | os.PathLike], per_segment: int = 4, size: int = 256) -> dict[str, torch.Tensor]:
