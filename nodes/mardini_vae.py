@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mardini_core.vae import MARDINI_TAE, channels_last, load_vae
+from mardini_core.vae import MARDINI_TAE, run_frames, load_vae
 
 from . import comfy_bridge
 from .comfy_vae import pack, unpack
@@ -25,11 +25,11 @@ class PackedAutoencoder(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in 0..1, sides multiples of 16 -> (N, 4C, H/16, W/16)."""
-        return pack(channels_last(self.tae.encoder, images))
+        return pack(run_frames(self.tae.encoder, images))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(N, 4C, h, w) -> (N, 3, 16h, 16w), roughly 0..1 (ComfyUI's VAE clamps)."""
-        return channels_last(self.tae.decoder, unpack(latents))
+        return run_frames(self.tae.decoder, unpack(latents))
 
 
 def embedded_vae():

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from mardini_core.config import preset
 from mardini_core.errors import BackendUnavailableError, ConfigError, InputError
 from mardini_core.model import MarDini
-from mardini_core.model.layers import gelu_tanh
+from mardini_core.model import layers
+from mardini_core.model.layers import MLP, gelu_tanh
 from support import live_tiny
 
 
@@ -202,3 +203,22 @@ def test_sampling_gelu_is_the_tanh_gelu_and_training_keeps_autograd(n, spread, s
     y = x.clone().requires_grad_()
     gelu_tanh(y).sum().backward()
     torch.testing.assert_close(y.grad, torch.func.grad(lambda t: F.gelu(t, approximate="tanh").sum())(x))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=3), st.integers(1, 40), st.integers(1, 16), st.integers(0, 2**31 - 1))
+def test_cpu_sampling_mlp_in_chunks_is_the_whole_mlp(lead, tokens, chunk, seed):
+    """Sampling on a CPU runs the MLP a chunk of tokens at a time (its wide activation then stays in cache):
+    for any leading shape, token count and chunk size, that is the MLP of the whole tensor, and leaves its
+    input alone."""
+    torch.manual_seed(seed)
+    mlp = MLP(8, 32)
+    x = torch.randn(*lead, tokens, 8)
+    kept = x.clone()
+    reference = mlp(x).detach()  # autograd on: one call over the whole tensor
+    with pytest.MonkeyPatch.context() as patch, torch.no_grad():
+        patch.setattr(layers, "CPU_CHUNK_TOKENS", chunk)
+        chunked = mlp(x)
+    assert chunked.shape == x.shape
+    torch.testing.assert_close(chunked, reference, rtol=1e-5, atol=1e-6)
+    assert torch.equal(x, kept)

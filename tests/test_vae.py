@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mardini_core.data import shared_dir
 from mardini_core.errors import CheckpointError, InputError
-from mardini_core.vae import TinyAEConfig, TinyAutoencoder, channels_last, load_mardini_tae, load_vae, save_mardini_tae
+from mardini_core.vae import TinyAEConfig, TinyAutoencoder, run_frames, load_mardini_tae, load_vae, save_mardini_tae
 from mardini_core.vae.distill import DistillConfig, distil
 from mardini_core.vae.quality import evaluation_frames, psnr, reconstruction_psnr
 
@@ -134,14 +134,15 @@ def test_train_vae_and_vae_psnr_commands(tmp_path, capsys):
 
 @settings(max_examples=12, deadline=None)
 @given(n=st.integers(1, 3), h=st.integers(1, 6), w=st.integers(1, 6), seed=st.integers(0, 2**16))
-def test_channels_last_runs_give_the_plain_runs_pixels_in_the_usual_layout(n, h, w, seed):
+def test_run_frames_gives_the_plain_runs_pixels_in_the_usual_layout(n, h, w, seed):
     """Both autoencoder paths (mardini_core's batches and the ComfyUI VAE's packed nets) run the convolutions
-    channels-last for speed; what comes out is the plain run's numbers, contiguous as callers expect."""
+    channels-last, one frame at a time on a CPU, for speed; what comes out is the plain run's numbers for the
+    whole batch, contiguous as callers expect."""
     vae = TinyAutoencoder("t", TinyAEConfig(width=8, blocks=1)).eval()
     g = torch.Generator().manual_seed(seed)
     images, latents = torch.rand(n, 3, 8 * h, 8 * w, generator=g), torch.randn(n, 32, h, w, generator=g)
     with torch.no_grad():
         for net, x in ((vae.encoder, images), (vae.decoder, latents)):
-            fast = channels_last(net, x)
+            fast = run_frames(net, x)
             assert fast.is_contiguous()
             torch.testing.assert_close(fast, net(x), atol=1e-5, rtol=1e-5)

@@ -116,9 +116,13 @@ class RifePair:
 
     @torch.no_grad()
     def at(self, times: Sequence[float]) -> np.ndarray:
-        """The frames at `times` in [0, 1] -> (T, H, W, 3) float32 in [0, 1], in batches of about PIXELS_PER_FORWARD."""
+        """The frames at `times` in [0, 1] -> (T, H, W, 3) float32 in [0, 1]: on a GPU in batches of about
+        PIXELS_PER_FORWARD, on a CPU one time at a time (its full-size activations then stay in cache and below
+        glibc's 32 MB mmap threshold, which page-faults every fresh buffer: 1.2x, though the pair is shrunk anew
+        for each time)."""
         h, w = self.size
-        batch = max(1, PIXELS_PER_FORWARD // (self.img0.shape[-1] * self.img0.shape[-2]))
+        pixels = self.img0.shape[-1] * self.img0.shape[-2]
+        batch = max(1, PIXELS_PER_FORWARD // pixels) if self.img0.device.type != "cpu" else 1
         chunks = []
         for t in torch.as_tensor(list(times), dtype=torch.float32).split(batch):
             out = self.net(self.img0, self.img1, t.to(self.img0.device), self.feat0, self.feat1)  # the pair at every time in t

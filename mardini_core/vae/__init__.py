@@ -1,11 +1,11 @@
 """Autoencoders with one small interface: `name`, `latent_channels`, `downscale`, `encode`, `decode`."""
-from .autoencoder import TinyAutoencoder, channels_last
+from .autoencoder import TinyAutoencoder, run_frames
 from .loading import MARDINI_TAE, TAEF2, load_mardini_tae, load_taef2, load_vae, save_mardini_tae
 from .tiny import TinyAEConfig
 
 __all__ = [
     "TinyAutoencoder",
-    "channels_last",
+    "run_frames",
     "TinyAEConfig",
     "load_vae",
     "load_taef2",
