@@ -5,12 +5,12 @@ import torch
 
 from mardini_core.errors import InputError
 from mardini_core.fit import fit_to
-from mardini_core.generation import Anchor, Encoded, decode_frames
-from mardini_core.generation.window import assemble, frames_to_decode
+from mardini_core.generation import Anchor, Encoded, decode_frames, from_model_space
+from mardini_core.generation.window import anchor_kept, assemble, frames_to_decode
 
 from . import comfy_bridge
 from .checks import images_for_mask, latent_matches_mask, same_mask
-from .comfy_vae import ComfyVAE
+from .comfy_vae import ComfyVAE, pack
 from .fitting import FIT
 from .sampler import RESTORE_DETAIL
 from .types import MASK_INPUT, MarDiniNode
@@ -39,8 +39,12 @@ class MarDiniFrameAssembler(MarDiniNode):
         if not torch.isfinite(latent["samples"]).all():
             raise InputError("the LATENT holds NaN or infinite values; check the node that made it (a sampler or latent math node)")
         given = images_for_mask(images, mask)
-        frames = decode_with_progress(vae, latent["samples"])
+        kept = self.kept(latent, mask, restore_detail)
+        decoded_at = [k for k in range(latent["samples"].shape[0]) if k not in kept]
+        frames = decode_with_progress(vae, latent["samples"], decoded_at)
         frames = frames.reshape(-1, *frames.shape[-3:])[..., :3].float().clone()
+        if kept and frames.shape[0] == len(decoded_at):  # one latent per frame (our Sampler's): kept rows stay zero, never read
+            frames = frames.new_zeros(mask.frames, *frames.shape[1:]).index_copy_(0, torch.tensor(decoded_at), frames)
         if fit != "off" and frames.shape[1:3] != given.shape[1:3] and frames.shape[0] == mask.frames:
             given = fit_to(given.movedim(-1, 1), tuple(frames.shape[1:3]), fit).movedim(1, -1)  # as VAE Encode fitted them
         if frames.shape[0] != mask.frames:
@@ -55,8 +59,19 @@ class MarDiniFrameAssembler(MarDiniNode):
             )
         window, reconstruct = self.window(vae, latent, given, mask)
         pixels = frames.movedim(-1, 1)
-        out = assemble(pixels[frames_to_decode(mask, window.anchor, restore_detail)], window, restore_detail, reconstruct)
+        out = assemble(pixels[frames_to_decode(mask, window.anchor, restore_detail, kept)], window, restore_detail, reconstruct, kept)
         return (out.movedim(1, -1),)
+
+    @staticmethod
+    def kept(latent, mask, restore_detail) -> list[int]:
+        """Generated frames our Sampler left as their flow anchor's latents (window.anchor_kept), read off the
+        LATENT as it arrives (a latent node between may have changed it): they are the anchor's pixels, not decoded."""
+        window, samples = latent.get("mardini_window"), latent["samples"]
+        if window is None or window.anchor.kind != "flow" or samples.shape[0] != mask.frames or window.mask != mask:
+            return []
+        raw = from_model_space(window.anchor.latents, latent["mardini_config"])
+        form = raw if samples.shape[1:] == raw.shape[1:] else pack(raw)
+        return anchor_kept(window, restore_detail, samples, form) if samples.shape[1:] == form.shape[1:] else []
 
     @staticmethod
     def window(vae, latent, given, mask):
@@ -74,11 +89,11 @@ class MarDiniFrameAssembler(MarDiniNode):
         return window, lambda z: decode_frames(adapter, z, config).cpu()
 
 
-def decode_with_progress(vae, samples):
-    """ComfyUI's VAE decode one frame at a time, advancing the node's progress bar (and honouring Cancel)."""
-    report = comfy_bridge.step_reporter(samples.shape[0])
+def decode_with_progress(vae, samples, rows):
+    """ComfyUI's VAE decode of the latent's `rows`, one at a time, advancing the node's progress bar (and honouring Cancel)."""
+    report = comfy_bridge.step_reporter(len(rows))
     parts = []
-    for i in range(samples.shape[0]):
+    for n, i in enumerate(rows):
         parts.append(vae.decode(samples[i : i + 1]))
-        report(i + 1)
+        report(n + 1)
     return torch.cat(parts)

@@ -14,6 +14,7 @@ from mardini_core.errors import ConfigError, InputError, MemoryBudgetError
 from mardini_core.interpolation import Dis, anchor_frames, load_interpolator
 from mardini_core.model import MarDini
 from mardini_core.generation import Anchor, Encoded, generate, sample, window_anchor
+from mardini_core.generation import window as window_module
 from mardini_core.generation.sampler import denoise
 from mardini_core.noise_schedule import alpha_sigma
 from mardini_core.video_io import write_frames
@@ -216,3 +217,57 @@ def test_the_pixel_loss_scores_frames_between_given_ones_against_the_anchor(seed
     given = [i for i, m in enumerate(masked_row) if not m]
     bracketed = any(masked_row[i] for i in range(given[0], given[-1]))
     assert (abs(pixel_loss(model, decoder, *args).item()) > 1e-4) == bracketed
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 6), st.sampled_from(["ddim", "dpmpp_2m"]), st.floats(1.0, 4.0), st.integers(0, 2**31))
+def test_a_sample_that_keeps_its_anchor_calls_no_network_and_is_what_the_full_path_gives(steps, sampler, guidance, seed):
+    """Fidelity 1 with mean_scale 0 keeps none of the mean residual and mixes in nothing sampled: the result is the
+    offset whatever the generator says, so it is not called, and the numbers are the full path's bit for bit."""
+    reference, masked = clip()
+    target = torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed))
+    kept = Resolved(steps=steps, guidance=guidance, fidelity=1.0, mean_scale=0.0, sampler=sampler)
+    assert kept.keeps_anchor and not Resolved(fidelity=1.0, mean_scale=1e-9).keeps_anchor and not Resolved(fidelity=0.99, mean_scale=0.0).keeps_anchor
+    generator = OracleGenerator(target)
+    fast = denoise(FakeModel(generator), reference, masked, None, kept, generator=torch.Generator().manual_seed(seed))
+    assert generator.batches == []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Resolved, "keeps_anchor", property(lambda self: False))
+        full = denoise(FakeModel(OracleGenerator(target)), reference, masked, None, kept, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(fast, full)
+
+
+def kept_tiny() -> MarDini:
+    """The tiny flow model calibrated as the default is (mean_scale 0: where the anchor moves, the sample is the anchor)."""
+    flow = flow_tiny()
+    model = MarDini(flow.config.replace(mean_scale=0.0)).eval()
+    model.load_state_dict(flow.state_dict())
+    return model
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=7).filter(lambda g: not all(g)), st.booleans(), st.integers(0, 2**31))
+def test_windows_that_keep_their_anchor_skip_planner_generator_and_decoding_and_match_the_full_path(inner, restore_detail, seed):
+    """Between given frames the default model's sample is its anchor (Resolved.keeps_anchor): neither network runs,
+    and with detail restoration a kept frame is the anchor's pixels, so it is not decoded either (nor its R(A)).
+    Whatever the mask, the frames and latents are those the full path computes."""
+    model, vae = kept_tiny(), StandInVAE()
+    mask = masks.from_pattern("".join("x" if g else "." for g in [True, *inner, True]))
+    images = torch.rand(mask.images_needed, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+    calls = []
+    for net in (model.planner, model.generator):
+        net.register_forward_hook(lambda *_: calls.append(1))
+    decoded = []
+    decode = vae.decode
+    vae.decode = lambda z: decoded.append(z.shape[0]) or decode(z)
+    fast = generate(model, vae, images, mask, Sampling(steps=3), restore_detail=restore_detail, interpolator=Dis())
+    assert calls == []
+    assert sum(decoded) == (0 if restore_detail else len(mask.generated_indices))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Resolved, "keeps_anchor", property(lambda self: False))
+        patch.setattr(window_module, "anchor_kept", lambda *args: [])
+        full = generate(model, vae, images, mask, Sampling(steps=3), restore_detail=restore_detail, interpolator=Dis())
+    assert calls and sum(decoded) > 0
+    assert torch.equal(fast.latents, full.latents)
+    torch.testing.assert_close(fast.frames, full.frames, atol=1e-6, rtol=0)
+    assert torch.equal(fast.frames[list(mask.given_indices)], images[list(mask.sources)])

@@ -18,16 +18,18 @@ from mardini_core.checkpoint import save_checkpoint  # noqa: E402
 from mardini_core.config import preset  # noqa: E402
 from mardini_core.model import MarDini  # noqa: E402
 from mardini_core.generation import generate, images_from_hwc  # noqa: E402
-from mardini_core.generation import Sampling
+from mardini_core.generation import Sampling, resolve
 
 ComfyVAE = PACK.nodes.comfy_vae.ComfyVAE
 
 
-@pytest.fixture(scope="module", params=["none", "neighbours", "flow"])
+@pytest.fixture(scope="module", params=["none", "neighbours", "flow", "flow, mean_scale 0"])
 def model(request):
-    """A tiny random model of each anchor kind, saved in models/mardini and loaded by the loader node."""
-    config = dataclasses.replace(preset("tiny/T"), anchor=request.param, max_frames=6)
-    name = f"chain-{request.param}.safetensors"
+    """A tiny random model of each anchor kind, saved in models/mardini and loaded by the loader node; the last is
+    calibrated as the default model is (where its anchor moves, at fidelity 1, its sample is the anchor)."""
+    anchor = request.param.split(",")[0]
+    config = dataclasses.replace(preset("tiny/T"), anchor=anchor, max_frames=6, mean_scale=0.0 if "mean_scale" in request.param else 1.0)
+    name = f"chain-{request.param.replace(', mean_scale ', '-')}.safetensors"
     path = Path(folder_paths.models_dir) / "mardini" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(1)
@@ -44,7 +46,7 @@ def model(request):
 def clips(draw):
     frames = draw(st.integers(3, 6))
     given_frames = draw(st.lists(st.booleans(), min_size=frames, max_size=frames).filter(lambda g: any(g) and not all(g)))
-    return "".join("x" if g else "." for g in given_frames), draw(st.integers(0, 2**31)), draw(st.sampled_from([0.0, 0.5]))
+    return "".join("x" if g else "." for g in given_frames), draw(st.integers(0, 2**31)), draw(st.sampled_from([0.0, 0.5, 1.0]))
 
 
 @settings(max_examples=5, deadline=None)
@@ -59,9 +61,16 @@ def test_node_chain_equals_generate(model, clip, guidance, restore_detail):
     latents = N["MarDiniVAEEncode"]().encode(model, vae, images, mask)[0]
     plan = N["MarDiniPlanner"]().plan(model, latents, mask)[0]
     latent = N["MarDiniSampler"]().sample(model, plan, latents, mask, steps, guidance, seed, 0.0, True, fidelity)[0]
+    decoded = []
+    vae.decode = lambda z, decode=vae.decode: decoded.append(z.shape[0]) or decode(z)
     frames = N["MarDiniFrameAssembler"]().assemble(vae, latent, images, mask, restore_detail)[0]
-
     sampling = Sampling(steps=steps, guidance=guidance, seed=seed, fidelity=fidelity, guidance_follows_mask=True)  # the node's default
+    kept = restore_detail and resolve(sampling, mask, model.config).keeps_anchor
+    if kept:  # frames left as their anchor are not decoded, nor their anchor's R(A)
+        assert sum(decoded) == len(mask.given_indices)
+    else:
+        assert sum(decoded) >= mask.frames
+
     window = generate(model.model, ComfyVAE(vae, model.config.latent_channels), images_from_hwc(images), mask, sampling,
                       restore_detail=restore_detail, interpolator=model.anchor)
     assert frames.shape == (mask.frames, 64, 64, 3)

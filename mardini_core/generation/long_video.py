@@ -26,7 +26,7 @@ from ..errors import InputError, MaskError
 from ..masks import FrameMask
 from .latents import check_vae, decode_frames, encode_scaled, network_device
 from .settings import NO_HOOKS, Hooks, Sampling
-from .window import Encoded, assemble, frames_to_decode, interpolator_for, plan, sample, stop, window_anchor
+from .window import Encoded, anchor_kept, assemble, frames_to_decode, interpolator_for, plan_for, sample, stop, window_anchor
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,8 @@ class KnownFrames:
     def decodings(self, w: Window, latents: torch.Tensor, indices: list[int]) -> torch.Tensor:
         """Decodings (D, 3, H, W) of the window's frames at `indices`, from `latents` (K, C, h, w),
         each frame decoded once over the whole schedule."""
+        if not indices:
+            return torch.zeros(0)
         missing = [n for n in indices if w.frames[n] not in self.decoded]
         fresh = dict(zip(missing, decode_frames(self.vae, latents[missing], self.config).cpu())) if missing else {}
         self.decoded.update((w.frames[n], d) for n, d in fresh.items() if w.frames[n] in self.reread)
@@ -251,10 +253,10 @@ def run_schedule(
         windows = [Encoded(mask, pixels, high, low, window_anchor(vae, pixels, high, mask, config, interpolator))
                    for mask, (pixels, high, low) in given]
         stop(hooks, "after the anchor")
-        latents = sample(model, windows, plan(model, windows), sampling, [sampling.seed + i for i in indices], hooks)
+        latents = sample(model, windows, plan_for(model, windows, sampling), sampling, [sampling.seed + i for i in indices], hooks)
         for i, window, z in zip(indices, windows, latents):
-            w = schedule[i]
-            decoded = known.decodings(w, z, frames_to_decode(w.mask, window.anchor, restore_detail))
+            w, kept = schedule[i], anchor_kept(window, restore_detail, z)
+            decoded = known.decodings(w, z, frames_to_decode(w.mask, window.anchor, restore_detail, kept))
             stop(hooks, "after decoding")
-            known.add(w, assemble(decoded, window, restore_detail, lambda anchor: decode_frames(vae, anchor, config).cpu()), z)
+            known.add(w, assemble(decoded, window, restore_detail, lambda anchor: decode_frames(vae, anchor, config).cpu(), kept), z)
     return torch.stack([known.pixels[p] for p in range(schedule.total)])

@@ -19,7 +19,8 @@ is blended with the finished sample, f * mean + (1 - f) * sample. f = 0 is the f
 residual sampled with the wrong content costs more than it adds, so anchored models interpolate at
 high fidelity (`settings.resolve`).
 `mean_scale` < 1 shrinks the mean estimate towards the anchor (an anchored model's calibration
-between given frames, `settings.resolve`).
+between given frames, `settings.resolve`); at f = 1 with mean_scale 0 the result is the anchor itself
+(`Resolved.keeps_anchor`), so the generator is not called at all.
 """
 from __future__ import annotations
 
@@ -171,6 +172,11 @@ def denoise(
     def clip(y: torch.Tensor) -> torch.Tensor:
         return torch.where(generated, offset + y, reference)
 
+    if settings.keeps_anchor:  # 0 x the mean residual and nothing sampled: the offset, bit for bit, without a model call
+        out = clip(torch.zeros_like(reference))
+        if callback is not None:
+            callback(1, 1, out)
+        return out
     y = noise()
     cache = sampling_cache(model, reference, plan, masked, guidance)
     run = 1 if fidelity >= 1 else steps

@@ -99,6 +99,13 @@ class Resolved:
     def __post_init__(self) -> None:
         check(self)
 
+    @property
+    def keeps_anchor(self) -> bool:
+        """The sample is its anchor whatever the networks say: none of the mean residual is kept and nothing
+        sampled is mixed in (fidelity 1, mean_scale 0: the default model wherever its anchor moves), so neither
+        the planner nor the generator runs (sampler.denoise, window.plan_for)."""
+        return self.fidelity >= 1 and self.mean_scale == 0
+
 
 def closed(mask: FrameMask) -> bool:
     """Both ends given: every generated frame lies between given frames (interpolation, loop)."""

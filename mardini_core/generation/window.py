@@ -39,13 +39,14 @@ class Anchor:
     latents: torch.Tensor | None = None
 
     def restoration(self, decoded: torch.Tensor, images: torch.Tensor, mask: FrameMask,
-                    reconstruct: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A, R(A)) of assemble.py: the flow frames and `reconstruct` of their latents (the generated
-        ones), else the neighbour blends of the given images and of their decodings (in `decoded`)."""
+                    reconstruct: Callable[[torch.Tensor], torch.Tensor], kept: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, R(A)) of assemble.py: the flow frames and `reconstruct` of their latents (the generated ones
+        but those `kept`, whose decoding and reconstruction are both left zero: A itself), else the neighbour
+        blends of the given images and of their decodings (in `decoded`)."""
         if self.kind != "flow":
             return neighbour_anchor(decoded, images, mask)
         reconstruction = torch.zeros_like(decoded)
-        generated = list(mask.generated_indices)
+        generated = [k for k in mask.generated_indices if k not in kept]
         if generated:
             reconstruction[generated] = reconstruct(self.latents[generated]).to(reconstruction)
         return self.pixels, reconstruction
@@ -109,6 +110,13 @@ def checked_mask(windows: Sequence[Encoded], config: MarDiniConfig) -> FrameMask
     return mask
 
 
+def plan_for(model, windows: Sequence[Encoded], sampling: Sampling) -> torch.Tensor | None:
+    """Stage 2 where stage 3 reads it: None where the windows' sample is their anchor whatever the networks
+    say (settings.Resolved.keeps_anchor; the sampler then calls no network either)."""
+    mask = checked_mask(windows, model.config)
+    return None if resolve(sampling, mask, model.config).keeps_anchor else plan(model, windows)
+
+
 @torch.no_grad()
 def plan(model, windows: Sequence[Encoded]) -> torch.Tensor:
     """Stage 2: the planner's signal, once per window and reused at every step -> (B, K, N, D)."""
@@ -148,29 +156,43 @@ def sample(model, windows: Sequence[Encoded], signal: torch.Tensor | None, sampl
     return z
 
 
-def frames_to_decode(mask: FrameMask, anchor: Anchor, restore_detail: bool) -> list[int]:
-    """The window's frames whose latents are decoded: the generated ones, and the given ones when detail
-    restoration blends their decodings (a caller that has a frame's decoding can reuse it)."""
-    return list(mask.generated_indices) + (list(mask.given_indices) if restore_detail and anchor.kind != "flow" else [])
+def anchor_kept(window: Encoded, restore_detail: bool, latents: torch.Tensor, anchor_latents: torch.Tensor | None = None) -> list[int]:
+    """Generated frames whose latents (K, ...) are their flow anchor's (`anchor_latents`, default the anchor's
+    model-space ones: the anchor's latents in the form `latents` take). With detail restoration such a frame
+    comes back as the anchor's pixels, A + D(z) - R(A) with D(z) = R(A), so neither is decoded (assemble.py)."""
+    if not restore_detail or window.anchor.kind != "flow":
+        return []
+    reference = window.anchor.latents if anchor_latents is None else anchor_latents
+    return [k for k in window.mask.generated_indices if torch.equal(latents[k], reference[k].to(latents))]
+
+
+def frames_to_decode(mask: FrameMask, anchor: Anchor, restore_detail: bool, kept: Sequence[int] = ()) -> list[int]:
+    """The window's frames whose latents are decoded: the generated ones but those `kept` (`anchor_kept`), and
+    the given ones when detail restoration blends their decodings (a caller that has a frame's decoding can reuse it)."""
+    generated = [k for k in mask.generated_indices if k not in kept]
+    return generated + (list(mask.given_indices) if restore_detail and anchor.kind != "flow" else [])
 
 
 def assemble(pixels: torch.Tensor, window: Encoded, restore_detail: bool,
-             reconstruct: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+             reconstruct: Callable[[torch.Tensor], torch.Tensor], kept: Sequence[int] = ()) -> torch.Tensor:
     """Stage 4's second half: the decodings `pixels` (D, 3, H, W) of `frames_to_decode`, in that order ->
     the window's frames (K, 3, H, W) on the CPU, given frames exact, generated ones put back around the
-    anchor; `reconstruct` decodes model-space latents (a flow anchor's R(A), assemble.py)."""
+    anchor (those `kept` are the anchor's pixels); `reconstruct` decodes model-space latents (a flow anchor's R(A), assemble.py)."""
     mask, anchor = window.mask, window.anchor
-    decoded = pixels.new_zeros(mask.frames, *pixels.shape[1:])
-    decoded[frames_to_decode(mask, anchor, restore_detail)] = pixels
+    decoded = pixels.new_zeros(mask.frames, *window.images.shape[1:])
+    if len(pixels):  # none where every generated frame is kept
+        decoded[frames_to_decode(mask, anchor, restore_detail, kept)] = pixels
     if not restore_detail:
         return assemble_frames(decoded, window.images, mask)
-    return assemble_frames(decoded, window.images, mask, anchor.restoration(decoded, window.images, mask, reconstruct))
+    return assemble_frames(decoded, window.images, mask, anchor.restoration(decoded, window.images, mask, reconstruct, kept))
 
 
 def decode(vae, latents: torch.Tensor, window: Encoded, config: MarDiniConfig, restore_detail: bool = True) -> torch.Tensor:
     """Stage 4: model-space latents (K, C, h, w) -> the window's frames (K, 3, H, W) in [0, 1] on the CPU."""
     reconstruct = lambda z: decode_frames(vae, z, config).cpu()
-    return assemble(reconstruct(latents[frames_to_decode(window.mask, window.anchor, restore_detail)]), window, restore_detail, reconstruct)
+    kept = anchor_kept(window, restore_detail, latents)
+    at = frames_to_decode(window.mask, window.anchor, restore_detail, kept)
+    return assemble(reconstruct(latents[at]) if at else torch.zeros(0), window, restore_detail, reconstruct, kept)
 
 
 @dataclass(frozen=True)
@@ -189,7 +211,7 @@ def generate(model, vae, images: torch.Tensor, mask: FrameMask, sampling: Sampli
     the clip of mask.frames. `restore_detail`: put generated frames back around their anchor in pixel
     space (assemble.py); `interpolator`: what makes a flow-anchored model's anchor (None: the default)."""
     window = encode(model, vae, images, mask, interpolator)
-    latents = sample(model, [window], plan(model, [window]), sampling, hooks=hooks)[0]
+    latents = sample(model, [window], plan_for(model, [window], sampling), sampling, hooks=hooks)[0]
     return Generation(decode(vae, latents, window, model.config, restore_detail), latents.cpu(), mask, window.anchor)
 
 

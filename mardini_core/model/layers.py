@@ -159,15 +159,17 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (..., D) -> (..., D). Sampling on a CPU runs CPU_CHUNK_TOKENS tokens at a time (the same numbers: the
-        MLP is token-wise): the 4x-wide activation and the GELU's passes over it then stay in cache, and no buffer
-        passes glibc's 32 MB mmap threshold, above which every fresh one is page-faulted in (1.2-1.4x)."""
+        """x (B, ..., D) -> (B, ..., D). Sampling on a CPU runs each clip CPU_CHUNK_TOKENS tokens at a time (the
+        same numbers: the MLP is token-wise; and a clip's chunks do not depend on the batch it came in): the
+        4x-wide activation and the GELU's passes over it then stay in cache, and no buffer passes glibc's 32 MB
+        mmap threshold, above which every fresh one is page-faulted in (1.2-1.4x)."""
         if torch.is_grad_enabled() or x.device.type != "cpu" or x.numel() <= CPU_CHUNK_TOKENS * x.shape[-1]:
             return self.fc2(gelu_tanh(self.fc1(x)))
-        tokens = x.reshape(-1, x.shape[-1])
-        out = torch.empty_like(tokens)
-        for chunk, part in zip(tokens.split(CPU_CHUNK_TOKENS), out.split(CPU_CHUNK_TOKENS)):
-            part.copy_(self.fc2(gelu_tanh(self.fc1(chunk))))
+        clips = x.reshape(x.shape[0], -1, x.shape[-1])  # (B, T, D)
+        out = torch.empty_like(clips)
+        for clip, result in zip(clips, out):
+            for chunk, part in zip(clip.split(CPU_CHUNK_TOKENS), result.split(CPU_CHUNK_TOKENS)):
+                part.copy_(self.fc2(gelu_tanh(self.fc1(chunk))))
         return out.view(x.shape)
 
 
@@ -175,13 +177,14 @@ GELU_C = math.sqrt(2 / math.pi)
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    """GELU, tanh form. Sampling on a CPU computes it as x * sigmoid(2u), 2u = x (2c + 2c 0.044715 x^2) with
-    c = sqrt(2/pi), in four passes over one buffer: the same function (0.5 (1 + tanh u) = sigmoid(2u)), and
-    PyTorch's CPU tanh is about four times slower than its sigmoid. Training (autograd keeps the input) and GPUs
-    (one fused kernel) use F.gelu."""
+    """GELU, tanh form. Sampling on a CPU computes it as x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3), in
+    place on one buffer: the same function (0.5 (1 + tanh u) = sigmoid(2u)), and PyTorch's CPU tanh is about four
+    times slower than its sigmoid. Training (autograd keeps the input) and GPUs (one fused kernel) use F.gelu.
+    (No addcmul: its vector loop fuses a multiply-add that its tail does not, so a value would depend on where it
+    sits in the tensor, and a window batched with others would differ from the window alone.)"""
     if torch.is_grad_enabled() or x.device.type != "cpu":
         return F.gelu(x, approximate="tanh")
-    two_u = torch.addcmul(x.new_tensor(2 * GELU_C), x, x, value=2 * 0.044715 * GELU_C).mul_(x)
+    two_u = torch.mul(x, x).mul_(2 * 0.044715 * GELU_C).add_(2 * GELU_C).mul_(x)
     return two_u.sigmoid_().mul_(x)
 
 
