@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from mardini_core.generation import Hooks, Sampling, from_model_space, sample
+from mardini_core.errors import InputError
+from mardini_core.generation import Hooks, Sampling, from_model_space, resolve, sample
 from mardini_core.generation.settings import SAMPLERS
 
 from . import comfy_bridge
@@ -78,23 +79,40 @@ class MarDiniSampler(MarDiniNode):
 
     REQUIRED = {
         "model": MODEL_INPUT,
-        "plan": (MARDINI_PLAN, {"tooltip": "From MarDini Planner."}),
+        "plan": (MARDINI_PLAN, {"lazy": True, "tooltip": "From MarDini Planner. Not run where the new frames are their "
+                                "anchor whatever the model says (the embedded model between given frames)."}),
         "latents": LATENTS_INPUT,
         "mask": MASK_INPUT,
         **sampling_inputs(),
     }
     OPTIONAL = {"guidance_follows_mask": GUIDANCE_FOLLOWS_MASK, "fidelity": FIDELITY, "sampler": SAMPLER}
 
+    def check_lazy_status(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True,
+                          fidelity=-1.0, sampler="ddim"):
+        """ComfyUI asks which lazy inputs to compute: the plan only where the sampler reads it, so the Planner node
+        is not run where the window's sample is its anchor (settings.Resolved.keeps_anchor)."""
+        if plan is not None:
+            return []
+        try:
+            settings = resolve(sampling_from_widgets(steps, guidance, seed, eta, fidelity, sampler, guidance_follows_mask),
+                               mask, model.config)
+        except InputError:
+            return ["plan"]  # sample() names the bad widget
+        return [] if settings.keeps_anchor else ["plan"]
+
     def sample(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True, fidelity=-1.0,
                sampler="ddim"):
-        same_mask(plan.mask, mask, "plan")
+        sampling = sampling_from_widgets(steps, guidance, seed, eta, fidelity, sampler, guidance_follows_mask)
+        if plan is None and not resolve(sampling, mask, model.config).keeps_anchor:
+            raise InputError("this clip's sampler reads the plan: connect MarDini Planner's plan")
+        if plan is not None:
+            same_mask(plan.mask, mask, "plan")
         same_mask(latents.mask, mask, "encoded latents")
         model.load_generator()
         report = comfy_bridge.step_reporter(steps)
         projection = fit_projection(latents.window.high, latents.preview_rgb) if comfy_bridge.previews_enabled() else None
-        sampling = sampling_from_widgets(steps, guidance, seed, eta, fidelity, sampler, guidance_follows_mask)
         hooks = Hooks(step=lambda step, total, x0: report(step, None if projection is None else strip(x0[0], projection)))
-        z = sample(model.model, [latents.window], plan.signal, sampling, hooks=hooks)[0]
+        z = sample(model.model, [latents.window], None if plan is None else plan.signal, sampling, hooks=hooks)[0]
         raw = from_model_space(z, model.config)
         samples = (pack(raw) if latents.packed else raw).to(comfy_bridge.output_device())
         # the window rides along for MarDini Frame Assembler: the given frames and the anchor to put the new ones back around

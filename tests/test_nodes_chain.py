@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from comfy_fakes import load_pack
 from comfy_fakes.fake_vae import FakeVAE
@@ -16,6 +16,7 @@ N = PACK.NODE_CLASS_MAPPINGS
 import folder_paths  # noqa: E402  (the fakes, installed by load_pack)
 from mardini_core.checkpoint import save_checkpoint  # noqa: E402
 from mardini_core.config import preset  # noqa: E402
+from mardini_core.errors import InputError  # noqa: E402
 from mardini_core.model import MarDini  # noqa: E402
 from mardini_core.generation import generate, images_from_hwc  # noqa: E402
 from mardini_core.generation import Sampling, resolve
@@ -51,6 +52,7 @@ def clips(draw):
 
 @settings(max_examples=5, deadline=None)
 @given(clip=clips(), guidance=st.sampled_from([1.0, 2.5]), restore_detail=st.booleans())
+@example(clip=("x...x", 3, 1.0), guidance=1.0, restore_detail=True)  # a kept window with every model that has one
 def test_node_chain_equals_generate(model, clip, guidance, restore_detail):
     pattern, seed, fidelity = clip
     vae = FakeVAE(32, seed=seed % 7)
@@ -75,3 +77,29 @@ def test_node_chain_equals_generate(model, clip, guidance, restore_detail):
                       restore_detail=restore_detail, interpolator=model.anchor)
     assert frames.shape == (mask.frames, 64, 64, 3)
     torch.testing.assert_close(frames, window.frames.movedim(1, -1), atol=1e-5, rtol=0)
+
+
+@settings(max_examples=6, deadline=None)
+@given(clip=clips())
+@example(clip=("x...x", 3, 1.0))  # a kept window with every model that has one
+def test_the_sampler_asks_for_the_plan_only_where_it_reads_it(model, clip):
+    """The plan is a lazy input: ComfyUI runs the Planner node only where the sampler reads its plan, not where the
+    sample is the anchor whatever the networks say (a model calibrated to mean_scale 0, at fidelity 1, where its anchor
+    moves). There the samples without a plan are those with one; elsewhere a missing plan is refused in one line."""
+    pattern, seed, fidelity = clip
+    vae = FakeVAE(32, seed=seed % 7)
+    mask = N["MarDiniFrameMask"]().build(len(pattern), "custom", 1, pattern)[0]
+    images = torch.rand(mask.images_needed, 64, 64, 3, generator=torch.Generator().manual_seed(seed))
+    latents = N["MarDiniVAEEncode"]().encode(model, vae, images, mask)[0]
+    sampler, args = N["MarDiniSampler"](), (3, 2.5, seed, 0.0, True, fidelity)
+    moving = pattern[0] == pattern[-1] == "x" or (model.config.anchor == "flow" and pattern.count("x") >= 2)
+    kept = model.config.mean_scale == 0 and fidelity == 1.0 and moving
+    assert sampler.check_lazy_status(model, None, latents, mask, *args) == ([] if kept else ["plan"])
+    plan = N["MarDiniPlanner"]().plan(model, latents, mask)[0]
+    assert sampler.check_lazy_status(model, plan, latents, mask, *args) == []
+    if kept:
+        assert torch.equal(sampler.sample(model, None, latents, mask, *args)[0]["samples"],
+                           sampler.sample(model, plan, latents, mask, *args)[0]["samples"])
+    else:
+        with pytest.raises(InputError, match="plan"):
+            sampler.sample(model, None, latents, mask, *args)

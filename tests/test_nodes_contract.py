@@ -59,8 +59,8 @@ CONTRACT = {
     },
     "MarDiniSampler": {
         "display": "MarDini Sampler",
-        "inputs": [("model", "MARDINI_MODEL", {}), ("plan", "MARDINI_PLAN", {}), ("latents", "MARDINI_LATENTS", {}),
-                   ("mask", "MARDINI_MASK", {}), *SAMPLING],
+        "inputs": [("model", "MARDINI_MODEL", {}), ("plan", "MARDINI_PLAN", {"lazy": True}), ("latents", "MARDINI_LATENTS", {}),
+                   ("mask", "MARDINI_MASK", {}), *SAMPLING],  # lazy: run only where the sampler reads it (same link, same order)
         "optional": [("guidance_follows_mask", "BOOLEAN", {"default": True, "label_on": "auto", "label_off": "always"}),
                      ("fidelity", "FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.05, "round": 0.01}),
                      ("sampler", ["ddim", "dpmpp_2m"], {"default": "ddim"})],

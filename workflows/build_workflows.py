@@ -232,10 +232,13 @@ FREER = ("the picture size (any multiple of 32); for a freer take than the model
 OPEN = ("the picture size (any multiple of 32). Here the Sampler's fidelity -1 (the model's own) samples at 0.8: where "
         "an end is generated the model's best guess alone would stand still; lower it (e.g. 0.5) for a freer take, or "
         "set the sampler to dpmpp_2m and steps to 10 for a faster one")
-CONTINUED = ("the picture size (any multiple of 32). Here the Sampler's fidelity -1 (the model's own) takes one pass: "
-             "the new frames carry the given frames' motion on; lower it (e.g. 0.5, with 25 steps) for a freer take")
-ANCHOR = ("Each frame made between two given frames starts from RIFE 4.x's in-between (the loader's interpolator), "
-          "which the model then corrects. The loader's anchor_quality best asks RIFE four ways and averages: higher "
+CONTINUED = ("the picture size (any multiple of 32). Here the Sampler's fidelity -1 (the model's own) keeps the anchor: "
+             "the new frames carry the given frames' motion on (the embedded model adds no correction there, so its "
+             "networks are skipped); lower it (e.g. 0.5, with 25 steps) for a freer take")
+ANCHOR = ("Each frame made between two given frames starts from RIFE 4.x's in-between (the loader's interpolator). "
+          "The embedded model, calibrated on real clips, keeps that in-between as it is (its correction cost PSNR there), "
+          "so its planner and generator are skipped for those frames; a model you train further may correct it. "
+          "The loader's anchor_quality best asks RIFE four ways and averages: higher "
           "PSNR, a little softer, about 3x the time. To use your own RIFE or FILM checkpoint, connect core's Load "
           "Frame Interpolation Model to the loader's interp_model.")
 CPU_TIME = "On a 2-core CPU it ran in {time} in a fresh ComfyUI 0.33 (loading the model adds about a second)."
@@ -249,13 +252,13 @@ EXAMPLE_IMAGES = ("The example pictures are frames of Big Buck Bunny (c) Blender
                   "into ComfyUI's input folder when the pack loaded. Pick your own in Load Image (any size: 'fit' "
                   "crops them to multiples of 32).")
 TIMES = {  # "Prompt executed in", all templates run one after another in one fresh ComfyUI 0.33 (CPU, 2 shared cores), ../shared/tools comfy_ui_check.js --run
-    "image to video": "57 s",
-    "interpolation": "9 s",
-    "loop": "15 s (16 frames)",
-    "expansion": "9 s",
-    "slow motion": "23 s (25 frames)",
-    "novel view": "9 s",
-    "smoother": "26 s (17 frames in, 33 out)",
+    "image to video": "56 s",
+    "interpolation": "3 s",
+    "loop": "4 s (16 frames)",
+    "expansion": "3 s",
+    "slow motion": "6 s (25 frames)",
+    "novel view": "3 s",
+    "smoother": "6 s (17 frames in, 33 out)",
 }
 
 
