@@ -111,7 +111,7 @@ class MarDiniSampler(MarDiniNode):
         model.load_generator()
         report = comfy_bridge.step_reporter(steps)
         projection = fit_projection(latents.window.high, latents.preview_rgb) if comfy_bridge.previews_enabled() else None
-        hooks = Hooks(step=lambda step, total, x0: report(step, None if projection is None else strip(x0[0], projection)))
+        hooks = Hooks(step=lambda step, total, x0: report(step * steps // total, None if projection is None else strip(x0[0], projection)))  # one pass (fidelity 1) fills the bar
         z = sample(model.model, [latents.window], None if plan is None else plan.signal, sampling, hooks=hooks)[0]
         raw = from_model_space(z, model.config)
         samples = (pack(raw) if latents.packed else raw).to(comfy_bridge.output_device())

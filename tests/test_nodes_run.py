@@ -209,6 +209,16 @@ def test_long_video_takes_fidelity_and_sampler_and_fills_its_progress_bar(model)
     assert done == total  # one pass per window still ends at a full bar
 
 
+def test_the_sampler_fills_its_progress_bar_in_one_pass_as_in_many(model):
+    vae, mask, images = FakeVAE(32), mask_of(5, "image-to-video (first)"), torch.rand(1, 64, 64, 3)
+    latents = N["MarDiniVAEEncode"]().encode(model, vae, images, mask)[0]
+    plan = N["MarDiniPlanner"]().plan(model, latents, mask)[0]
+    for fidelity in (1.0, 0.0):  # one pass, every step
+        comfy.utils.UPDATES.clear()
+        N["MarDiniSampler"]().sample(model, plan, latents, mask, 6, 2.5, 0, 0.0, True, fidelity)
+        assert comfy.utils.UPDATES[-1][:2] == (6, 6)
+
+
 def test_long_video_slow_motion_needs_two_images(model):
     with pytest.raises(InputError, match="at least 2 images"):
         N["MarDiniLongVideo"]().generate(model, FakeVAE(32), torch.rand(1, 32, 32, 3), "slow motion", 20, 0, 1, 1.0, 0, 0.0)

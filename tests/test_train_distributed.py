@@ -41,9 +41,15 @@ def train_args(out: Path, data: Path, cache: Path, *extra: str, config: Path, st
             "--steps", str(steps), "--threads", "1", "--json", *extra]
 
 
+def launcher_env(out: Path) -> dict:
+    """The launchers' environment, their temporary folders (torchelastic_*) inside the test's own, which pytest clears."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return {**ENV, "TMPDIR": str(out.parent)}
+
+
 def torchrun(out: Path, data: Path, cache: Path, *extra: str, config: Path = STAGES / "tiny_stage1.toml", steps: int = 8):
     cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", *train_args(out, data, cache, *extra, config=config, steps=steps)]
-    proc = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, env=launcher_env(out), cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -60,7 +66,7 @@ def two_nodes(out: Path, data: Path, cache: Path, *extra: str, config: Path, ste
     for i in range(2):
         log = out.parent / f"{out.name}-{port}-node{i}.log"
         with log.open("w") as err:  # a file, not a pipe: a waiting test never blocks a chatty launcher
-            nodes.append(subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True))
+            nodes.append(subprocess.Popen(cmd, env=launcher_env(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True))
         nodes[-1].log = log
     return nodes
 
