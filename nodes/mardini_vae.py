@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mardini_core.vae import MARDINI_TAE, run_frames, load_vae
+from mardini_core.vae import MARDINI_TAE, load_vae, run_frames
 
 from . import comfy_bridge
 from .comfy_vae import pack, unpack

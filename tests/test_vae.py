@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mardini_core.data import shared_dir
 from mardini_core.errors import CheckpointError, InputError
-from mardini_core.vae import TinyAEConfig, TinyAutoencoder, run_frames, load_mardini_tae, load_vae, save_mardini_tae
+from mardini_core.vae import TinyAEConfig, TinyAutoencoder, load_mardini_tae, load_vae, run_frames, save_mardini_tae
 from mardini_core.vae.distill import DistillConfig, distil
 from mardini_core.vae.quality import evaluation_frames, psnr, reconstruction_psnr
 
