@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from mardini_core.errors import InputError
-from mardini_core.generation import Hooks, Sampling, from_model_space, resolve, sample
+from mardini_core.generation import Hooks, Sampling, from_model_space, sample
+from mardini_core.generation.window import reads_plan
 from mardini_core.generation.settings import SAMPLERS
 
 from . import comfy_bridge
@@ -89,21 +90,20 @@ class MarDiniSampler(MarDiniNode):
 
     def check_lazy_status(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True,
                           fidelity=-1.0, sampler="ddim"):
-        """ComfyUI asks which lazy inputs to compute: the plan only where the sampler reads it, so the Planner node
-        is not run where the window's sample is its anchor (settings.Resolved.keeps_anchor)."""
+        """ComfyUI asks which lazy inputs to compute: the plan only where the sampler reads it (`reads_plan`), so the
+        Planner node is not run where the window's sample is its anchor."""
         if plan is not None:
             return []
         try:
-            settings = resolve(sampling_from_widgets(steps, guidance, seed, eta, fidelity, sampler, guidance_follows_mask),
-                               mask, model.config)
+            sampling = sampling_from_widgets(steps, guidance, seed, eta, fidelity, sampler, guidance_follows_mask)
         except InputError:
             return ["plan"]  # sample() names the bad widget
-        return [] if settings.keeps_anchor else ["plan"]
+        return ["plan"] if reads_plan(sampling, mask, model.config) else []
 
     def sample(self, model, plan, latents, mask, steps, guidance, seed, eta, guidance_follows_mask=True, fidelity=-1.0,
                sampler="ddim"):
         sampling = sampling_from_widgets(steps, guidance, seed, eta, fidelity, sampler, guidance_follows_mask)
-        if plan is None and not resolve(sampling, mask, model.config).keeps_anchor:
+        if plan is None and reads_plan(sampling, mask, model.config):
             raise InputError("this clip's sampler reads the plan: connect MarDini Planner's plan")
         if plan is not None:
             same_mask(plan.mask, mask, "plan")

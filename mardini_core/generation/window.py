@@ -110,11 +110,16 @@ def checked_mask(windows: Sequence[Encoded], config: MarDiniConfig) -> FrameMask
     return mask
 
 
+def reads_plan(sampling: Sampling, mask: FrameMask, config: MarDiniConfig) -> bool:
+    """Whether sampling a window of `mask` reads the planner's signal: not where its sample is its anchor
+    whatever the networks say (settings.Resolved.keeps_anchor; the sampler then calls no network either)."""
+    return not resolve(sampling, mask, config).keeps_anchor
+
+
 def plan_for(model, windows: Sequence[Encoded], sampling: Sampling) -> torch.Tensor | None:
-    """Stage 2 where stage 3 reads it: None where the windows' sample is their anchor whatever the networks
-    say (settings.Resolved.keeps_anchor; the sampler then calls no network either)."""
+    """Stage 2 where stage 3 reads it (`reads_plan`), else None."""
     mask = checked_mask(windows, model.config)
-    return None if resolve(sampling, mask, model.config).keeps_anchor else plan(model, windows)
+    return plan(model, windows) if reads_plan(sampling, mask, model.config) else None
 
 
 @torch.no_grad()
