@@ -3,11 +3,13 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from mardini_core.errors import GenerationInterrupted, InputError, MaskError
+from mardini_core.generation import long_video
 from mardini_core.generation.long_video import batches, schedule_windows, run_schedule
 from mardini_core.interpolation import Dis
 from mardini_core.generation import Hooks, Sampling
 from test_window import TinyVAE, count_calls, images
 from support import live_tiny
+from test_flow_anchor import kept_tiny
 
 
 class CountingVAE(TinyVAE):
@@ -265,3 +267,42 @@ def test_cancel_is_asked_between_every_stage_of_every_window(model, data):
         assert len(calls) == stop_at
     finally:
         hook.remove()
+
+
+class FrameByFrame(CountingVAE):
+    """A frame's latent whatever batch it is encoded in, as the autoencoders run on a CPU (vae.run_frames): a frame
+    made in pixels is encoded later and in another batch than the anchor latent the latent path samples it as."""
+
+    def encode(self, images):
+        return torch.cat([super(FrameByFrame, self).encode(image[None]) for image in images])
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.data())
+def test_windows_made_in_pixels_encode_nothing_and_match_the_latent_path(data):
+    """A window whose frames are its anchor's whatever the networks say (made_in_pixels: the default's calibration
+    between given frames and past an end of two or more) runs no network and encodes nothing; a later window that
+    gives one of its frames encodes that frame then. The video is the one the latent path makes."""
+    model = kept_tiny()
+    total = data.draw(st.integers(3, 24))
+    window = data.draw(st.integers(3, model.config.max_frames))
+    inputs = sorted(data.draw(st.sets(st.integers(0, total - 1), min_size=1, max_size=min(total - 1, 4))))
+    plan = schedule_windows(total, inputs, window, data.draw(st.integers(1, window - 1)))
+    sampling = Sampling(steps=2, seed=data.draw(st.integers(0, 2**31)))
+    img = images(len(inputs), seed=total)
+    pixel_windows = [w for w in plan if long_video.made_in_pixels(sampling, w.mask, model.config, True)]
+    log, planner_calls = [], count_calls(model.planner)
+    fast = run_schedule(plan, model, FrameByFrame(log), img, sampling, interpolator=Dis(), batch=1)
+    assert len(planner_calls) == len(plan) - len(pixel_windows)
+    latent_windows = [w for w in plan if w not in pixel_windows]
+    given = {p for w in latent_windows for p in w.given}  # frames some latent window gives
+    sampled = {p for w in latent_windows for p in w.generated}  # frames that keep the latent they were sampled as
+    anchors = sum(len(w.generated) for w in latent_windows)  # the latents of the latent windows' anchors
+    encoded = [kind for kind, _, _ in log if kind == "encode"]
+    assert len(encoded) == len(given) + len(given - sampled) + anchors  # the planner's scale, then the DM's, once each
+    assert len(log) - len(encoded) <= 2 * anchors  # decodes: D(z) and R(A) of the latent windows' generated frames
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(long_video, "made_in_pixels", lambda *args: False)
+        slow = run_schedule(plan, model, FrameByFrame([]), img, sampling, interpolator=Dis(), batch=1)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
+    assert torch.equal(fast[inputs], img)

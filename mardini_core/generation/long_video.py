@@ -12,7 +12,10 @@ runs. Known frames (the inputs, then everything generated so far) are filled in 
 
 Every window asks the model for at most its window of frames and gives it at least one frame; the
 planner runs once per window (windows of one level with one mask are planned and sampled together).
-No frame is encoded or decoded twice, and a frame no later window gives is not encoded at all.
+No frame is encoded or decoded twice, and a frame no later window gives is not encoded at all. A window
+whose frames are its anchor's whatever the networks say (window.made_in_pixels: between given frames, the
+embedded model's) is made in pixel space and encodes nothing; a later window that gives one of its
+frames encodes that frame then.
 A loop is the gap between an image and itself one period later.
 """
 from __future__ import annotations
@@ -26,7 +29,10 @@ from ..errors import InputError, MaskError
 from ..masks import FrameMask
 from .latents import check_vae, decode_frames, encode_scaled, network_device
 from .settings import NO_HOOKS, Hooks, Sampling
-from .window import Encoded, anchor_kept, assemble, frames_to_decode, interpolator_for, plan_for, sample, stop, window_anchor
+from .window import (
+    Encoded, anchor_kept, anchor_window, assemble, frames_to_decode, interpolator_for, made_in_pixels, plan_for, sample, stop,
+    window_anchor,
+)
 
 
 @dataclass(frozen=True)
@@ -155,8 +161,9 @@ class KnownFrames:
     """The frames known so far, by global index, with each frame's latents and decoding made at most once.
 
     A generated frame keeps the DM latent it was sampled as (no VAE round trip); a frame's planner
-    latent (and an input's DM latent) is encoded from its pixels, and its decoding made, when a window
-    first gives it: frames no later window gives are never encoded.
+    latent (and the DM latent of an input or of a frame made in pixels) is encoded from its pixels, and
+    its decoding made, when a window first gives it: frames no later window gives are never encoded.
+    (A frame made in pixels is its anchor A, whose DM latent E(A) is what the window would have sampled.)
     """
 
     def __init__(self, vae, config, schedule: WindowSchedule, images: torch.Tensor):
@@ -186,10 +193,17 @@ class KnownFrames:
         self.decoded.update((w.frames[n], d) for n, d in fresh.items() if w.frames[n] in self.reread)
         return torch.stack([fresh[n] if n in fresh else self.decoded[w.frames[n]] for n in indices])
 
-    def add(self, w: Window, pixels: torch.Tensor, latents: torch.Tensor) -> None:
-        """Record the window's generated frames: pixels (K, 3, H, W) and latents (K, C, h, w)."""
+    def given_pixels(self, w: Window) -> torch.Tensor:
+        """The window's given frames' pixels (S, 3, H, W), without their latents."""
+        return torch.stack([self.pixels[p] for p in w.given])
+
+    def add(self, w: Window, pixels: torch.Tensor, latents: torch.Tensor | None = None) -> None:
+        """Record the window's generated frames: pixels (K, 3, H, W) and latents (K, C, h, w), none for a window
+        made in pixels."""
         for n in w.mask.generated_indices:
-            self.pixels[w.frames[n]], self.high[w.frames[n]] = pixels[n], latents[n]
+            self.pixels[w.frames[n]] = pixels[n]
+            if latents is not None:
+                self.high[w.frames[n]] = latents[n]
 
 
 def batches(schedule: WindowSchedule, size: int) -> list[list[int]]:
@@ -248,6 +262,12 @@ def run_schedule(
             if hooks.window is not None:
                 hooks.window(i, schedule[i])
         stop(hooks, f"before window {indices[0] + 1} of {len(schedule)}")
+        if made_in_pixels(sampling, schedule[indices[0]].mask, config, restore_detail):  # one mask per batch
+            for i in indices:
+                known.add(schedule[i], anchor_window(known.given_pixels(schedule[i]), schedule[i].mask, interpolator))
+                if hooks.step is not None:
+                    hooks.step(1, 1, None)  # one pass, as the sampler reports a kept window; no latents to preview
+            continue
         given = [(schedule[i].mask, known.given(schedule[i])) for i in indices]
         stop(hooks, "after encoding")
         windows = [Encoded(mask, pixels, high, low, window_anchor(vae, pixels, high, mask, config, interpolator))

@@ -21,8 +21,9 @@ SAMPLERS = ("ddim", "dpmpp_2m")  # ComfyUI's names for the same solvers (sampler
 MAX_STEPS = 10_000  # more would only allocate (steps=10**12 asked torch for 4 TB) and never finish
 PAPER_GUIDANCE = 2.5  # the paper's guidance where a generated end has no given frame beyond it (Appendix B)
 
-# callback(step, total, x0_preview (B, K, C, H, W) model-space latents with references in place)
-StepCallback = Callable[[int, int, torch.Tensor], None]
+# callback(step, total, x0_preview (B, K, C, H, W) model-space latents with references in place; None for a long
+# video's window made in pixels (window.made_in_pixels), which has no latents and reports one pass)
+StepCallback = Callable[[int, int, torch.Tensor | None], None]
 
 
 def check(settings: "Sampling | Resolved") -> None:

@@ -59,14 +59,19 @@ def window_anchor(vae, images: torch.Tensor, high: torch.Tensor, mask: FrameMask
     (interpolation/anchors.py), encoded."""
     if config.anchor != "flow":
         return Anchor(config.anchor)
-    clip = arrange(mask, images.float().cpu())[0]  # (K, 3, H, W)
-    frames = anchor_frames(np.ascontiguousarray(clip.permute(0, 2, 3, 1).numpy()), list(mask.given), interpolator)
-    pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    pixels = anchor_pixels(images, mask, interpolator)
     latents = arrange(mask, high)[0].clone()
     generated = list(mask.generated_indices)
     if generated:
         latents[generated] = encode_scaled(vae.encode, pixels[generated], config, vae.downscale, 1).to(latents)
     return Anchor("flow", pixels, latents)
+
+
+def anchor_pixels(images: torch.Tensor, mask: FrameMask, interpolator: Interpolator) -> torch.Tensor:
+    """A flow anchor's pixels (K, 3, H, W): the given images (S, 3, H, W) in place, the interpolator's frames between."""
+    clip = arrange(mask, images.float().cpu())[0]  # (K, 3, H, W)
+    frames = anchor_frames(np.ascontiguousarray(clip.permute(0, 2, 3, 1).numpy()), list(mask.given), interpolator)
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)
 
 
 def interpolator_for(model, interpolator: Interpolator | None) -> Interpolator | None:
@@ -114,6 +119,21 @@ def reads_plan(sampling: Sampling, mask: FrameMask, config: MarDiniConfig) -> bo
     """Whether sampling a window of `mask` reads the planner's signal: not where its sample is its anchor
     whatever the networks say (settings.Resolved.keeps_anchor; the sampler then calls no network either)."""
     return not resolve(sampling, mask, config).keeps_anchor
+
+
+def made_in_pixels(sampling: Sampling, mask: FrameMask, config: MarDiniConfig, restore_detail: bool) -> bool:
+    """Whether a window's frames are its flow anchor's pixels whatever the networks say: its sample is the anchor's
+    latents (`reads_plan` is false) and detail restoration puts each generated frame back as A + D(z) - R(A) = A.
+    Such a window needs no latent at all (`anchor_window`): nothing is encoded, planned, sampled or decoded for it."""
+    return restore_detail and config.anchor == "flow" and not reads_plan(sampling, mask, config)
+
+
+def anchor_window(images: torch.Tensor, mask: FrameMask, interpolator: Interpolator) -> torch.Tensor:
+    """The frames (K, 3, H, W) of a window `made_in_pixels`, from its given images (S, 3, H, W): what `assemble`
+    makes of its sample, the given images exact and every generated frame kept (A + 0 - 0, clamped)."""
+    pixels = anchor_pixels(images, mask, interpolator)
+    nothing = torch.zeros_like(pixels)  # D(z) and R(A) of kept frames: never decoded (`anchor_kept`)
+    return assemble_frames(nothing, images.float().cpu(), mask, (pixels, nothing))
 
 
 def plan_for(model, windows: Sequence[Encoded], sampling: Sampling) -> torch.Tensor | None:
