@@ -252,13 +252,13 @@ EXAMPLE_IMAGES = ("The example pictures are frames of Big Buck Bunny (c) Blender
                   "into ComfyUI's input folder when the pack loaded. Pick your own in Load Image (any size: 'fit' "
                   "crops them to multiples of 32).")
 TIMES = {  # "Prompt executed in", all templates run one after another in one fresh ComfyUI 0.33 (CPU, 2 shared cores), ../shared/tools comfy_ui_check.js --run
-    "image to video": "56 s",
+    "image to video": "58 s",
     "interpolation": "3 s",
-    "loop": "4 s (16 frames)",
+    "loop": "3 s (16 frames)",
     "expansion": "3 s",
-    "slow motion": "6 s (25 frames)",
+    "slow motion": "4 s (25 frames)",
     "novel view": "3 s",
-    "smoother": "6 s (17 frames in, 33 out)",
+    "smoother": "3 s (17 frames in, 33 out)",
 }
 
 
