@@ -1,7 +1,8 @@
 """One window of generation in four stages: encode -> plan -> sample -> decode.
 
 `generate` runs them in a row; the long video (long_video.py) runs them window after window, in
-batches; the ComfyUI nodes call one stage each (VAE Encode, Planner, Sampler, Frame Assembler); the
+batches (a window whose frames are its anchor's whatever the networks say needs none of them:
+`made_in_pixels`, `anchor_window`); the ComfyUI nodes call one stage each (VAE Encode, Planner, Sampler, Frame Assembler); the
 bench times them. (The training preview samples a training clip with the sampler's kernel: a training
 mask may give no frame, which no window takes.) Every check a stage needs lives in that stage, so each
 path through them is checked alike.
