@@ -150,7 +150,8 @@ def test_math_backend_matches_sdpa():
 @pytest.mark.parametrize("unconditional", [0, 1])
 def test_sampling_cache_matches_full_computation(name, given, unconditional):
     """Steps through the cache compute the masked frames alone, the same as the full generator; the
-    unconditional CFG clip (plan = Z_uncond) skips its cross-attention and still matches."""
+    unconditional CFG clip (plan = Z_uncond, the same latents) skips its cross-attention, and the first
+    block's spatial and frame-mixing sub-layers, where it equals the conditional clip, and still matches."""
     model = live_tiny(name=name).double()
     for block in model.generator.blocks:  # make the cross-attention branch live
         torch.nn.init.normal_(block.cross.proj.weight, std=0.05)
@@ -161,13 +162,19 @@ def test_sampling_cache_matches_full_computation(name, given, unconditional):
     plan = model.planner(torch.randn(2, k, 32, 4, 6, dtype=torch.float64), masked)
     if unconditional:
         plan = torch.cat([plan[:1], model.generator.uncond_plan_like(plan[1:])])  # CFG halves: cond + uncond
+        z[1] = z[0]
     cache = model.generator.sampling_cache(z, plan, masked, unconditional=unconditional)
+    rows = []  # clips each block's spatial attention computes at a step
+    for block in model.generator.blocks:
+        block.spatial.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
     assert torch.equal(cache.masked_frames, masked[0].nonzero().flatten())
     assert len(cache.frame_kv) == len(cache.plan) == model.config.generator.depth
     for t in (0.9, 0.3):  # the same cache serves every step
         tt = torch.full((2,), t, dtype=torch.float64)
         full = model.generator(z, tt, plan, masked)
+        rows.clear()
         fast = model.generator(z, tt, plan, masked, cache=cache)
+        assert rows == [2 - unconditional] + [2] * (len(model.generator.blocks) - 1)
         torch.testing.assert_close(fast[masked], full[masked], rtol=1e-9, atol=1e-9)
         assert torch.equal(fast[~masked], torch.zeros_like(fast[~masked]))
 

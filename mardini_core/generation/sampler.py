@@ -68,7 +68,8 @@ def _cfg_batch(model, z: torch.Tensor, plan: torch.Tensor | None, masked: torch.
 
 
 def guided_velocity(model, z_t, t, plan, masked, guidance: float, cache=None, anchor=None) -> torch.Tensor:
-    """v = v_uncond + g (v_cond - v_uncond), conditional and unconditional in one batched call."""
+    """v = v_uncond + g (v_cond - v_uncond), conditional and unconditional in one batched call (the halves share
+    latents, times and anchor, so with a cache the generator's first block runs its first sub-layers once for both)."""
     z, p, m = _cfg_batch(model, z_t, plan, masked, guidance)
     a = None if anchor is None else anchor.repeat(z.shape[0] // anchor.shape[0], 1, 1, 1, 1)
     v = model.generator(z, t.repeat(z.shape[0] // t.shape[0]), p, m, cache=cache, anchor=a).float()

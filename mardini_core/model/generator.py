@@ -39,11 +39,16 @@ class GeneratorBlock(nn.Module):
         self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.mlp = MLP(d, cfg.mlp)
 
-    def forward(self, x, c, plan, rotations, groups, mixing, backend, frame_kv=None):
-        # x: (B, K, N, D); c: (B, K or 1, D) time embedding per frame; plan: (B, K, M, Dp) or a PlanCache
+    def forward(self, x, c, plan, rotations, groups, mixing, backend, frame_kv=None, mirrored=0):
+        # x: (B - mirrored, K, N, D); c: (B, K or 1, D) time embedding per frame; plan: (B, K, M, Dp) or a PlanCache.
+        # `mirrored` (the first block, sampling with guidance): the batch's last clips repeat its first ones up to the
+        # cross-attention (CFG's unconditional half), so x holds only the others until then
         s1, sc1, g1, s2, sc2, g2, s3, sc3, g3 = self.ada(F.silu(c))[:, :, None].chunk(9, dim=-1)
-        x = torch.addcmul(x, g1, self.spatial(modulate(self.norm1(x), s1, sc1), rotations, groups, Attention.SPATIAL, backend))
-        x = torch.addcmul(x, g2, self.mixing(modulate(self.norm2(x), s2, sc2), rotations, groups, mixing, backend, frame_kv))
+        n = len(c) - mirrored
+        x = torch.addcmul(x, g1[:n], self.spatial(modulate(self.norm1(x), s1[:n], sc1[:n]), rotations, groups, Attention.SPATIAL, backend))
+        x = torch.addcmul(x, g2[:n], self.mixing(modulate(self.norm2(x), s2[:n], sc2[:n]), rotations, groups, mixing, backend, frame_kv))
+        if mirrored:
+            x = torch.cat([x, x[:mirrored]])
         x = x + self.cross(self.norm_cross(x), plan, backend)
         return torch.addcmul(x, g3, self.mlp(modulate(self.norm3(x), s3, sc3)))
 
@@ -59,6 +64,7 @@ class SamplingCache:
     rotations: torch.Tensor  # (Km, N, 1, Dh/2)
     frame_kv: list[FrameKV]  # per block
     plan: list[PlanCache]  # per block
+    unconditional: int = 0  # the batch's last clips: CFG's unconditional half, the first ones' copies but for the plan
 
 
 def generator_rotations(frames: torch.Tensor, rows: int, cols: int, head_dim: int) -> torch.Tensor:
@@ -134,7 +140,9 @@ class Generator(FrameTransformer):
         `anchor` (B, K, C, H, W): the anchor's latents with the given frames in place (anchor.py);
         read by flow-anchored models only. With a `cache` from `sampling_cache`, only the masked
         frames are computed (the v of reference frames is then returned as zeros; samplers never use it)
-        and the plan comes from the cache.
+        and the plan comes from the cache. A cache's `unconditional` clips must repeat the first ones in z_t,
+        t and anchor (classifier-free guidance's halves): the first block computes them only from its
+        cross-attention on, where their plans part.
         """
         plan = self._check(z_t, t, plan, masked)
         if self.sees_anchor and (anchor is None or anchor.shape != z_t.shape):
@@ -146,11 +154,11 @@ class Generator(FrameTransformer):
             c = self.time(torch.where(masked, t[:, None].float(), torch.zeros((), device=t.device)))  # refs at t = 0
             x = self.run_blocks(x, c, plan, rotations, FrameGroups(masked), mixing, backend)
             return self._output(x, c, rows)
-        frames = cache.masked_frames
-        x, rows, _ = self._embed(z_t[:, frames], None if anchor is None else anchor[:, frames])
+        frames, n = cache.masked_frames, z_t.shape[0] - cache.unconditional
+        x, rows, _ = self._embed(z_t[:n, frames], None if anchor is None else anchor[:n, frames])
         c = self.time(t[:, None].float())  # (B, 1, D): every masked frame is at time t
-        for block, frame_kv, plan in zip(self.blocks, cache.frame_kv, cache.plan):
-            x = block(x, c, plan, cache.rotations, None, mixing, backend, frame_kv)
+        for i, (block, frame_kv, plan) in enumerate(zip(self.blocks, cache.frame_kv, cache.plan)):
+            x = block(x, c, plan, cache.rotations, None, mixing, backend, frame_kv, cache.unconditional if i == 0 else 0)
         out = torch.zeros(z_t.shape, dtype=x.dtype, device=x.device)
         out[:, frames] = self._output(x, c, rows)
         return out
@@ -183,6 +191,7 @@ class Generator(FrameTransformer):
             rotations=self._rotations(masked_frames, rows, cols),
             frame_kv=[FrameKV(len(masked_frames), len(ref_frames)) for _ in self.blocks],
             plan=[PlanCache(plan[:clips, masked_frames], uncond) for _ in self.blocks],
+            unconditional=unconditional,
         )
         if len(ref_frames):
             given = reference[:, ref_frames]

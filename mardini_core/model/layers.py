@@ -83,11 +83,13 @@ class FrameKV:
         return v
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The masked frames' k, v (B, Km, N, H, Dh) -> every frame's keys and values."""
+        """The masked frames' k, v (b, Km, N, H, Dh) of the batch's first b clips (all but CFG's mirrored half in
+        the first block, generator.GeneratorBlock) -> those clips' keys and values over every frame."""
         if self.references == 0:
             return k, v
-        self.k[:, self.references :], self.v[:, self.references :] = k, v
-        return self.k, self.v
+        b = k.shape[0]
+        self.k[:b, self.references :], self.v[:b, self.references :] = k, v
+        return self.k[:b], self.v[:b]
 
 
 @dataclass
