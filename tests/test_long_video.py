@@ -226,6 +226,8 @@ class CrossFade:
     deep interpolator amplifies that, and so does DIS, whose 8-bit input moves its flow by a pixel when a value
     crosses a step. A cross-fade passes the rounding on unamplified."""
 
+    name = "cross-fade"
+
     def pair(self, first, last):
         return SimpleNamespace(at=lambda times: np.stack([(1 - t) * first + t * last for t in times]).astype(np.float32))
 
@@ -318,3 +320,30 @@ def test_windows_made_in_pixels_encode_nothing_and_match_the_latent_path(data):
         slow = run_schedule(plan, model, FrameByFrame([]), img, sampling, interpolator=Dis(), batch=1)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
     assert torch.equal(fast[inputs], img)
+
+
+class Broken:
+    """An interpolator whose frames at some times are not finite (a half-precision checkpoint overflowing)."""
+
+    name = "broken"
+
+    def __init__(self, bad: float, at: int):
+        self.bad, self.bad_at = bad, at
+
+    def pair(self, first, last):
+        def at(times):
+            frames = CrossFade().pair(first, last).at(times)
+            frames[min(self.bad_at, len(frames) - 1)] = self.bad
+            return frames
+        return SimpleNamespace(at=at)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.sampled_from([float("nan"), float("inf"), -float("inf")]), st.integers(0, 6), st.booleans())
+def test_an_interpolator_making_non_finite_frames_is_named_on_every_path(bad, at, restore_detail):
+    """A window made in pixels takes the anchor's frames as they come, so they are checked where they are made:
+    one line naming the interpolator and the fix, on the pixel path and on the latent path alike."""
+    plan = schedule_windows(17, [0, 8, 16], 9)
+    with pytest.raises(InputError, match=r"interpolator \(broken\) made NaN or infinite frames.*float32"):
+        run_schedule(plan, kept_tiny(), TinyVAE(), images(3), Sampling(steps=1), restore_detail=restore_detail,
+                     interpolator=Broken(bad, at))

@@ -69,9 +69,13 @@ def window_anchor(vae, images: torch.Tensor, high: torch.Tensor, mask: FrameMask
 
 
 def anchor_pixels(images: torch.Tensor, mask: FrameMask, interpolator: Interpolator) -> torch.Tensor:
-    """A flow anchor's pixels (K, 3, H, W): the given images (S, 3, H, W) in place, the interpolator's frames between."""
+    """A flow anchor's pixels (K, 3, H, W): the given images (S, 3, H, W) in place, the interpolator's frames between.
+    Checked here, where a window's frames may come from them alone (`anchor_window`)."""
     clip = arrange(mask, images.float().cpu())[0]  # (K, 3, H, W)
     frames = anchor_frames(np.ascontiguousarray(clip.permute(0, 2, 3, 1).numpy()), list(mask.given), interpolator)
+    if not np.isfinite(frames).all():
+        raise InputError(f"the anchor's interpolator ({interpolator.name}) made NaN or infinite frames; "
+                         "run it in float32, or choose another interpolator (the loader's interpolator, the CLI's --interpolator)")
     return torch.from_numpy(frames).permute(0, 3, 1, 2)
 
 
