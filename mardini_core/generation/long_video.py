@@ -30,7 +30,7 @@ from ..masks import FrameMask
 from .latents import check_vae, decode_frames, encode_scaled, network_device
 from .settings import NO_HOOKS, Hooks, Sampling
 from .window import (
-    Encoded, anchor_kept, anchor_window, assemble, frames_to_decode, interpolator_for, made_in_pixels, plan_for, sample, stop,
+    Encoded, anchor_window, assemble, frames_to_decode, interpolator_for, made_in_pixels, plan_for, sample, stop,
     window_anchor,
 )
 
@@ -181,13 +181,11 @@ class KnownFrames:
             if missing:
                 images = torch.stack([self.pixels[p] for p in missing])
                 store.update(zip(missing, encode_scaled(self.vae.encode, images, self.config, self.vae.downscale, factor)))
-        return tuple(torch.stack([store[p] for p in w.given]) for store in (self.pixels, self.high, self.low))
+        return (self.given_pixels(w), *(torch.stack([store[p] for p in w.given]) for store in (self.high, self.low)))
 
     def decodings(self, w: Window, latents: torch.Tensor, indices: list[int]) -> torch.Tensor:
         """Decodings (D, 3, H, W) of the window's frames at `indices`, from `latents` (K, C, h, w),
         each frame decoded once over the whole schedule."""
-        if not indices:
-            return torch.zeros(0)
         missing = [n for n in indices if w.frames[n] not in self.decoded]
         fresh = dict(zip(missing, decode_frames(self.vae, latents[missing], self.config).cpu())) if missing else {}
         self.decoded.update((w.frames[n], d) for n, d in fresh.items() if w.frames[n] in self.reread)
@@ -274,9 +272,9 @@ def run_schedule(
                    for mask, (pixels, high, low) in given]
         stop(hooks, "after the anchor")
         latents = sample(model, windows, plan_for(model, windows, sampling), sampling, [sampling.seed + i for i in indices], hooks)
-        for i, window, z in zip(indices, windows, latents):
-            w, kept = schedule[i], anchor_kept(window, restore_detail, z)
-            decoded = known.decodings(w, z, frames_to_decode(w.mask, window.anchor, restore_detail, kept))
+        for i, window, z in zip(indices, windows, latents):  # (a window whose sample is its anchor was made in pixels)
+            w = schedule[i]
+            decoded = known.decodings(w, z, frames_to_decode(w.mask, window.anchor, restore_detail))
             stop(hooks, "after decoding")
-            known.add(w, assemble(decoded, window, restore_detail, lambda anchor: decode_frames(vae, anchor, config).cpu(), kept), z)
+            known.add(w, assemble(decoded, window, restore_detail, lambda anchor: decode_frames(vae, anchor, config).cpu()), z)
     return torch.stack([known.pixels[p] for p in range(schedule.total)])
